@@ -1,0 +1,2 @@
+// TODO(in progress)
+#include "autograd/dot.hpp"

@@ -1,0 +1,73 @@
+// Reverse topological order (iterative DFS) and the backward pass over it.
+#include "autograd/engine.hpp"
+
+#include <unordered_set>
+#include <utility>
+
+namespace ag {
+
+std::vector<Variable> reverse_topological_order(const Variable& output, bool include_constants) {
+  std::vector<Variable> post_order;
+  std::unordered_set<const void*> visited{output.id()};
+  // Each frame is a Variable and the index of the next input of its node to visit.
+  std::vector<std::pair<Variable, std::size_t>> stack{{output, 0}};
+  while (!stack.empty()) {
+    auto& [v, next] = stack.back();
+    const Node* node = v.node().get();
+    if (node && next < node->inputs.size()) {
+      const Variable& input = node->inputs[next++];
+      if ((include_constants || input.requires_grad()) && visited.insert(input.id()).second)
+        stack.emplace_back(input, 0);  // invalidates v and next; the loop re-reads stack.back()
+      continue;
+    }
+    post_order.push_back(std::move(v));
+    stack.pop_back();
+  }
+  // Post-order puts every input before its consumers; reversed, consumers come first.
+  return {post_order.rbegin(), post_order.rend()};
+}
+
+void backward(const Variable& output, const Tensor& grad_output, bool retain_graph) {
+  if (!output.defined()) fail("backward", "undefined variable");
+  if (!output.requires_grad())
+    fail("backward", "the output does not require grad (no input requires grad, or it was "
+                     "computed under NoGradGuard)");
+  Tensor seed = grad_output;
+  if (!seed.defined()) {
+    if (output.value().numel() != 1)
+      fail("backward", "output of shape " + shape_str(output.shape()) +
+                           " is not a scalar; pass its gradient explicitly");
+    seed = Tensor::ones(output.shape(), output.dtype());
+  }
+
+  const std::vector<Variable> order = reverse_topological_order(output);
+  for (const Variable& v : order)
+    if (v.node() && v.node()->freed)
+      fail("backward", "the graph through '" + v.node()->op +
+                           "' was already freed by an earlier backward; pass retain_graph = true "
+                           "to the first backward to run it twice");
+
+  Variable root = output;
+  root.accumulate_grad(seed, "backward (output gradient)");
+  for (Variable v : order) {
+    Node* node = v.node().get();
+    if (!node) continue;  // a leaf keeps its .grad
+    Tensor grad_output_of_node = std::exchange(v.mutable_grad(), Tensor{});
+    if (grad_output_of_node.defined()) {
+      std::vector<bool> needs(node->inputs.size());
+      for (std::size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].requires_grad();
+      std::vector<Tensor> grads = node->backward(grad_output_of_node, needs);
+      if (grads.size() != node->inputs.size())
+        fail(node->op, "backward returned " + std::to_string(grads.size()) +
+                           " gradients for " + std::to_string(node->inputs.size()) + " inputs");
+      for (std::size_t i = 0; i < grads.size(); ++i)
+        if (needs[i] && grads[i].defined()) node->inputs[i].accumulate_grad(grads[i], node->op);
+    }
+    if (!retain_graph) {
+      node->backward = nullptr;  // releases the tensors the forward saved
+      node->freed = true;
+    }
+  }
+}
+
+}  // namespace ag

@@ -1,0 +1,25 @@
+// The engine: reverse topological order over the graph behind a Variable, and backward.
+#pragma once
+
+#include <vector>
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+/// Every Variable the output depends on through requires-grad edges, each once, ordered so that
+/// every Variable comes after all Variables computed from it (the output first, leaves last).
+/// Iterative depth-first search: the depth of the graph does not touch the C++ stack. The DOT
+/// export walks the same order with `include_constants` so that it also shows non-grad inputs.
+std::vector<Variable> reverse_topological_order(const Variable& output,
+                                                bool include_constants = false);
+
+/// Reverse-mode differentiation: seeds d(output) with `grad_output` (or 1 for a one-element output
+/// when grad_output is undefined), calls each node's backward once in reverse topological order,
+/// and accumulates the results into its inputs. Leaves that require grad keep .grad (summed with
+/// what was there); intermediate gradients are dropped as soon as they have been used. Unless
+/// `retain_graph`, each node's backward and the tensors it saved are released afterwards, and a
+/// second backward through the same graph throws.
+void backward(const Variable& output, const Tensor& grad_output = {}, bool retain_graph = false);
+
+}  // namespace ag

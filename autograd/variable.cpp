@@ -1,0 +1,94 @@
+// Variable state, gradient accumulation, the no-grad flag and op recording.
+#include "autograd/variable.hpp"
+
+#include "autograd/engine.hpp"
+
+namespace ag {
+
+namespace {
+thread_local bool grad_mode = true;
+}
+
+bool grad_enabled() { return grad_mode; }
+
+NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
+NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
+
+Node::Node(std::string op, std::vector<Variable> inputs, BackwardFn backward)
+    : op(std::move(op)), inputs(std::move(inputs)), backward(std::move(backward)) {}
+
+Node::~Node() {
+  // Destroying the last handle to a long chain would otherwise recurse once per op
+  // (Variable -> Node -> input Variable -> Node ...). Instead, whenever we hold the last reference
+  // to an input and to its node, we move that node's inputs onto our own list before letting go.
+  std::vector<Variable> pending = std::move(inputs);
+  while (!pending.empty()) {
+    Variable v = std::move(pending.back());
+    pending.pop_back();
+    if (v.impl_ && v.impl_.use_count() == 1 && v.impl_->node && v.impl_->node.use_count() == 1) {
+      auto& grand_inputs = v.impl_->node->inputs;
+      for (auto& g : grand_inputs) pending.push_back(std::move(g));
+      grand_inputs.clear();
+    }
+  }
+}
+
+Variable::Variable(Tensor value, bool requires_grad, std::string name)
+    : impl_(std::make_shared<Impl>()) {
+  if (!value.defined()) fail("Variable", "cannot wrap an undefined tensor");
+  impl_->value = std::move(value);
+  impl_->requires_grad = requires_grad;
+  impl_->name = std::move(name);
+}
+
+void Variable::set_requires_grad(bool requires_grad) {
+  if (!is_leaf())
+    fail("set_requires_grad", "only leaves can change requires_grad (this is the output of '" +
+                                  impl_->node->op + "'); use detach()");
+  impl_->requires_grad = requires_grad;
+}
+
+void Variable::accumulate_grad(const Tensor& g, std::string_view op) {
+  const Tensor& v = impl_->value;
+  if (g.shape() != v.shape() || g.dtype() != v.dtype())
+    fail(op, "backward produced a gradient of shape " + shape_str(g.shape()) + " " +
+                 std::string(dtype_name(g.dtype())) + " for a value of shape " +
+                 shape_str(v.shape()) + " " + std::string(dtype_name(v.dtype())));
+  if (!impl_->grad.defined()) {
+    // Adopt a gradient nobody else holds; copy one that is shared (e.g. add passes dy to both
+    // inputs), since a later accumulation writes into it in place.
+    impl_->grad = g.is_unique() ? g : g.clone();
+  } else {
+    impl_->grad.add_(g, op);
+  }
+}
+
+void Variable::zero_grad() {
+  if (impl_->grad.defined()) impl_->grad.fill(0.0);
+}
+
+Variable Variable::detach() const { return Variable(impl_->value, false, impl_->name); }
+
+void Variable::backward(bool retain_graph) const { ag::backward(*this, {}, retain_graph); }
+
+void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
+  ag::backward(*this, grad_output, retain_graph);
+}
+
+bool needs_grad(const std::vector<Variable>& inputs) {
+  if (!grad_mode) return false;
+  for (const auto& v : inputs)
+    if (v.defined() && v.requires_grad()) return true;
+  return false;
+}
+
+Variable record(Tensor value, std::string op, std::vector<Variable> inputs, BackwardFn backward) {
+  Variable out(std::move(value));
+  if (needs_grad(inputs)) {
+    out.impl_->requires_grad = true;
+    out.impl_->node = std::make_shared<Node>(std::move(op), std::move(inputs), std::move(backward));
+  }
+  return out;
+}
+
+}  // namespace ag

@@ -1,0 +1,119 @@
+// Variable (a tensor that remembers the node that made it), Node (one recorded op on the tape),
+// gradient accumulation, and the no-grad guard. The traversal lives in engine.hpp.
+#pragma once
+
+#include <functional>
+#include <utility>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autograd/tensor.hpp"
+
+namespace ag {
+
+class Variable;
+
+/// An op's backward: given the gradient of its output, return one gradient per input, in input
+/// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
+/// so an op can skip work nobody needs (the gradient of the input image, say).
+using BackwardFn =
+    std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<bool>& needs)>;
+
+/// One recorded op. The node owns its inputs (the graph's edges) and its backward closure, which
+/// holds the tensors saved by the forward by value and never the output, so there are no cycles.
+struct Node {
+  std::string op;                // "conv2d", "relu", ...
+  std::vector<Variable> inputs;  // edges, in data-flow order: inputs -> this node's output
+  BackwardFn backward;           // empty once the graph has been freed
+  bool freed = false;            // backward ran without retain_graph
+
+  Node(std::string op, std::vector<Variable> inputs, BackwardFn backward);
+  /// Releases the chain of inputs iteratively: a 100,000-op graph must not recurse 100,000 deep.
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+};
+
+/// A Variable is a cheap handle (like torch.Tensor): copies share the value, gradient and node.
+/// A leaf is a Variable made by the user (no node); only leaves keep .grad after backward.
+class Variable {
+ public:
+  Variable() = default;  // undefined
+  explicit Variable(Tensor value, bool requires_grad = false, std::string name = {});
+
+  bool defined() const { return impl_ != nullptr; }
+  const Tensor& value() const { return impl_->value; }
+  /// Writable access to the value, for optimisers updating parameters in place.
+  Tensor& mutable_value() { return impl_->value; }
+  const Shape& shape() const { return impl_->value.shape(); }
+  DType dtype() const { return impl_->value.dtype(); }
+
+  /// The accumulated gradient; undefined until a backward reaches this Variable.
+  const Tensor& grad() const { return impl_->grad; }
+  Tensor& mutable_grad() { return impl_->grad; }
+  bool has_grad() const { return impl_->grad.defined(); }
+  bool requires_grad() const { return impl_->requires_grad; }
+  /// Only leaves may change this: an op's output requires grad exactly when one of its inputs does.
+  void set_requires_grad(bool requires_grad);
+
+  /// The node that produced this Variable, or null for a leaf.
+  const std::shared_ptr<Node>& node() const { return impl_->node; }
+  bool is_leaf() const { return impl_->node == nullptr; }
+  /// A display name (parameters carry theirs, e.g. "conv1.weight"), used by the DOT export.
+  const std::string& name() const { return impl_->name; }
+  void set_name(std::string name) { impl_->name = std::move(name); }
+
+  /// grad += g, checking shape and dtype: a wrong backward fails here, where it happens.
+  void accumulate_grad(const Tensor& g, std::string_view op);
+  /// Sets the gradient to zero in place (keeping its buffer) if it has one.
+  void zero_grad();
+  /// The same value, cut off from the graph (a new leaf that does not require grad).
+  Variable detach() const;
+
+  /// Reverse-mode differentiation from this Variable; see engine.hpp.
+  void backward(bool retain_graph = false) const;
+  void backward(const Tensor& grad_output, bool retain_graph = false) const;
+
+  /// Identity of the shared state; two handles to the same Variable compare equal.
+  const void* id() const { return impl_.get(); }
+  long use_count() const { return impl_.use_count(); }
+
+ private:
+  struct Impl {
+    Tensor value;
+    Tensor grad;
+    bool requires_grad = false;
+    std::shared_ptr<Node> node;
+    std::string name;
+  };
+  std::shared_ptr<Impl> impl_;
+
+  friend struct Node;
+  friend Variable record(Tensor, std::string, std::vector<Variable>, BackwardFn);
+};
+
+/// True unless a NoGradGuard is alive on this thread.
+bool grad_enabled();
+
+/// While alive, ops record nothing and keep no activations: for inference and optimiser steps.
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+/// True when gradients are being recorded and at least one of `inputs` requires grad. Ops call it
+/// before saving anything for backward, so inference saves nothing.
+bool needs_grad(const std::vector<Variable>& inputs);
+
+/// Wraps an op's forward result. If needs_grad(inputs), records a node with the inputs and the
+/// backward; otherwise returns a plain Variable and drops the backward (and what it saved).
+Variable record(Tensor value, std::string op, std::vector<Variable> inputs, BackwardFn backward);
+
+}  // namespace ag

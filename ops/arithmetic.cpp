@@ -1,0 +1,2 @@
+// TODO(in progress): implementation being written.
+#include "ops/arithmetic.hpp"

@@ -1,0 +1,24 @@
+// Element-wise arithmetic with NumPy/PyTorch broadcasting, and reductions.
+#pragma once
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+/// y = a + b, broadcasting trailing dimensions as PyTorch does (e.g. [N, C] + [C]).
+/// da = sum of dy over a's broadcast dimensions, likewise db.
+Variable add(const Variable& a, const Variable& b);
+
+/// y = a * b element-wise, broadcasting as add.  da = dy * b,  db = dy * a (each reduced).
+Variable mul(const Variable& a, const Variable& b);
+
+/// y = sum of all elements, shape [].  dx = dy broadcast to x's shape.
+Variable sum(const Variable& x);
+
+/// y = mean of all elements, shape [].  dx = dy / numel broadcast to x's shape.
+Variable mean(const Variable& x);
+
+/// The broadcast result shape of a and b; throws naming `op` and both shapes if they do not fit.
+Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op);
+
+}  // namespace ag

@@ -1,0 +1,15 @@
+// Matrix products (GEMM through OpenBLAS).
+#pragma once
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+/// y = a b;  da = dy b^T,  db = a^T dy.   a:[M, K]  b:[K, N] -> y:[M, N]
+Variable matmul(const Variable& a, const Variable& b);
+
+/// y = x w^T + b (PyTorch's layout);  dx = dy w,  dw = dy^T x,  db = sum_n dy.
+/// x:[N, in]  w:[out, in]  b:[out] or undefined -> y:[N, out]
+Variable linear(const Variable& x, const Variable& w, const Variable& b = {});
+
+}  // namespace ag

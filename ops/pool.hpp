@@ -1,0 +1,16 @@
+// Pooling, NCHW.
+#pragma once
+
+#include <cstdint>
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+/// y[n, c, i, j] = max over the kernel x kernel window at (i*stride, j*stride); no padding,
+/// Ho = (H - kernel) / stride + 1. The whole gradient of a window goes to one maximum: the first
+/// in row-major order when several tie, as PyTorch does.
+/// x:[N, C, H, W] -> y:[N, C, Ho, Wo];  stride 0 means stride = kernel.
+Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride = 0);
+
+}  // namespace ag

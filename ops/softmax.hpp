@@ -1,0 +1,14 @@
+// Softmax family.
+#pragma once
+
+#include <cstdint>
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+/// y = x - max(x) - log(sum(exp(x - max(x)))) along `dim` (numerically stable);
+/// dx = dy - softmax(x) * sum(dy) along dim.  Shapes: any -> same; dim may be negative.
+Variable log_softmax(const Variable& x, std::int64_t dim);
+
+}  // namespace ag

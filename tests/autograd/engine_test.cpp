@@ -1,0 +1,196 @@
+// The engine on its own, with tiny ops defined here through record(): traversal order, gradient
+// accumulation, graph release, no-grad, and the 100,000-node chain.
+#include "autograd/engine.hpp"
+
+#include <gtest/gtest.h>
+
+#include "autograd/variable.hpp"
+
+using namespace ag;
+
+namespace {
+
+// y = c * x, elementwise.
+Variable scale(const Variable& x, double c) {
+  Tensor y = x.value().clone();
+  for (std::int64_t i = 0; i < y.numel(); ++i) y.set(i, c * y.at(i));
+  return record(std::move(y), "scale", {x}, [c](const Tensor& dy, const std::vector<bool>&) {
+    Tensor dx = dy.clone();
+    for (std::int64_t i = 0; i < dx.numel(); ++i) dx.set(i, c * dx.at(i));
+    return std::vector<Tensor>{dx};
+  });
+}
+
+// y = a * b, elementwise, same shapes.
+Variable times(const Variable& a, const Variable& b) {
+  Tensor y = a.value().clone();
+  for (std::int64_t i = 0; i < y.numel(); ++i) y.set(i, a.value().at(i) * b.value().at(i));
+  Tensor av = a.value(), bv = b.value();
+  return record(std::move(y), "times", {a, b},
+                [av, bv](const Tensor& dy, const std::vector<bool>&) {
+                  Tensor da = dy.clone(), db = dy.clone();
+                  for (std::int64_t i = 0; i < dy.numel(); ++i) {
+                    da.set(i, dy.at(i) * bv.at(i));
+                    db.set(i, dy.at(i) * av.at(i));
+                  }
+                  return std::vector<Tensor>{da, db};
+                });
+}
+
+Variable scalar(double v, bool requires_grad = true) {
+  return Variable(Tensor::full({}, v, DType::Float64), requires_grad);
+}
+
+}  // namespace
+
+TEST(Backward, ChainRuleThroughTwoOps) {
+  Variable x = scalar(3.0);
+  Variable y = scale(times(x, x), 2.0);  // 2 x^2
+  y.backward();
+  EXPECT_DOUBLE_EQ(y.value().item(), 18.0);
+  EXPECT_DOUBLE_EQ(x.grad().item(), 12.0);  // 4 x
+}
+
+TEST(Backward, DiamondAccumulatesBothPaths) {
+  Variable x = scalar(2.0);
+  Variable a = scale(x, 3.0), b = scale(x, 5.0);
+  Variable y = times(a, b);  // 15 x^2 -> 30 x
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 60.0);
+}
+
+TEST(Backward, LeafGradientsAccumulateAcrossCallsUntilZeroed) {
+  Variable x = scalar(1.0);
+  scale(x, 4.0).backward();
+  scale(x, 4.0).backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 8.0);
+  x.zero_grad();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 0.0);
+}
+
+TEST(Backward, ChainOf100000NodesDoesNotOverflowTheStack) {
+  Variable x = scalar(1.0);
+  Variable y = x;
+  for (int i = 0; i < 100000; ++i) y = scale(y, 1.0);
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 1.0);
+  // Destroying the chain must not recurse either (Node's destructor unrolls it).
+  y = Variable();
+  SUCCEED();
+}
+
+TEST(Backward, SecondBackwardThroughFreedGraphThrows) {
+  Variable x = scalar(1.0);
+  Variable y = scale(x, 2.0);
+  y.backward();
+  EXPECT_TRUE(y.node()->freed);
+  EXPECT_THROW(y.backward(), std::invalid_argument);
+}
+
+TEST(Backward, RetainGraphAllowsASecondBackward) {
+  Variable x = scalar(1.0);
+  Variable y = scale(x, 2.0);
+  y.backward(/*retain_graph=*/true);
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 4.0);
+}
+
+TEST(Backward, NonScalarNeedsAnExplicitGradient) {
+  Variable x(Tensor::ones({3}, DType::Float64), true);
+  Variable y = scale(x, 2.0);
+  EXPECT_THROW(y.backward(), std::invalid_argument);
+  y.backward(Tensor::from({3}, {1.0, 2.0, 3.0}, DType::Float64));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{2, 4, 6}));
+}
+
+TEST(Backward, WrongGradientShapeIsCaughtWhereItHappens) {
+  Variable x(Tensor::ones({3}, DType::Float64), true);
+  Variable bad = record(x.value().clone(), "bad_op", {x}, [](const Tensor&, const std::vector<bool>&) {
+    return std::vector<Tensor>{Tensor::ones({2}, DType::Float64)};
+  });
+  try {
+    bad.backward(Tensor::ones({3}, DType::Float64));
+    FAIL() << "expected a throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("bad_op"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Backward, OnlyLeavesKeepGradients) {
+  Variable x = scalar(1.0);
+  Variable h = scale(x, 2.0);
+  Variable y = scale(h, 3.0);
+  y.backward();
+  EXPECT_FALSE(h.has_grad());
+  EXPECT_TRUE(x.has_grad());
+}
+
+TEST(Backward, FreeingTheGraphReleasesWhatTheForwardSaved) {
+  auto saved = std::make_shared<int>(0);  // stands for a saved activation
+  std::weak_ptr<int> watch = saved;
+  Variable x = scalar(1.0);
+  Variable y = record(x.value().clone(), "keeps", {x},
+                      [saved](const Tensor& dy, const std::vector<bool>&) {
+                        return std::vector<Tensor>{dy};
+                      });
+  saved.reset();
+  EXPECT_FALSE(watch.expired());
+  y.backward();
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST(Backward, RetainedGraphKeepsWhatTheForwardSaved) {
+  auto saved = std::make_shared<int>(0);
+  std::weak_ptr<int> watch = saved;
+  Variable x = scalar(1.0);
+  Variable y = record(x.value().clone(), "keeps", {x},
+                      [saved](const Tensor& dy, const std::vector<bool>&) {
+                        return std::vector<Tensor>{dy};
+                      });
+  saved.reset();
+  y.backward(/*retain_graph=*/true);
+  EXPECT_FALSE(watch.expired());
+}
+
+TEST(NoGrad, RecordsNothing) {
+  Variable x = scalar(1.0);
+  NoGradGuard guard;
+  EXPECT_FALSE(grad_enabled());
+  Variable y = scale(x, 2.0);
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_EQ(y.node(), nullptr);
+}
+
+TEST(NoGrad, GuardRestoresThePreviousMode) {
+  {
+    NoGradGuard outer;
+    {
+      NoGradGuard inner;
+    }
+    EXPECT_FALSE(grad_enabled());
+  }
+  EXPECT_TRUE(grad_enabled());
+}
+
+TEST(Detach, CutsTheGraph) {
+  Variable x = scalar(1.0);
+  Variable y = scale(x, 2.0).detach();
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(y.is_leaf());
+  EXPECT_THROW(y.backward(), std::invalid_argument);
+}
+
+TEST(Topology, ConsumersComeBeforeTheirInputs) {
+  Variable x = scalar(1.0);
+  Variable a = scale(x, 2.0), b = scale(a, 2.0), y = times(a, b);
+  auto order = reverse_topological_order(y);
+  ASSERT_EQ(order.size(), 4u);
+  EXPECT_EQ(order[0].id(), y.id());
+  EXPECT_EQ(order[3].id(), x.id());
+  auto pos = [&](const Variable& v) {
+    for (std::size_t i = 0; i < order.size(); ++i)
+      if (order[i].id() == v.id()) return i;
+    return order.size();
+  };
+  EXPECT_LT(pos(b), pos(a));
+}
