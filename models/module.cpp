@@ -1,0 +1,54 @@
+// Module registration and traversal.
+#include "models/module.hpp"
+
+namespace nn {
+
+NamedParameters Module::named_parameters() const {
+  NamedParameters out = parameters_;
+  for (const auto& [child_name, child] : children_)
+    for (auto& [name, p] : child->named_parameters()) out.emplace_back(child_name + "." + name, p);
+  return out;
+}
+
+std::vector<ag::Variable> Module::parameters() const {
+  std::vector<ag::Variable> out;
+  for (auto& [name, p] : named_parameters()) out.push_back(p);
+  return out;
+}
+
+std::int64_t Module::parameter_count() const {
+  std::int64_t n = 0;
+  for (const auto& [name, p] : named_parameters()) n += p.value().numel();
+  return n;
+}
+
+void Module::zero_grad() {
+  for (auto& p : parameters()) p.zero_grad();
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(ag::DType dtype) {
+  for (auto& p : parameters()) {
+    if (p.dtype() == dtype) continue;
+    p.mutable_value() = p.value().to(dtype);
+    p.mutable_grad() = ag::Tensor{};
+  }
+}
+
+ag::Variable Module::register_parameter(const std::string& name, ag::Tensor value) {
+  ag::Variable p(std::move(value), /*requires_grad=*/true, name);
+  parameters_.emplace_back(name, p);
+  return p;
+}
+
+void Module::register_module(const std::string& name, Module& module) {
+  children_.emplace_back(name, &module);
+  // Parameters made before registration carry their local name; give them the dotted one.
+  for (auto& [param_name, p] : module.named_parameters()) p.set_name(name + "." + param_name);
+}
+
+}  // namespace nn

@@ -1,0 +1,99 @@
+// Optimisers (SGD with momentum/Nesterov/weight decay, Adam) and learning-rate schedules.
+// Update rules follow torch.optim exactly, so the same hyper-parameters mean the same thing.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/variable.hpp"
+
+namespace nn {
+
+class Optimizer {
+ public:
+  explicit Optimizer(std::vector<ag::Variable> parameters, double lr);
+  virtual ~Optimizer() = default;
+
+  /// Updates every parameter that has a gradient, in place, without recording on the tape.
+  virtual void step() = 0;
+  void zero_grad();
+
+  double lr() const { return lr_; }
+  void set_lr(double lr) { lr_ = lr; }
+  std::int64_t steps_taken() const { return steps_; }
+
+  /// The optimiser's state (buffers by name, and the step count), for checkpoints.
+  virtual std::vector<std::pair<std::string, ag::Tensor>> state() const = 0;
+  virtual void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
+                          std::int64_t steps) = 0;
+
+ protected:
+  std::vector<ag::Variable> parameters_;
+  double lr_;
+  std::int64_t steps_ = 0;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0.0;
+  double weight_decay = 0.0;  // L2 penalty added to the gradient
+  bool nesterov = false;
+};
+
+/// g = grad + weight_decay * p;  buf = momentum * buf + g (buf = g on the first step);
+/// p -= lr * (nesterov ? g + momentum * buf : buf)
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<ag::Variable> parameters, const SGDOptions& options);
+  void step() override;
+  std::vector<std::pair<std::string, ag::Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
+                  std::int64_t steps) override;
+
+ private:
+  SGDOptions options_;
+  std::vector<ag::Tensor> momentum_;  // one per parameter, undefined until first used
+};
+
+struct AdamOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
+};
+
+/// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= lr * m^ / (sqrt(v^) + eps),
+/// with m^ = m / (1 - b1^t), v^ = v / (1 - b2^t).
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<ag::Variable> parameters, const AdamOptions& options);
+  void step() override;
+  std::vector<std::pair<std::string, ag::Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
+                  std::int64_t steps) override;
+
+ private:
+  AdamOptions options_;
+  std::vector<ag::Tensor> first_moment_, second_moment_;
+};
+
+/// Learning rate as a function of the optimisation step (counted from 0), with an optional linear
+/// warm-up. Constant; Step: times gamma every step_size steps; Cosine: from base_lr down to
+/// min_lr over total_steps, half a cosine period.
+struct LrSchedule {
+  enum class Kind { Constant, Step, Cosine };
+  Kind kind = Kind::Constant;
+  double base_lr = 0.01;
+  std::int64_t total_steps = 1;
+  std::int64_t step_size = 1;
+  double gamma = 0.1;
+  double min_lr = 0.0;
+  std::int64_t warmup_steps = 0;
+
+  double lr_at(std::int64_t step) const;
+};
+
+}  // namespace nn
