@@ -1,1 +1,207 @@
-// TODO(in progress): tests being written.
+// add, mul (with broadcasting), sum and mean: hand-computed forwards, gradients reduced to the
+// input shapes, gradchecks.
+#include "ops/arithmetic.hpp"
+
+#include <gtest/gtest.h>
+
+#include "autograd/gradcheck.hpp"
+
+using namespace ag;
+
+namespace {
+
+Variable var(Shape shape, std::vector<double> values, bool requires_grad = true) {
+  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
+}
+
+Variable random_var(Shape shape, Generator& gen) {
+  return Variable(Tensor::uniform(std::move(shape), -1, 1, gen, DType::Float64), true);
+}
+
+void expect_values(const Variable& v, const std::vector<double>& expected) {
+  ASSERT_EQ(v.value().numel(), static_cast<std::int64_t>(expected.size()));
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    EXPECT_DOUBLE_EQ(v.value().at(static_cast<std::int64_t>(i)), expected[i]) << "element " << i;
+}
+
+std::string thrown_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(nothing thrown)";
+}
+
+}  // namespace
+
+TEST(BroadcastShapes, AlignsFromTheRightAndStretchesOnes) {
+  EXPECT_EQ(broadcast_shapes({2, 3}, {3}, "add"), (Shape{2, 3}));
+  EXPECT_EQ(broadcast_shapes({2, 1}, {1, 3}, "add"), (Shape{2, 3}));
+  EXPECT_EQ(broadcast_shapes({4, 3, 5, 6}, {3, 1, 1}, "add"), (Shape{4, 3, 5, 6}));
+  EXPECT_EQ(broadcast_shapes({}, {2, 2}, "add"), (Shape{2, 2}));
+  EXPECT_EQ(broadcast_shapes({0, 1}, {1, 4}, "add"), (Shape{0, 4}));
+}
+
+TEST(BroadcastShapes, IncompatibleShapesThrowNamingOpAndShapes) {
+  EXPECT_EQ(thrown_message([] { broadcast_shapes({2, 3}, {2}, "mul"); }),
+            "mul: cannot broadcast [2, 3] with [2]");
+}
+
+TEST(Add, SameShapeIsElementwise) {
+  Variable y = add(var({2, 2}, {1, 2, 3, 4}), var({2, 2}, {10, 20, 30, 40}));
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  expect_values(y, {11, 22, 33, 44});
+}
+
+TEST(Add, BiasRowBroadcastsOverBatch) {
+  Variable y = add(var({2, 3}, {1, 2, 3, 4, 5, 6}), var({3}, {10, 20, 30}));
+  EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  expect_values(y, {11, 22, 33, 14, 25, 36});
+}
+
+TEST(Add, ColumnPlusRowGivesOuterSum) {
+  Variable y = add(var({2, 1}, {1, 2}), var({1, 3}, {10, 20, 30}));
+  EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  expect_values(y, {11, 21, 31, 12, 22, 32});
+}
+
+TEST(Add, ChannelBiasBroadcastsOverBatchAndPixels) {
+  // [N=2, C=2, H=1, W=2] + [C=2, 1, 1]
+  Variable y = add(var({2, 2, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8}), var({2, 1, 1}, {100, 200}));
+  EXPECT_EQ(y.shape(), (Shape{2, 2, 1, 2}));
+  expect_values(y, {101, 102, 203, 204, 105, 106, 207, 208});
+}
+
+TEST(Add, ScalarBroadcastsToAnyShape) {
+  Variable y = add(var({}, {0.5}), var({3}, {1, 2, 3}));
+  expect_values(y, {1.5, 2.5, 3.5});
+}
+
+TEST(Add, WorksInFloat32) {
+  Variable a(Tensor::from({2}, std::vector<float>{1.5f, 2.5f}));
+  Variable b(Tensor::from({1}, std::vector<float>{1.0f}));
+  Variable y = add(a, b);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  EXPECT_EQ(y.value().data<float>()[0], 2.5f);
+  EXPECT_EQ(y.value().data<float>()[1], 3.5f);
+}
+
+TEST(Add, DtypeMismatchThrowsNamingShapesAndDtypes) {
+  Variable a(Tensor::zeros({2}, DType::Float32));
+  Variable b(Tensor::zeros({2}, DType::Float64));
+  EXPECT_EQ(thrown_message([&] { add(a, b); }),
+            "add: dtype mismatch: [2] float32 with [2] float64");
+}
+
+TEST(Add, IncompatibleShapesThrow) {
+  Variable a = var({2, 3}, std::vector<double>(6)), b = var({4}, {1, 2, 3, 4});
+  EXPECT_EQ(thrown_message([&] { add(a, b); }),
+            "add: cannot broadcast [2, 3] with [4]");
+}
+
+TEST(Add, GradientOfBroadcastInputIsSummedBackToItsShape) {
+  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable b = var({3}, {0, 0, 0});
+  // d/db sum(w * (x + b)) = sum over rows of w.
+  Variable w = var({2, 3}, {1, 2, 3, 4, 5, 6}, false);
+  sum(mul(w, add(x, b))).backward();
+  EXPECT_EQ(b.grad().shape(), (Shape{3}));
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{5, 7, 9}));
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1, 2, 3, 4, 5, 6}));
+}
+
+TEST(Add, GradMatchesNumericForSeveralShapes) {
+  Generator gen(1);
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{1}, {1}},       {{3, 5}, {3, 5}}, {{1, 5}, {5}},         {{4, 3}, {3}},
+      {{2, 1}, {1, 3}}, {{}, {2, 3}},     {{2, 3, 2, 3}, {3, 1, 1}}, {{3, 1, 5}, {1, 4, 1}}};
+  for (const auto& [shape_a, shape_b] : cases) {
+    std::vector<Variable> inputs{random_var(shape_a, gen), random_var(shape_b, gen)};
+    auto result = gradcheck([](const auto& v) { return add(v[0], v[1]); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape_a) << " + " << shape_str(shape_b) << ": "
+                           << result.message;
+  }
+}
+
+TEST(Mul, BroadcastMultipliesHandValues) {
+  Variable y = mul(var({2, 2}, {1, 2, 3, 4}), var({2}, {10, -1}));
+  expect_values(y, {10, -2, 30, -4});
+}
+
+TEST(Mul, GradientsAreTheOtherFactorReduced) {
+  Variable a = var({2, 2}, {1, 2, 3, 4});
+  Variable b = var({2}, {10, -1});
+  sum(mul(a, b)).backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{10, -1, 10, -1}));
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{4, 6}));  // column sums of a
+}
+
+TEST(Mul, SquareOfOneInputGetsBothTerms) {
+  Variable x = var({2}, {3, -2});
+  sum(mul(x, x)).backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, -4}));
+}
+
+TEST(Mul, GradMatchesNumericForSeveralShapes) {
+  Generator gen(2);
+  const std::vector<std::pair<Shape, Shape>> cases = {
+      {{1}, {1}},    {{3, 5}, {3, 5}},     {{4, 3}, {3}},           {{2, 1}, {1, 3}},
+      {{}, {2, 3}},  {{2, 3, 2, 3}, {3, 1, 1}}, {{3, 1, 5}, {1, 4, 1}}};
+  for (const auto& [shape_a, shape_b] : cases) {
+    std::vector<Variable> inputs{random_var(shape_a, gen), random_var(shape_b, gen)};
+    auto result = gradcheck([](const auto& v) { return mul(v[0], v[1]); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape_a) << " * " << shape_str(shape_b) << ": "
+                           << result.message;
+  }
+}
+
+TEST(Mul, SavesOnlyTheFactorAGradientNeeds) {
+  // x requires grad, c does not: dx = dy * c needs c, and nothing needs x.
+  Variable x = var({3}, {1, 2, 3});
+  Variable c = var({3}, {4, 5, 6}, false);
+  Variable y = mul(x, c);
+  EXPECT_TRUE(x.value().is_unique());
+  EXPECT_FALSE(c.value().is_unique());
+}
+
+TEST(Mul, SavesNothingUnderNoGrad) {
+  Variable x = var({3}, {1, 2, 3});
+  Variable c = var({3}, {4, 5, 6});
+  NoGradGuard no_grad;
+  Variable y = mul(x, c);
+  EXPECT_TRUE(y.is_leaf());
+  EXPECT_TRUE(x.value().is_unique());
+  EXPECT_TRUE(c.value().is_unique());
+}
+
+TEST(Sum, AddsEverythingIntoAScalar) {
+  Variable y = sum(var({2, 3}, {1, 2, 3, 4, 5, 6}));
+  EXPECT_EQ(y.shape(), Shape{});
+  EXPECT_DOUBLE_EQ(y.value().item(), 21);
+}
+
+TEST(Mean, DividesTheSumByTheCount) {
+  Variable x = var({2, 2}, {1, 2, 3, 6});
+  Variable y = mean(x);
+  EXPECT_EQ(y.shape(), Shape{});
+  EXPECT_DOUBLE_EQ(y.value().item(), 3);
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0.25, 0.25, 0.25, 0.25}));
+}
+
+TEST(Mean, OfEmptyTensorThrows) {
+  EXPECT_THROW(mean(Variable(Tensor::zeros({0, 3}, DType::Float64), true)),
+               std::invalid_argument);
+}
+
+TEST(SumAndMean, GradMatchNumeric) {
+  Generator gen(3);
+  for (const Shape& shape : std::vector<Shape>{{}, {1}, {5}, {2, 3, 4}}) {
+    std::vector<Variable> inputs{random_var(shape, gen)};
+    auto s = gradcheck([](const auto& v) { return sum(v[0]); }, inputs);
+    EXPECT_TRUE(s.ok) << "sum " << shape_str(shape) << ": " << s.message;
+    auto m = gradcheck([](const auto& v) { return mean(v[0]); }, inputs);
+    EXPECT_TRUE(m.ok) << "mean " << shape_str(shape) << ": " << m.message;
+  }
+}
