@@ -1,2 +1,211 @@
-// TODO(in progress): implementation being written.
+// conv2d: im2col + GEMM (OpenBLAS) forward, and its backward (GEMMs + col2im) right below it.
 #include "ops/conv2d.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <vector>
+
+namespace ag {
+
+namespace {
+
+// C[M, N] = op(A)[M, K] * op(B)[K, N] + beta * C, all row-major and contiguous; op transposes when
+// asked (A is then stored [K, M], B [N, K]). One overload per precision keeps the kernels templates.
+void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* a, const float* b,
+          float beta, float* c) {
+  cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+              transpose_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, transpose_a ? m : k, b,
+              transpose_b ? k : n, beta, c, n);
+}
+void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const double* a,
+          const double* b, double beta, double* c) {
+  cblas_dgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
+              transpose_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0, a, transpose_a ? m : k, b,
+              transpose_b ? k : n, beta, c, n);
+}
+
+// The sizes of one convolution, named once (like llm.c's B, T, C).
+struct ConvGeometry {
+  std::int64_t batch, in_channels, height, width;         // x:[N, Cin, H, W]
+  std::int64_t out_channels, kernel_h, kernel_w;          // w:[Cout, Cin, KH, KW]
+  std::int64_t out_h, out_w;                              // y:[N, Cout, Ho, Wo]
+  std::int64_t stride, padding;
+  std::int64_t patch() const { return in_channels * kernel_h * kernel_w; }  // K, rows of cols
+  std::int64_t pixels() const { return out_h * out_w; }                     // P, columns of cols
+};
+
+// cols[(c*KH + p)*KW + q, i*Wo + j] = image[c, i*stride + p - padding, j*stride + q - padding],
+// zero outside the image.   image:[Cin, H, W] -> cols:[K, P]
+template <class T>
+void im2col(const ConvGeometry& g, const T* image, T* cols) {
+  for (std::int64_t c = 0; c < g.in_channels; ++c)
+    for (std::int64_t p = 0; p < g.kernel_h; ++p)
+      for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+        const T* plane = image + c * g.height * g.width;
+        T* row = cols + ((c * g.kernel_h + p) * g.kernel_w + q) * g.pixels();
+        for (std::int64_t i = 0; i < g.out_h; ++i) {
+          const std::int64_t h = i * g.stride + p - g.padding;
+          T* out = row + i * g.out_w;
+          if (h < 0 || h >= g.height) {
+            std::fill(out, out + g.out_w, T(0));
+            continue;
+          }
+          for (std::int64_t j = 0; j < g.out_w; ++j) {
+            const std::int64_t w = j * g.stride + q - g.padding;
+            out[j] = (w >= 0 && w < g.width) ? plane[h * g.width + w] : T(0);
+          }
+        }
+      }
+}
+
+// The adjoint of im2col: adds every entry of cols back onto the image pixel it was copied from
+// (a pixel under several windows collects several terms).   cols:[K, P] -> image:[Cin, H, W] (+=)
+template <class T>
+void col2im(const ConvGeometry& g, const T* cols, T* image) {
+  for (std::int64_t c = 0; c < g.in_channels; ++c)
+    for (std::int64_t p = 0; p < g.kernel_h; ++p)
+      for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+        T* plane = image + c * g.height * g.width;
+        const T* row = cols + ((c * g.kernel_h + p) * g.kernel_w + q) * g.pixels();
+        for (std::int64_t i = 0; i < g.out_h; ++i) {
+          const std::int64_t h = i * g.stride + p - g.padding;
+          if (h < 0 || h >= g.height) continue;
+          const T* in = row + i * g.out_w;
+          for (std::int64_t j = 0; j < g.out_w; ++j) {
+            const std::int64_t w = j * g.stride + q - g.padding;
+            if (w >= 0 && w < g.width) plane[h * g.width + w] += in[j];
+          }
+        }
+      }
+}
+
+ConvGeometry validate(const Variable& x, const Variable& w, const Variable& b,
+                      std::int64_t stride, std::int64_t padding) {
+  if (!x.defined() || !w.defined()) fail("conv2d", "x and w must be defined");
+  const std::string xs = shape_str(x.shape()), ws = shape_str(w.shape());
+  if (x.value().dim() != 4) fail("conv2d", "expected x of shape [N, Cin, H, W], got " + xs);
+  if (w.value().dim() != 4) fail("conv2d", "expected w of shape [Cout, Cin, KH, KW], got " + ws);
+  if (x.shape()[1] != w.shape()[1])
+    fail("conv2d", "x " + xs + " has " + std::to_string(x.shape()[1]) + " channels but w " + ws +
+                       " expects " + std::to_string(w.shape()[1]));
+  if (w.value().numel() == 0) fail("conv2d", "w " + ws + " is empty");
+  if (b.defined() && (b.value().dim() != 1 || b.shape()[0] != w.shape()[0]))
+    fail("conv2d", "bias of shape " + shape_str(b.shape()) + " does not match w " + ws +
+                       " (expected [" + std::to_string(w.shape()[0]) + "])");
+  const std::string x_dtype(dtype_name(x.dtype()));
+  if (w.dtype() != x.dtype())
+    fail("conv2d", "x " + xs + " is " + x_dtype + " but w " + ws + " is " +
+                       std::string(dtype_name(w.dtype())));
+  if (b.defined() && b.dtype() != x.dtype())
+    fail("conv2d", "x " + xs + " is " + x_dtype + " but b " + shape_str(b.shape()) + " is " +
+                       std::string(dtype_name(b.dtype())));
+  if (stride < 1) fail("conv2d", "stride must be >= 1, got " + std::to_string(stride));
+  if (padding < 0) fail("conv2d", "padding must be >= 0, got " + std::to_string(padding));
+
+  ConvGeometry g{};
+  g.batch = x.shape()[0], g.in_channels = x.shape()[1];
+  g.height = x.shape()[2], g.width = x.shape()[3];
+  g.out_channels = w.shape()[0], g.kernel_h = w.shape()[2], g.kernel_w = w.shape()[3];
+  g.stride = stride, g.padding = padding;
+  if (g.kernel_h > g.height + 2 * padding || g.kernel_w > g.width + 2 * padding)
+    fail("conv2d", "kernel of w " + ws + " is larger than x " + xs + " padded by " +
+                       std::to_string(padding));
+  g.out_h = (g.height + 2 * padding - g.kernel_h) / stride + 1;
+  g.out_w = (g.width + 2 * padding - g.kernel_w) / stride + 1;
+  // BLAS takes int sizes: the column matrix [K, P] and the output plane set [Cout, P] must fit.
+  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
+  if (g.patch() * g.pixels() > int_max || g.out_channels * g.pixels() > int_max)
+    fail("conv2d", "x " + xs + " with w " + ws + " is too large for 32-bit BLAS indices");
+  return g;
+}
+
+}  // namespace
+
+Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+                std::int64_t padding) {
+  // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ho,Wo]
+  // Per image n, with K = Cin*KH*KW and P = Ho*Wo:  y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b.
+  const ConvGeometry g = validate(x, w, b, stride, padding);
+  const bool has_bias = b.defined();
+  const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
+            p = static_cast<int>(g.pixels());
+  const std::int64_t image_size = g.in_channels * g.height * g.width;
+
+  Tensor y({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    Tensor cols({g.patch(), g.pixels()}, x.dtype());  // scratch, reused for every image
+    const T* x_data = x.value().template data<T>();
+    const T* w_data = w.value().template data<T>();
+    T* y_data = y.data<T>();
+    for (std::int64_t n = 0; n < g.batch; ++n) {
+      T* y_n = y_data + n * g.out_channels * g.pixels();
+      if (has_bias) {
+        const T* b_data = b.value().template data<T>();
+        for (std::int64_t o = 0; o < g.out_channels; ++o)
+          std::fill(y_n + o * g.pixels(), y_n + (o + 1) * g.pixels(), b_data[o]);
+      }
+      im2col(g, x_data + n * image_size, cols.data<T>());
+      gemm(false, false, cout, p, k, w_data, cols.data<T>(), has_bias ? T(1) : T(0), y_n);
+    }
+  });
+
+  std::vector<Variable> inputs{x, w};
+  if (has_bias) inputs.push_back(b);
+  if (!needs_grad(inputs)) return record(std::move(y), "conv2d", std::move(inputs), nullptr);
+
+  // Saved for backward: x and w themselves (handles sharing storage, no copy). The columns are
+  // rebuilt from x, one image at a time, only if w needs a gradient: an im2col costs far less than
+  // the GEMMs and keeping cols would hold K/Cin = KH*KW times the memory of x.
+  const Tensor x_value = x.value(), w_value = w.value();
+  return record(std::move(y), "conv2d", std::move(inputs),
+                [g, x_value, w_value, has_bias](const Tensor& dy, const std::vector<bool>& needs) {
+    // dy:[N, Cout, Ho, Wo]; per image dy[n]:[Cout, P].
+    //   grad_w:[Cout, K]    = sum_n dy[n] cols[n]^T
+    //   grad_x[n]:[Cin,H,W] = col2im(w^T:[K, Cout] dy[n])
+    //   grad_b:[Cout]       = sum over n, i, j of dy
+    const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
+              p = static_cast<int>(g.pixels());
+    const std::int64_t image_size = g.in_channels * g.height * g.width;
+    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    dispatch(dy.dtype(), [&]<class T>() {
+      const T* dy_data = dy.data<T>();
+      Tensor cols({g.patch(), g.pixels()}, dy.dtype());  // scratch: cols[n], then w^T dy[n]
+      if (needs[0]) {
+        Tensor grad_x(x_value.shape(), dy.dtype());
+        for (std::int64_t n = 0; n < g.batch; ++n) {
+          gemm(true, false, k, p, cout, w_value.data<T>(), dy_data + n * cout * p, T(0),
+               cols.data<T>());
+          col2im(g, cols.data<T>(), grad_x.data<T>() + n * image_size);
+        }
+        grads[0] = grad_x;
+      }
+      if (needs[1]) {
+        Tensor grad_w(w_value.shape(), dy.dtype());
+        for (std::int64_t n = 0; n < g.batch; ++n) {
+          im2col(g, x_value.data<T>() + n * image_size, cols.data<T>());
+          gemm(false, true, cout, k, p, dy_data + n * cout * p, cols.data<T>(), T(1),
+               grad_w.data<T>());
+        }
+        grads[1] = grad_w;
+      }
+      if (has_bias && needs[2]) {
+        Tensor grad_b({g.out_channels}, dy.dtype());
+        T* grad_b_data = grad_b.data<T>();
+        for (std::int64_t n = 0; n < g.batch; ++n)
+          for (std::int64_t o = 0; o < g.out_channels; ++o) {
+            const T* row = dy_data + (n * cout + o) * p;
+            T total = 0;
+            for (std::int64_t i = 0; i < p; ++i) total += row[i];
+            grad_b_data[o] += total;
+          }
+        grads[2] = grad_b;
+      }
+    });
+    return grads;
+  });
+}
+
+}  // namespace ag

@@ -1,1 +1,267 @@
-// TODO(in progress): tests being written.
+// conv2d: hand-computed forwards and backwards, a direct-loop reference over many geometries,
+// float64 gradchecks, float32 against float64, and the validation messages.
+#include "ops/conv2d.hpp"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <initializer_list>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "autograd/gradcheck.hpp"
+
+using namespace ag;
+
+namespace {
+
+Variable variable(Shape shape, const std::vector<double>& values, bool requires_grad = true) {
+  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
+}
+
+Variable random_variable(Shape shape, Generator& gen, bool requires_grad = true) {
+  return Variable(Tensor::uniform(std::move(shape), -1.0, 1.0, gen, DType::Float64),
+                  requires_grad);
+}
+
+void expect_values(const Tensor& actual, const Shape& shape, const std::vector<double>& expected) {
+  ASSERT_EQ(actual.shape(), shape);
+  const std::vector<double> values = actual.to_vector();
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    EXPECT_DOUBLE_EQ(values[i], expected[i]) << "element " << i;
+}
+
+// The definition, written as plainly as possible (at() and bounds checks per term), to compare
+// the im2col + GEMM path against.
+Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::int64_t stride,
+                     std::int64_t padding) {
+  const std::int64_t n_batch = x.size(0), cin = x.size(1), h = x.size(2), wd = x.size(3);
+  const std::int64_t cout = w.size(0), kh = w.size(2), kw = w.size(3);
+  const std::int64_t ho = (h + 2 * padding - kh) / stride + 1;
+  const std::int64_t wo = (wd + 2 * padding - kw) / stride + 1;
+  Tensor y({n_batch, cout, ho, wo}, DType::Float64);
+  for (std::int64_t n = 0; n < n_batch; ++n)
+    for (std::int64_t o = 0; o < cout; ++o)
+      for (std::int64_t i = 0; i < ho; ++i)
+        for (std::int64_t j = 0; j < wo; ++j) {
+          double total = b.defined() ? b.at(o) : 0.0;
+          for (std::int64_t c = 0; c < cin; ++c)
+            for (std::int64_t p = 0; p < kh; ++p)
+              for (std::int64_t q = 0; q < kw; ++q) {
+                const std::int64_t row = i * stride + p - padding, col = j * stride + q - padding;
+                if (row < 0 || row >= h || col < 0 || col >= wd) continue;
+                total += w.at(((o * cin + c) * kh + p) * kw + q) *
+                         x.at(((n * cin + c) * h + row) * wd + col);
+              }
+          y.set(((n * cout + o) * ho + i) * wo + j, total);
+        }
+  return y;
+}
+
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+void expect_contains(const std::string& message, std::initializer_list<std::string> parts) {
+  for (const std::string& part : parts)
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' not in: " << message;
+}
+
+// x = 1..9 in a 3x3 image, w = [[1, 2], [3, 4]].
+const std::vector<double> image_1_to_9{1, 2, 3, 4, 5, 6, 7, 8, 9};
+const std::vector<double> kernel_1234{1, 2, 3, 4};
+
+}  // namespace
+
+TEST(Conv2d, ForwardMatchesHandComputedWithoutBias) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  // 1*1 + 2*2 + 4*3 + 5*4 = 37, then one step right (+10) and one step down (+30).
+  expect_values(conv2d(x, w).value(), {1, 1, 2, 2}, {37, 47, 67, 77});
+}
+
+TEST(Conv2d, ForwardAddsBiasPerOutputChannel) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9);
+  // Two output channels: the kernel above and its negation.
+  Variable w = variable({2, 1, 2, 2}, {1, 2, 3, 4, -1, -2, -3, -4});
+  Variable b = variable({2}, {0.5, -10});
+  expect_values(conv2d(x, w, b).value(), {1, 2, 2, 2},
+                {37.5, 47.5, 67.5, 77.5, -47, -57, -77, -87});
+}
+
+TEST(Conv2d, ForwardWithPaddingAndStride2MatchesHandComputed) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  // Padded to 5x5; windows start at rows/cols -1 and 1:
+  //   (-1,-1): x00*w11 = 4            (-1, 1): x01*w10 + x02*w11 = 6 + 12
+  //   ( 1,-1): x10*w01 + x20*w11 = 8 + 28   (1, 1): 5*1 + 6*2 + 8*3 + 9*4 = 77
+  expect_values(conv2d(x, w, {}, /*stride=*/2, /*padding=*/1).value(), {1, 1, 2, 2},
+                {4, 18, 36, 77});
+}
+
+TEST(Conv2d, OneByOneKernelMixesChannels) {
+  // Two input channels (constant 1 and constant 10), three output channels.
+  std::vector<double> image(8, 1.0);
+  for (int i = 4; i < 8; ++i) image[i] = 10.0;
+  Variable x = variable({1, 2, 2, 2}, image);
+  Variable w = variable({3, 2, 1, 1}, {1, 0, 0, 1, 2, -1});
+  Variable b = variable({3}, {0, 0, 100});
+  expect_values(conv2d(x, w, b).value(), {1, 3, 2, 2},
+                {1, 1, 1, 1, 10, 10, 10, 10, 92, 92, 92, 92});
+}
+
+TEST(Conv2d, BackwardWithUnitOutputGradientMatchesHandComputed) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable b = variable({1}, {0});
+  Variable y = conv2d(x, w, b);
+  y.backward(Tensor::ones(y.shape(), DType::Float64));
+  // grad_w[p, q] = sum of the 2x2 block of x at offset (p, q); grad_b = number of outputs.
+  expect_values(w.grad(), {1, 1, 2, 2}, {12, 16, 24, 28});
+  expect_values(b.grad(), {1}, {4});
+  // grad_x[h, w] = sum of the kernel taps that cover pixel (h, w).
+  expect_values(x.grad(), {1, 1, 3, 3}, {1, 3, 2, 4, 10, 6, 3, 7, 4});
+}
+
+TEST(Conv2d, InputThatDoesNotRequireGradGetsNone) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9, /*requires_grad=*/false);
+  Variable w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable y = conv2d(x, w);
+  y.backward(Tensor::ones(y.shape(), DType::Float64));
+  EXPECT_FALSE(x.has_grad());
+  expect_values(w.grad(), {1, 1, 2, 2}, {12, 16, 24, 28});
+}
+
+TEST(Conv2d, RecordsNothingUnderNoGrad) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  NoGradGuard no_grad;
+  Variable y = conv2d(x, w);
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(y.is_leaf());
+}
+
+TEST(Conv2d, Float32ForwardAgreesWithFloat64) {
+  Generator gen(7);
+  Variable x = random_variable({2, 3, 9, 8}, gen), w = random_variable({4, 3, 3, 3}, gen);
+  Variable b = random_variable({4}, gen);
+  const Tensor y64 = conv2d(x, w, b, 2, 1).value();
+  const Tensor y32 = conv2d(Variable(x.value().to(DType::Float32)),
+                            Variable(w.value().to(DType::Float32)),
+                            Variable(b.value().to(DType::Float32)), 2, 1)
+                         .value();
+  ASSERT_EQ(y32.dtype(), DType::Float32);
+  ASSERT_EQ(y32.shape(), y64.shape());
+  for (std::int64_t i = 0; i < y64.numel(); ++i)
+    EXPECT_NEAR(y32.at(i), y64.at(i), 1e-5) << "element " << i;
+}
+
+// ---- Geometries: direct-loop reference and gradcheck ----------------------------------------
+
+struct ConvCase {
+  std::string name;
+  std::int64_t batch, in_channels, out_channels, height, width, kernel_h, kernel_w;
+  std::int64_t stride, padding;
+  bool bias;
+};
+
+std::ostream& operator<<(std::ostream& out, const ConvCase& c) { return out << c.name; }
+
+class Conv2dGeometry : public ::testing::TestWithParam<ConvCase> {
+ protected:
+  // Inputs for the case, all requiring grad: x, w and, when the case has one, b.
+  std::vector<Variable> make_inputs() const {
+    const ConvCase& c = GetParam();
+    Generator gen(static_cast<std::uint64_t>(c.height * 100 + c.width * 10 + c.kernel_h));
+    std::vector<Variable> inputs{
+        random_variable({c.batch, c.in_channels, c.height, c.width}, gen),
+        random_variable({c.out_channels, c.in_channels, c.kernel_h, c.kernel_w}, gen)};
+    if (c.bias) inputs.push_back(random_variable({c.out_channels}, gen));
+    return inputs;
+  }
+  Variable apply(const std::vector<Variable>& inputs) const {
+    const ConvCase& c = GetParam();
+    return conv2d(inputs[0], inputs[1], c.bias ? inputs[2] : Variable{}, c.stride, c.padding);
+  }
+};
+
+TEST_P(Conv2dGeometry, ForwardMatchesDirectLoops) {
+  const ConvCase& c = GetParam();
+  const std::vector<Variable> inputs = make_inputs();
+  const Tensor y = apply(inputs).value();
+  const Tensor expected = direct_conv2d(inputs[0].value(), inputs[1].value(),
+                                        c.bias ? inputs[2].value() : Tensor{}, c.stride,
+                                        c.padding);
+  ASSERT_EQ(y.shape(), expected.shape());
+  for (std::int64_t i = 0; i < y.numel(); ++i)
+    EXPECT_NEAR(y.at(i), expected.at(i), 1e-12) << "element " << i;
+}
+
+TEST_P(Conv2dGeometry, GradientsMatchNumeric) {
+  auto r = gradcheck([this](const std::vector<Variable>& in) { return apply(in); },
+                     make_inputs());
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(r.checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Conv2dGeometry,
+    ::testing::Values(
+        // name                            N  Cin Cout H  W  KH KW s  p  bias
+        ConvCase{"OneChannel3x3Kernel3",     1, 1, 1, 3, 3, 3, 3, 1, 0, false},
+        ConvCase{"Batch2Odd5x7Padding1",     2, 2, 3, 5, 7, 3, 3, 1, 1, true},
+        ConvCase{"Stride2Odd5x7Padding1",    1, 3, 2, 5, 7, 3, 3, 2, 1, true},
+        ConvCase{"Kernel5Padding2LikeLeNet", 2, 1, 2, 6, 5, 5, 5, 1, 2, true},
+        ConvCase{"Kernel5Stride2DropsEdge",  1, 2, 3, 8, 9, 5, 5, 2, 0, false},
+        ConvCase{"Kernel1Stride2",           2, 3, 2, 4, 5, 1, 1, 2, 0, false},
+        ConvCase{"Stride2Padding2Odd7x5",    3, 2, 1, 7, 5, 3, 3, 2, 2, true},
+        ConvCase{"NonSquareKernel2x3",       2, 2, 2, 4, 6, 2, 3, 1, 1, true},
+        ConvCase{"PaddingWiderThanKernel",   1, 1, 2, 3, 4, 1, 1, 1, 2, true}),
+    [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
+
+// ---- Validation ------------------------------------------------------------------------------
+
+TEST(Conv2dErrors, InputNotFourDimensionalNamesOpAndShape) {
+  Variable x = variable({1, 3, 3}, std::vector<double>(9, 1.0));
+  Variable w = variable({1, 1, 2, 2}, kernel_1234);
+  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 3, 3]"});
+}
+
+TEST(Conv2dErrors, WeightNotFourDimensionalNamesOpAndShape) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 4}, kernel_1234);
+  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 4]"});
+}
+
+TEST(Conv2dErrors, ChannelMismatchNamesBothShapes) {
+  Variable x = variable({1, 2, 3, 3}, std::vector<double>(18, 1.0));
+  Variable w = variable({1, 3, 2, 2}, std::vector<double>(12, 1.0));
+  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 2, 3, 3]", "[1, 3, 2, 2]"});
+}
+
+TEST(Conv2dErrors, BiasOfWrongSizeNamesShapes) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable b = variable({2}, {0, 0});
+  expect_contains(error_message([&] { conv2d(x, w, b); }), {"conv2d", "[2]", "[1, 1, 2, 2]"});
+}
+
+TEST(Conv2dErrors, KernelLargerThanPaddedInputNamesShapes) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9);
+  Variable w = variable({1, 1, 5, 5}, std::vector<double>(25, 1.0));
+  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 1, 3, 3]", "[1, 1, 5, 5]"});
+  // Padding 1 makes the input 5x5, which the kernel fits exactly.
+  EXPECT_EQ(conv2d(x, w, {}, 1, 1).shape(), (Shape{1, 1, 1, 1}));
+}
+
+TEST(Conv2dErrors, StrideAndPaddingOutOfRange) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
+  expect_contains(error_message([&] { conv2d(x, w, {}, 0, 0); }), {"conv2d", "stride"});
+  expect_contains(error_message([&] { conv2d(x, w, {}, 1, -1); }), {"conv2d", "padding"});
+}
+
+TEST(Conv2dErrors, MixedDtypesNameOpAndTypes) {
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9);
+  Variable w(Tensor::from({1, 1, 2, 2}, kernel_1234, DType::Float32));
+  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "float64", "float32"});
+}

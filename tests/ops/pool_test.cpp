@@ -1,1 +1,182 @@
-// TODO(in progress): tests being written.
+// max_pool2d: hand-computed forward and gradient routing, the first-maximum tie rule, float64
+// gradchecks on tie-free inputs, and the validation messages.
+#include "ops/pool.hpp"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <numeric>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/gradcheck.hpp"
+
+using namespace ag;
+
+namespace {
+
+Variable variable(Shape shape, const std::vector<double>& values, bool requires_grad = true) {
+  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
+}
+
+// A random permutation of 0, 1, ..., n-1, scaled by 0.1: every pair of values is 0.1 apart, so a
+// finite-difference nudge of 1e-6 can never change which element is a window's maximum.
+Variable tie_free_variable(const Shape& shape, Generator& gen) {
+  std::vector<double> values(static_cast<std::size_t>(shape_numel(shape)));
+  std::iota(values.begin(), values.end(), 0.0);
+  for (std::size_t i = values.size(); i > 1; --i)
+    std::swap(values[i - 1], values[gen.below(i)]);
+  for (double& v : values) v = 0.1 * v - 1.0;
+  return variable(shape, values);
+}
+
+void expect_values(const Tensor& actual, const Shape& shape, const std::vector<double>& expected) {
+  ASSERT_EQ(actual.shape(), shape);
+  const std::vector<double> values = actual.to_vector();
+  for (std::size_t i = 0; i < expected.size(); ++i)
+    EXPECT_DOUBLE_EQ(values[i], expected[i]) << "element " << i;
+}
+
+std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+// 4x4 image whose 2x2 windows have their maxima at four different corners.
+const std::vector<double> image_4x4{
+    1, 5, 2, 0,   //
+    3, 4, 8, 6,   //
+    9, 0, 1, 2,   //
+    7, 3, 4, 11,  //
+};
+
+}  // namespace
+
+TEST(MaxPool2d, ForwardMatchesHandComputed) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  expect_values(max_pool2d(x, 2, 2).value(), {1, 1, 2, 2}, {5, 8, 9, 11});
+}
+
+TEST(MaxPool2d, StrideZeroMeansStrideEqualsKernel) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  expect_values(max_pool2d(x, 2).value(), {1, 1, 2, 2}, {5, 8, 9, 11});
+}
+
+TEST(MaxPool2d, BackwardSendsEachGradientToItsWindowsMaximum) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable y = max_pool2d(x, 2);
+  y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 4, 4},
+                {0, 1, 0, 0,  //
+                 0, 0, 2, 0,  //
+                 3, 0, 0, 0,  //
+                 0, 0, 0, 4});
+}
+
+TEST(MaxPool2d, OverlappingWindowsAccumulateOnASharedMaximum) {
+  // The centre is the maximum of all four 2x2 windows (stride 1): it collects all four gradients.
+  Variable x = variable({1, 1, 3, 3}, {1, 2, 3, 4, 9, 5, 6, 7, 8});
+  Variable y = max_pool2d(x, 2, 1);
+  expect_values(y.value(), {1, 1, 2, 2}, {9, 9, 9, 9});
+  y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 10.0, 100.0, 1000.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 3, 3}, {0, 0, 0, 0, 1111, 0, 0, 0, 0});
+}
+
+TEST(MaxPool2d, OddSizeDropsLastRowAndColumn) {
+  // 5x5 with kernel 2: windows cover rows/cols 0..3 only, so the 100 in the corner is never seen.
+  std::vector<double> image(25);
+  std::iota(image.begin(), image.end(), 0.0);
+  image[24] = 100;
+  Variable x = variable({1, 1, 5, 5}, image);
+  expect_values(max_pool2d(x, 2).value(), {1, 1, 2, 2}, {6, 8, 16, 18});
+}
+
+TEST(MaxPool2d, PoolsEachPlaneOfABatchSeparately) {
+  // Two images, two channels, 2x2 each: one window per plane.
+  Variable x = variable({2, 2, 2, 2}, {1, 2, 3, 4, 8, 7, 6, 5, -1, -2, -3, -4, 0, 9, 0, 0});
+  expect_values(max_pool2d(x, 2).value(), {2, 2, 1, 1}, {4, 8, -1, 9});
+}
+
+TEST(MaxPool2d, TiedWindowSendsWholeGradientToFirstElement) {
+  Variable x = variable({1, 1, 2, 2}, {3, 3, 3, 3});
+  Variable y = max_pool2d(x, 2);
+  y.backward(Tensor::from({1, 1, 1, 1}, {5.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 2, 2}, {5, 0, 0, 0});
+}
+
+TEST(MaxPool2d, TieBetweenLaterElementsGoesToTheFirstInRowMajorOrder) {
+  Variable x = variable({1, 1, 2, 2}, {0, 7, 7, 1});
+  Variable y = max_pool2d(x, 2);
+  y.backward(Tensor::ones({1, 1, 1, 1}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 2, 2}, {0, 1, 0, 0});
+}
+
+TEST(MaxPool2d, Float32MatchesFloat64) {
+  Generator gen(3);
+  Variable x = tie_free_variable({2, 3, 7, 6}, gen);
+  const Tensor y64 = max_pool2d(x, 3, 2).value();
+  const Tensor y32 = max_pool2d(Variable(x.value().to(DType::Float32)), 3, 2).value();
+  ASSERT_EQ(y32.dtype(), DType::Float32);
+  ASSERT_EQ(y32.shape(), y64.shape());
+  for (std::int64_t i = 0; i < y64.numel(); ++i)
+    EXPECT_FLOAT_EQ(static_cast<float>(y32.at(i)), static_cast<float>(y64.at(i)));
+}
+
+// ---- Gradcheck on tie-free inputs ------------------------------------------------------------
+
+struct PoolCase {
+  std::string name;
+  Shape shape;
+  std::int64_t kernel, stride;
+};
+
+std::ostream& operator<<(std::ostream& out, const PoolCase& c) { return out << c.name; }
+
+class MaxPool2dGeometry : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(MaxPool2dGeometry, GradientMatchesNumeric) {
+  const PoolCase& c = GetParam();
+  Generator gen(static_cast<std::uint64_t>(shape_numel(c.shape)));
+  auto r = gradcheck(
+      [&c](const std::vector<Variable>& in) { return max_pool2d(in[0], c.kernel, c.stride); },
+      {tie_free_variable(c.shape, gen)});
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(r.checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, MaxPool2dGeometry,
+    ::testing::Values(PoolCase{"Kernel2Stride2", {2, 3, 4, 6}, 2, 2},
+                      PoolCase{"Kernel3Stride2Overlapping", {1, 2, 7, 7}, 3, 2},
+                      PoolCase{"Kernel2Stride1Overlapping", {2, 1, 5, 4}, 2, 1},
+                      PoolCase{"Kernel2OddSizeDropsEdge", {1, 2, 5, 7}, 2, 2},
+                      PoolCase{"Kernel3Stride3DropsEdge", {1, 1, 7, 8}, 3, 3}),
+    [](const ::testing::TestParamInfo<PoolCase>& info) { return info.param.name; });
+
+// ---- Validation ------------------------------------------------------------------------------
+
+TEST(MaxPool2dErrors, KernelLargerThanInputNamesOpAndShape) {
+  Variable x = variable({1, 1, 2, 3}, {1, 2, 3, 4, 5, 6});
+  const std::string message = error_message([&] { max_pool2d(x, 3); });
+  EXPECT_NE(message.find("max_pool2d"), std::string::npos) << message;
+  EXPECT_NE(message.find("[1, 1, 2, 3]"), std::string::npos) << message;
+}
+
+TEST(MaxPool2dErrors, InputNotFourDimensionalNamesOpAndShape) {
+  Variable x = variable({2, 2}, {1, 2, 3, 4});
+  const std::string message = error_message([&] { max_pool2d(x, 2); });
+  EXPECT_NE(message.find("max_pool2d"), std::string::npos) << message;
+  EXPECT_NE(message.find("[2, 2]"), std::string::npos) << message;
+}
+
+TEST(MaxPool2dErrors, NonPositiveKernelOrNegativeStride) {
+  Variable x = variable({1, 1, 2, 2}, {1, 2, 3, 4});
+  EXPECT_NE(error_message([&] { max_pool2d(x, 0); }).find("max_pool2d"), std::string::npos);
+  EXPECT_NE(error_message([&] { max_pool2d(x, 2, -1); }).find("max_pool2d"), std::string::npos);
+}
