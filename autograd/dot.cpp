@@ -89,14 +89,13 @@ std::string to_dot(const Variable& output, const DotOptions& options) {
          "fontsize=10, height=0.3];\n";
   dot += "  edge [arrowsize=0.7];\n";
   if (options.show_legend) {
-    dot += "  subgraph cluster_legend {\n"
-           "    label=\"legend\"; fontsize=10; style=dashed;\n"
-           "    legend_op [label=\"op\\n[output shape]\"];\n"
-           "    legend_parameter [label=\"parameter\\n[shape]\", fillcolor=lightblue];\n"
-           "    legend_input [label=\"input / constant\\n[shape]\", style=\"filled,dashed\", "
-           "fillcolor=white];\n"
-           "    legend_output [label=\"output\", fillcolor=darkolivegreen1];\n"
-           "  }\n";
+    // One node holding a row of sample boxes: the order is fixed, and it adds no edges.
+    dot += "  legend [shape=plain, style=\"\", label=<<table border=\"0\" cellborder=\"1\" "
+           "cellspacing=\"4\" cellpadding=\"4\"><tr><td border=\"0\">legend</td>"
+           "<td bgcolor=\"lightgray\">op<br/>[output shape]</td>"
+           "<td bgcolor=\"lightblue\">parameter<br/>[shape]</td>"
+           "<td style=\"dashed\">input / constant<br/>[shape]</td>"
+           "<td bgcolor=\"darkolivegreen1\">output</td></tr></table>>];\n";
   }
   for (std::size_t i = 0; i < order.size(); ++i) {
     const Variable& v = order[i];

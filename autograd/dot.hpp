@@ -12,8 +12,8 @@ struct DotOptions {
   std::string title;             // graph label; empty for none
   bool show_backward = false;    // also label op nodes with the backward they run ("relu_backward")
                                  // or "(graph freed)" once a backward has released it
-  bool show_legend = false;      // add a small legend (a cluster of four sample nodes, no edges)
   std::string rankdir = "TB";    // "TB" (top to bottom), "LR", "BT" or "RL"
+  bool show_legend = false;      // add a small legend: one extra node named "legend", no edges
 };
 
 /// DOT text: one DOT node per Variable the output depends on, found by
