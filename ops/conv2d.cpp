@@ -12,8 +12,9 @@ namespace ag {
 
 namespace {
 
-// C[M, N] = op(A)[M, K] * op(B)[K, N] + beta * C, all row-major and contiguous; op transposes when
-// asked (A is then stored [K, M], B [N, K]). One overload per precision keeps the kernels templates.
+// C[M, N] = op(A)[M, K] * op(B)[K, N] + beta * C, all row-major and contiguous; op transposes
+// when asked (A is then stored [K, M], B [N, K]). One overload per precision keeps the kernels
+// templates.
 void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* a, const float* b,
           float beta, float* c) {
   cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
@@ -127,7 +128,8 @@ ConvGeometry validate(const Variable& x, const Variable& w, const Variable& b,
 Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
                 std::int64_t padding) {
   // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ho,Wo]
-  // Per image n, with K = Cin*KH*KW and P = Ho*Wo:  y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b.
+  // Per image n, with K = Cin*KH*KW and P = Ho*Wo:
+  //   y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b   (cols = im2col of x[n])
   const ConvGeometry g = validate(x, w, b, stride, padding);
   const bool has_bias = b.defined();
   const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),

@@ -14,7 +14,8 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   const std::string xs = shape_str(x.shape());
   if (x.value().dim() != 4) fail("max_pool2d", "expected x of shape [N, C, H, W], got " + xs);
   if (kernel < 1) fail("max_pool2d", "kernel must be >= 1, got " + std::to_string(kernel));
-  if (stride < 0) fail("max_pool2d", "stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
+  if (stride < 0)
+    fail("max_pool2d", "stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
   if (stride == 0) stride = kernel;
   const std::int64_t planes = x.shape()[0] * x.shape()[1], height = x.shape()[2],
                      width = x.shape()[3];

@@ -11,6 +11,7 @@ namespace ag {
 /// Ho = (H - kernel) / stride + 1. The whole gradient of a window goes to one maximum: the first
 /// in row-major order when several tie, as PyTorch does.
 /// x:[N, C, H, W] -> y:[N, C, Ho, Wo];  stride 0 means stride = kernel.
+/// Throws std::invalid_argument("max_pool2d: ...") for a non-4-d x or a kernel larger than H or W.
 Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride = 0);
 
 }  // namespace ag
