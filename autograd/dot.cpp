@@ -164,7 +164,9 @@ std::string render_dot(const std::string& dot, std::string_view format) {
   const std::unique_ptr<Agraph_t, GraphDeleter> graph(agmemread(dot.c_str()));
   if (!graph) messages.fail("the DOT text does not parse");
 
-  if (gvLayout(gvc.get(), graph.get(), "dot") != 0) messages.fail("the 'dot' layout failed");
+  // A missing layout plugin is the usual cause of a failure here (Debian: package libgvc6).
+  if (gvLayout(gvc.get(), graph.get(), "dot") != 0)
+    messages.fail("the 'dot' layout failed (are Graphviz's plugins installed?)");
   // The layout must be freed before the graph is closed: a guard destroyed first.
   struct LayoutGuard {
     GVC_t* gvc;
