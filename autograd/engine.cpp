@@ -16,7 +16,8 @@ std::vector<Variable> reverse_topological_order(const Variable& output, bool inc
     const Node* node = v.node().get();
     if (node && next < node->inputs.size()) {
       const Variable& input = node->inputs[next++];
-      if ((include_constants || input.requires_grad()) && visited.insert(input.id()).second)
+      const bool wanted = include_constants ? input.defined() : input.requires_grad();
+      if (wanted && visited.insert(input.id()).second)
         stack.emplace_back(input, 0);  // invalidates v and next; the loop re-reads stack.back()
       continue;
     }

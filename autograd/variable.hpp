@@ -53,7 +53,7 @@ class Variable {
   const Tensor& grad() const { return impl_->grad; }
   Tensor& mutable_grad() { return impl_->grad; }
   bool has_grad() const { return impl_->grad.defined(); }
-  bool requires_grad() const { return impl_->requires_grad; }
+  bool requires_grad() const { return impl_ && impl_->requires_grad; }
   /// Only leaves may change this: an op's output requires grad exactly when one of its inputs does.
   void set_requires_grad(bool requires_grad);
 

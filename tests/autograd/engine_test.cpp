@@ -194,3 +194,16 @@ TEST(Topology, ConsumersComeBeforeTheirInputs) {
   };
   EXPECT_LT(pos(b), pos(a));
 }
+
+TEST(Backward, UndefinedInputSlotIsSkipped) {
+  // An op may record an absent optional input (a missing bias) as an undefined Variable.
+  Variable x = scalar(2.0);
+  Variable y = record(x.value().clone(), "optional_input", {x, Variable()},
+                      [](const Tensor& dy, const std::vector<bool>& needs) {
+                        EXPECT_FALSE(needs[1]);
+                        return std::vector<Tensor>{dy, Tensor{}};
+                      });
+  EXPECT_EQ(reverse_topological_order(y, /*include_constants=*/true).size(), 2u);
+  y.backward();
+  EXPECT_DOUBLE_EQ(x.grad().item(), 1.0);
+}
