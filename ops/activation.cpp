@@ -1,2 +1,29 @@
-// TODO(in progress): implementation being written.
+// Activation functions: relu.
 #include "ops/activation.hpp"
+
+namespace ag {
+
+Variable relu(const Variable& x) {
+  if (!x.defined()) fail("relu", "undefined input");
+  Tensor y(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* x_data = x.value().data<T>();
+    T* y_data = y.data<T>();
+    for (std::int64_t i = 0; i < y.numel(); ++i) y_data[i] = x_data[i] > T(0) ? x_data[i] : T(0);
+  });
+  // Saves x (shared, not copied) for the mask [x > 0].
+  Tensor saved_x = needs_grad({x}) ? x.value() : Tensor{};
+  return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const std::vector<bool>&) {
+    Tensor dx(dy.shape(), dy.dtype());
+    dispatch(dy.dtype(), [&]<class T>() {
+      const T* x_data = saved_x.data<T>();
+      const T* dy_data = dy.data<T>();
+      T* dx_data = dx.data<T>();
+      for (std::int64_t i = 0; i < dx.numel(); ++i)
+        dx_data[i] = x_data[i] > T(0) ? dy_data[i] : T(0);
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace ag
