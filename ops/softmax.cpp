@@ -1,2 +1,80 @@
-// TODO(in progress): implementation being written.
+// log_softmax along one dimension of a tensor of any rank.
 #include "ops/softmax.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+namespace ag {
+
+namespace {
+
+// A tensor seen as [outer, size, inner] around dimension `dim`: the elements of one softmax are
+// size values `inner` apart.
+struct Fibers {
+  std::int64_t outer = 1, size = 1, inner = 1;
+};
+
+Fibers fibers_along(const Shape& shape, std::size_t dim) {
+  Fibers f;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (d < dim) f.outer *= shape[d];
+    else if (d == dim) f.size = shape[d];
+    else f.inner *= shape[d];
+  }
+  return f;
+}
+
+}  // namespace
+
+Variable log_softmax(const Variable& x, std::int64_t dim) {
+  if (!x.defined()) fail("log_softmax", "undefined input");
+  const auto rank = static_cast<std::int64_t>(x.shape().size());
+  if (dim < -rank || dim >= rank)
+    fail("log_softmax", "dim " + std::to_string(dim) + " out of range for shape " +
+                            shape_str(x.shape()));
+  const Fibers f = fibers_along(x.shape(), static_cast<std::size_t>(dim < 0 ? dim + rank : dim));
+
+  Tensor y(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    if (f.size == 0) return;
+    for (std::int64_t o = 0; o < f.outer; ++o)
+      for (std::int64_t i = 0; i < f.inner; ++i) {
+        const T* xs = x.value().data<T>() + o * f.size * f.inner + i;
+        T* ys = y.data<T>() + o * f.size * f.inner + i;
+        // Subtracting the maximum keeps exp() <= 1: no overflow however large x is.
+        T max = xs[0];
+        for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+        T sum_exp = 0;
+        for (std::int64_t k = 0; k < f.size; ++k) sum_exp += std::exp(xs[k * f.inner] - max);
+        // (x - max) - log(sum), not x - (max + log(sum)): x - max is exact for nearby values,
+        // while max + log(sum) rounds log(sum) to the precision of max (1e-4 at 1000 in float).
+        const T log_sum_exp = std::log(sum_exp);
+        for (std::int64_t k = 0; k < f.size; ++k)
+          ys[k * f.inner] = (xs[k * f.inner] - max) - log_sum_exp;
+      }
+  });
+
+  // Saves the output y (softmax = exp(y)), shared with the result; not x.
+  Tensor saved_y = needs_grad({x}) ? y : Tensor{};
+  auto backward = [saved_y, f](const Tensor& dy, const std::vector<bool>&) {
+    Tensor dx(dy.shape(), dy.dtype());
+    dispatch(dy.dtype(), [&]<class T>() {
+      for (std::int64_t o = 0; o < f.outer; ++o)
+        for (std::int64_t i = 0; i < f.inner; ++i) {
+          const std::int64_t first = o * f.size * f.inner + i;
+          const T* ys = saved_y.data<T>() + first;
+          const T* dys = dy.data<T>() + first;
+          T* dxs = dx.data<T>() + first;
+          T sum_dy = 0;
+          for (std::int64_t k = 0; k < f.size; ++k) sum_dy += dys[k * f.inner];
+          for (std::int64_t k = 0; k < f.size; ++k)
+            dxs[k * f.inner] = dys[k * f.inner] - std::exp(ys[k * f.inner]) * sum_dy;
+        }
+    });
+    return std::vector<Tensor>{dx};
+  };
+  return record(std::move(y), "log_softmax", {x}, std::move(backward));
+}
+
+}  // namespace ag

@@ -1,1 +1,97 @@
-// TODO(in progress): tests being written.
+// log_softmax: hand values, stability for large inputs, any dimension of a 3-d tensor, gradchecks.
+#include "ops/softmax.hpp"
+
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "autograd/gradcheck.hpp"
+
+using namespace ag;
+
+namespace {
+
+// log(e^1 + e^2 + e^3) = 3 + log(1 + e^-1 + e^-2), by hand.
+const double kLogSumExp123 = 3 + std::log(1 + std::exp(-1.0) + std::exp(-2.0));
+
+}  // namespace
+
+TEST(LogSoftmax, MatchesHandValuesOnARow) {
+  Variable x(Tensor::from({1, 3}, {1.0, 2.0, 3.0}, DType::Float64));
+  Variable y = log_softmax(x, 1);
+  EXPECT_EQ(y.shape(), (Shape{1, 3}));
+  EXPECT_NEAR(y.value().at(0), 1 - kLogSumExp123, 1e-14);
+  EXPECT_NEAR(y.value().at(1), 2 - kLogSumExp123, 1e-14);
+  EXPECT_NEAR(y.value().at(2), 3 - kLogSumExp123, 1e-14);
+  EXPECT_NEAR(y.value().at(2), -0.40760596444438, 1e-13);
+}
+
+TEST(LogSoftmax, LargeValuesStayFinite) {
+  // exp(1000) overflows in double; shifting by the max avoids it.
+  Variable x(Tensor::from({2, 3}, {1000.0, 1001.0, 1002.0, -1000.0, -1001.0, -1002.0},
+                          DType::Float64));
+  Variable y = log_softmax(x, -1);
+  for (std::int64_t i = 0; i < 6; ++i) EXPECT_TRUE(std::isfinite(y.value().at(i))) << i;
+  EXPECT_NEAR(y.value().at(0), 1 - kLogSumExp123, 1e-12);
+  EXPECT_NEAR(y.value().at(2), 3 - kLogSumExp123, 1e-12);
+  EXPECT_NEAR(y.value().at(3), 3 - kLogSumExp123, 1e-12);  // -1000 is the largest of its row
+}
+
+TEST(LogSoftmax, LargeValuesStayFiniteInFloat32) {
+  Variable x(Tensor::from({3}, std::vector<float>{1000.0f, 1001.0f, 1002.0f}));
+  Variable y = log_softmax(x, 0);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  for (std::int64_t i = 0; i < 3; ++i)
+    EXPECT_NEAR(y.value().at(i), (i + 1) - kLogSumExp123, 1e-6) << i;
+}
+
+TEST(LogSoftmax, ExpSumsToOneAlongEachDimOf3dTensor) {
+  Generator gen(30);
+  Variable x(Tensor::uniform({2, 3, 4}, -3, 3, gen, DType::Float64));
+  // dim d: strides 12, 4, 1; sizes 2, 3, 4.
+  const std::int64_t strides[] = {12, 4, 1};
+  for (std::int64_t dim : {0, 1, 2, -1}) {
+    const std::int64_t d = dim < 0 ? dim + 3 : dim;
+    Tensor y = log_softmax(x, dim).value();
+    for (std::int64_t start = 0; start < 24; ++start) {
+      if ((start / strides[d]) % x.shape()[static_cast<std::size_t>(d)] != 0) continue;
+      double total = 0;
+      for (std::int64_t k = 0; k < x.shape()[static_cast<std::size_t>(d)]; ++k)
+        total += std::exp(y.at(start + k * strides[d]));
+      EXPECT_NEAR(total, 1.0, 1e-12) << "dim " << dim << ", fiber at " << start;
+    }
+  }
+}
+
+TEST(LogSoftmax, DimOutOfRangeThrowsNamingShape) {
+  Variable x(Tensor::zeros({2, 3}, DType::Float64));
+  try {
+    log_softmax(x, 2);
+    FAIL() << "no throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "log_softmax: dim 2 out of range for shape [2, 3]");
+  }
+  EXPECT_THROW(log_softmax(x, -3), std::invalid_argument);
+}
+
+TEST(LogSoftmax, GradMatchesNumericOnEveryDimOf3dTensor) {
+  Generator gen(31);
+  for (const Shape& shape : std::vector<Shape>{{2, 3, 4}, {3, 1, 5}, {1, 4, 3}}) {
+    std::vector<Variable> inputs{
+        Variable(Tensor::uniform(shape, -2, 2, gen, DType::Float64), true)};
+    for (std::int64_t dim : {0, 1, 2, -1}) {
+      auto result = gradcheck([dim](const auto& v) { return log_softmax(v[0], dim); }, inputs);
+      EXPECT_TRUE(result.ok) << shape_str(shape) << " dim " << dim << ": " << result.message;
+    }
+  }
+}
+
+TEST(LogSoftmax, GradMatchesNumericOnBatchesOfRows) {
+  Generator gen(32);
+  for (const Shape& shape : std::vector<Shape>{{1, 1}, {1, 10}, {5, 7}, {7}}) {
+    std::vector<Variable> inputs{
+        Variable(Tensor::uniform(shape, -5, 5, gen, DType::Float64), true)};
+    auto result = gradcheck([](const auto& v) { return log_softmax(v[0], -1); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
+  }
+}
