@@ -1,2 +1,151 @@
-// TODO(in progress): implementation being written.
+// Matrix products: matmul and linear, each a few GEMMs through OpenBLAS.
 #include "ops/linear.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+
+namespace ag {
+
+namespace {
+
+// The BLAS routine for the element type: overloads, so a kernel written once with dispatch picks
+// sgemm or dgemm.
+void blas_gemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, blasint M, blasint N,
+               blasint K, const float* A, blasint lda, const float* B, blasint ldb, float beta,
+               float* C, blasint ldc) {
+  cblas_sgemm(CblasRowMajor, transpose_a, transpose_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
+}
+void blas_gemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, blasint M, blasint N,
+               blasint K, const double* A, blasint lda, const double* B, blasint ldb, double beta,
+               double* C, blasint ldc) {
+  cblas_dgemm(CblasRowMajor, transpose_a, transpose_b, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
+}
+
+// C = op(A) op(B) + beta C, all contiguous row-major; op(A):[M, K]  op(B):[K, N]  C:[M, N].
+// A transposed operand is read in place through BLAS's flag: A is stored [K, M] when transpose_a,
+// B is stored [N, K] when transpose_b. Nothing is materialised.
+template <class T>
+void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
+          const T* A, const T* B, T beta, T* C) {
+  // BLAS wants leading dimensions >= 1 even for empty matrices.
+  const auto ld = [](std::int64_t n) { return static_cast<blasint>(std::max<std::int64_t>(n, 1)); };
+  blas_gemm(transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
+            static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), A,
+            ld(transpose_a ? M : K), B, ld(transpose_b ? K : N), beta, C, ld(N));
+}
+
+void check_blas_size(std::string_view op, const Shape& shape) {
+  for (std::int64_t d : shape)
+    if (d > std::numeric_limits<blasint>::max())
+      fail(op, "dimension of " + shape_str(shape) + " too large for BLAS");
+}
+
+void check_same_dtype(std::string_view op, const Variable& a, const Variable& b) {
+  if (a.dtype() != b.dtype())
+    fail(op, "dtype mismatch: " + shape_str(a.shape()) + " " + std::string(dtype_name(a.dtype())) +
+                 " with " + shape_str(b.shape()) + " " + std::string(dtype_name(b.dtype())));
+}
+
+}  // namespace
+
+Variable matmul(const Variable& a, const Variable& b) {
+  if (!a.defined() || !b.defined()) fail("matmul", "undefined input");
+  if (a.shape().size() != 2 || b.shape().size() != 2 || a.shape()[1] != b.shape()[0])
+    fail("matmul", "cannot multiply " + shape_str(a.shape()) + " by " + shape_str(b.shape()) +
+                       " (need [M, K] and [K, N])");
+  check_same_dtype("matmul", a, b);
+  check_blas_size("matmul", a.shape());
+  check_blas_size("matmul", b.shape());
+  const std::int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
+
+  Tensor y({M, N}, a.dtype());
+  dispatch(a.dtype(), [&]<class T>() {
+    gemm<T>(false, false, M, N, K, a.value().data<T>(), b.value().data<T>(), 0, y.data<T>());
+  });
+
+  // Saves b (shared, not copied) if a needs a gradient, a if b does.
+  const bool saving = needs_grad({a, b});
+  Tensor saved_a = saving && b.requires_grad() ? a.value() : Tensor{};
+  Tensor saved_b = saving && a.requires_grad() ? b.value() : Tensor{};
+  return record(std::move(y), "matmul", {a, b},
+                [saved_a, saved_b, M, K, N](const Tensor& dy, const std::vector<bool>& needs) {
+                  if ((needs[0] && !saved_b.defined()) || (needs[1] && !saved_a.defined()))
+                    fail("matmul", "an input began requiring grad after the forward");
+                  Tensor grad_a = needs[0] ? Tensor({M, K}, dy.dtype()) : Tensor{};
+                  Tensor grad_b = needs[1] ? Tensor({K, N}, dy.dtype()) : Tensor{};
+                  dispatch(dy.dtype(), [&]<class T>() {
+                    // da = dy b^T: [M, N] [N, K]
+                    if (needs[0])
+                      gemm<T>(false, true, M, K, N, dy.data<T>(), saved_b.data<T>(), 0,
+                              grad_a.data<T>());
+                    // db = a^T dy: [K, M] [M, N]
+                    if (needs[1])
+                      gemm<T>(true, false, K, N, M, saved_a.data<T>(), dy.data<T>(), 0,
+                              grad_b.data<T>());
+                  });
+                  return std::vector<Tensor>{grad_a, grad_b};
+                });
+}
+
+Variable linear(const Variable& x, const Variable& w, const Variable& b) {
+  if (!x.defined() || !w.defined()) fail("linear", "undefined input");
+  const std::string shapes = "x " + shape_str(x.shape()) + ", w " + shape_str(w.shape()) +
+                             (b.defined() ? ", b " + shape_str(b.shape()) : std::string{});
+  if (x.shape().size() != 2 || w.shape().size() != 2 || x.shape()[1] != w.shape()[1])
+    fail("linear", "need x [N, in] and w [out, in], got " + shapes);
+  if (b.defined() && b.shape() != Shape{w.shape()[0]})
+    fail("linear", "need b [out] matching w [out, in], got " + shapes);
+  check_same_dtype("linear", x, w);
+  if (b.defined()) check_same_dtype("linear", w, b);
+  check_blas_size("linear", x.shape());
+  check_blas_size("linear", w.shape());
+  const std::int64_t N = x.shape()[0], in = x.shape()[1], out = w.shape()[0];
+
+  // y:[N, out] = x:[N, in] w^T:[in, out] (+ b:[out] on every row)
+  Tensor y({N, out}, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    T* y_data = y.data<T>();
+    if (b.defined())
+      for (std::int64_t n = 0; n < N; ++n)
+        std::copy_n(b.value().data<T>(), out, y_data + n * out);
+    gemm<T>(false, true, N, out, in, x.value().data<T>(), w.value().data<T>(),
+            /*beta=*/b.defined() ? 1 : 0, y_data);
+  });
+
+  // Saves x (shared, not copied) if w needs a gradient, w if x does; the bias needs nothing.
+  std::vector<Variable> inputs{x, w};
+  if (b.defined()) inputs.push_back(b);
+  const bool saving = needs_grad(inputs);
+  Tensor saved_x = saving && w.requires_grad() ? x.value() : Tensor{};
+  Tensor saved_w = saving && x.requires_grad() ? w.value() : Tensor{};
+  return record(
+      std::move(y), "linear", std::move(inputs),
+      [saved_x, saved_w, N, in, out](const Tensor& dy, const std::vector<bool>& needs) {
+        if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
+          fail("linear", "an input began requiring grad after the forward");
+        std::vector<Tensor> grads(needs.size());
+        dispatch(dy.dtype(), [&]<class T>() {
+          const T* dy_data = dy.data<T>();
+          if (needs[0]) {  // dx:[N, in] = dy:[N, out] w:[out, in]
+            grads[0] = Tensor({N, in}, dy.dtype());
+            gemm<T>(false, false, N, in, out, dy_data, saved_w.data<T>(), 0, grads[0].data<T>());
+          }
+          if (needs[1]) {  // dw:[out, in] = dy^T:[out, N] x:[N, in]
+            grads[1] = Tensor({out, in}, dy.dtype());
+            gemm<T>(true, false, out, in, N, dy_data, saved_x.data<T>(), 0, grads[1].data<T>());
+          }
+          if (needs.size() > 2 && needs[2]) {  // db:[out] = sum over n of dy[n, :]
+            grads[2] = Tensor({out}, dy.dtype());
+            T* db = grads[2].data<T>();
+            for (std::int64_t n = 0; n < N; ++n)
+              for (std::int64_t o = 0; o < out; ++o) db[o] += dy_data[n * out + o];
+          }
+        });
+        return grads;
+      });
+}
+
+}  // namespace ag
