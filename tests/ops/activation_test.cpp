@@ -33,7 +33,7 @@ TEST(Relu, WorksInFloat32) {
   EXPECT_EQ(y.value().to_vector(), (std::vector<double>{0, 0.25, 4}));
 }
 
-TEST(Relu, GradientPassesOnlyWherInputIsPositive) {
+TEST(Relu, GradientPassesOnlyWhereInputIsPositive) {
   Variable x(Tensor::from({4}, {-1.0, 2.0, 0.0, 3.0}, DType::Float64), true);
   Variable w(Tensor::from({4}, {10.0, 20.0, 30.0, 40.0}, DType::Float64));
   sum(mul(relu(x), w)).backward();
