@@ -1,0 +1,95 @@
+// Evaluation over a split, shared by train (each epoch's test score) and eval.
+#include "tools/evaluation.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "autograd/file.hpp"
+#include "models/digit_image.hpp"
+#include "ops/loss.hpp"
+
+namespace cli {
+
+std::vector<std::uint8_t> argmax_rows(const ag::Tensor& logp) {
+  const std::int64_t n = logp.size(0), classes = logp.size(1);
+  std::vector<std::uint8_t> out(static_cast<std::size_t>(n));
+  ag::dispatch(logp.dtype(), [&]<class T>() {
+    const T* p = logp.data<T>();
+    for (std::int64_t i = 0; i < n; ++i)
+      out[static_cast<std::size_t>(i)] =
+          static_cast<std::uint8_t>(std::max_element(p + i * classes, p + (i + 1) * classes) -
+                                    (p + i * classes));
+  });
+  return out;
+}
+
+Evaluation evaluate(nn::LeNet5& model, const nn::MnistSplit& data,
+                    const nn::Normalization& normalization, std::int64_t batch_size) {
+  ag::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  Evaluation result;
+  result.predictions.reserve(static_cast<std::size_t>(data.count));
+  const nn::BatchOptions options{.mean = normalization.mean, .stddev = normalization.std};
+  ag::Tensor images;
+  std::vector<std::int64_t> targets, indices;
+  double loss_sum = 0;
+  std::int64_t correct = 0;
+  for (std::int64_t start = 0; start < data.count; start += batch_size) {
+    const std::int64_t n = std::min(batch_size, data.count - start);
+    indices.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) indices[static_cast<std::size_t>(i)] = start + i;
+    nn::fill_batch(images, targets, data, indices, options);
+    const ag::Variable logp = model(ag::Variable(images));
+    loss_sum += ag::nll_loss(logp, targets).value().item() * static_cast<double>(n);
+    for (std::int64_t i = 0; const std::uint8_t predicted : argmax_rows(logp.value())) {
+      const auto truth = static_cast<std::size_t>(targets[static_cast<std::size_t>(i++)]);
+      ++result.confusion[truth][predicted];
+      correct += truth == predicted;
+      result.predictions.push_back(predicted);
+    }
+  }
+  model.train(was_training);
+  result.loss = data.count ? loss_sum / static_cast<double>(data.count) : 0;
+  result.accuracy = data.count ? static_cast<double>(correct) / static_cast<double>(data.count) : 0;
+  return result;
+}
+
+}  // namespace cli
+
+namespace cli {
+
+namespace {
+std::array<float, 784> digit_pixels(const nn::MnistSplit& data, std::int64_t index) {
+  std::array<float, 784> out{};
+  const std::uint8_t* src = data.images.data() + index * data.rows * data.cols;
+  std::copy(src, src + 784, out.begin());
+  return out;
+}
+}  // namespace
+
+void write_error_grid(const std::string& path, const nn::MnistSplit& data, const Evaluation& result,
+                      std::size_t limit) {
+  std::vector<std::array<float, 784>> digits;
+  std::vector<std::string> captions;
+  for (std::int64_t i = 0; i < data.count && digits.size() < limit; ++i) {
+    const int truth = data.labels[static_cast<std::size_t>(i)];
+    const int predicted = result.predictions[static_cast<std::size_t>(i)];
+    if (truth == predicted) continue;
+    digits.push_back(digit_pixels(data, i));
+    captions.push_back(std::to_string(truth) + ">" + std::to_string(predicted));
+  }
+  ag::write_file_atomically(path, nn::encode_png(nn::image_grid(digits, captions, 10, 2)));
+}
+
+void write_sample_grid(const std::string& path, const nn::MnistSplit& data, std::size_t count) {
+  std::vector<std::array<float, 784>> digits;
+  std::vector<std::string> captions;
+  for (std::int64_t i = 0; i < data.count && digits.size() < count; ++i) {
+    digits.push_back(digit_pixels(data, i));
+    captions.push_back(std::to_string(data.labels[static_cast<std::size_t>(i)]));
+  }
+  ag::write_file_atomically(path, nn::encode_png(nn::image_grid(digits, captions, 10, 2)));
+}
+
+}  // namespace cli

@@ -1,0 +1,47 @@
+// lenet graph: LeNet-5's computation graph through the engine's DOT export.
+#include <filesystem>
+#include <iostream>
+
+#include "autograd/dot.hpp"
+#include "models/lenet.hpp"
+#include "ops/loss.hpp"
+#include "tools/cli.hpp"
+
+namespace cli {
+
+int graph(const std::vector<std::string>& args) {
+  po::options_description options("options");
+  std::string out, format;
+  std::int64_t batch = 1;
+  options.add_options()
+      ("output,o", po::value(&out)->required(), "file to write")
+      ("format", po::value(&format), "dot, svg or png (default: from the file's extension)")
+      ("backward", "label each op with the backward it runs")
+      ("loss", "include the nll_loss node (the graph that backward walks)")
+      ("batch", po::value(&batch)->default_value(1), "batch size shown in the shapes");
+  po::variables_map vm;
+  if (!parse("graph", "-o FILE [--format dot|svg|png] [--backward] [--loss]", options, args, vm))
+    return 0;
+  if (format.empty()) {
+    const std::string extension = std::filesystem::path(out).extension().string();
+    format = extension.empty() ? extension : extension.substr(1);
+  }
+  if (format != "dot" && format != "svg" && format != "png")
+    throw UsageError("--format must be dot, svg or png, got '" + format + "'");
+  require_positive("batch", static_cast<double>(batch));
+
+  ag::Generator gen(0);
+  nn::LeNet5 model(gen);
+  ag::Variable input(ag::Tensor({batch, 1, 28, 28}), false, "input");
+  ag::Variable output = model(input);
+  if (vm.count("loss")) {
+    const std::vector<std::int64_t> targets(static_cast<std::size_t>(batch), 0);
+    output = ag::nll_loss(output, targets);
+  }
+  ag::DotOptions dot_options{.title = "LeNet-5", .show_backward = vm.count("backward") > 0};
+  ag::write_graph(output, out, format, dot_options);
+  std::cout << "wrote " << out << '\n';
+  return 0;
+}
+
+}  // namespace cli

@@ -1,0 +1,58 @@
+// The `lenet` command: one binary, one subcommand per file in tools/.
+#include <array>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "tools/cli.hpp"
+
+namespace {
+
+struct Command {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(const std::vector<std::string>& args);
+};
+
+constexpr std::array commands{
+    Command{"train", "train LeNet-5 on MNIST and write its weights", cli::train},
+    Command{"eval", "test accuracy, per-class accuracy and confusion matrix of saved weights", cli::eval},
+    Command{"predict", "classify digit images (PNG or PGM)", cli::predict},
+    Command{"graph", "draw LeNet-5's computation graph (DOT, SVG or PNG)", cli::graph},
+    Command{"serve", "serve the draw-a-digit web page and its JSON API", cli::serve},
+    Command{"bench", "measure training and inference speed", cli::bench},
+};
+
+void usage(std::ostream& out) {
+  out << "usage: lenet COMMAND [OPTIONS]    (lenet COMMAND --help for its options)\n\ncommands:\n";
+  for (const auto& c : commands) out << "  " << c.name << std::string(10 - c.name.size(), ' ') << c.summary << '\n';
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "-h" || name == "--help" || name == "help") {
+    usage(std::cout);
+    return 0;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& command : commands) {
+    if (command.name != name) continue;
+    try {
+      return command.run(args);
+    } catch (const cli::UsageError& e) {
+      std::cerr << "lenet " << name << ": " << e.what() << " (see lenet " << name << " --help)\n";
+      return 2;
+    } catch (const std::exception& e) {
+      std::cerr << "lenet " << name << ": " << e.what() << '\n';
+      return 1;
+    }
+  }
+  std::cerr << "lenet: unknown command '" << name << "' (see lenet --help)\n";
+  return 2;
+}
