@@ -45,6 +45,14 @@ struct Entry {
   std::uint64_t begin, end;
 };
 
+std::string offsets_text(const Entry& entry) {
+  std::string text = "[";  // appended piecewise: GCC 12 warns falsely (-Wrestrict) on "[" + string
+  text += std::to_string(entry.begin);
+  text += ", ";
+  text += std::to_string(entry.end);
+  return text + "]";
+}
+
 /// A JSON value's type for messages: "a string", "a number", ...
 std::string json_kind(const Json& value) {
   const std::string type = value.type_name();  // "string", "number", "array", "object", ...
@@ -78,8 +86,7 @@ Entry parse_entry(const std::string& source, const std::string& name, const Json
   entry.begin = (*offsets)[0].get<std::uint64_t>();
   entry.end = (*offsets)[1].get<std::uint64_t>();
   if (entry.end < entry.begin)
-    weights_error(source, where + " has data_offsets [" + std::to_string(entry.begin) + ", " +
-                              std::to_string(entry.end) + "] that end before they begin");
+    weights_error(source, where + " has data_offsets " + offsets_text(entry) + " that end before they begin");
 
   // Size in bytes, checked for overflow: a hostile shape must not wrap around to a small number.
   std::uint64_t bytes = ag::dtype_size(entry.dtype);
@@ -91,8 +98,8 @@ Entry parse_entry(const std::string& source, const std::string& name, const Json
     if (size > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
       weights_error(source, where + " has a size too large in shape " + shape_text(entry.shape));
   if (entry.end - entry.begin != bytes)
-    weights_error(source, where + " has data_offsets [" + std::to_string(entry.begin) + ", " +
-                              std::to_string(entry.end) + "] (" + std::to_string(entry.end - entry.begin) +
+    weights_error(source, where + " has data_offsets " + offsets_text(entry) + " (" +
+                              std::to_string(entry.end - entry.begin) +
                               " bytes) but shape " + shape_text(entry.shape) + " of " + code + " needs " +
                               std::to_string(bytes) + " bytes");
   return entry;
@@ -203,7 +210,6 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
   std::uint64_t covered = 0;
   const Entry* previous = nullptr;
   for (const Entry& entry : entries) {
-    const std::string range = "[" + std::to_string(entry.begin) + ", " + std::to_string(entry.end) + "]";
     if (entry.begin > covered)
       weights_error(source, previous == nullptr
                                 ? "the first tensor \"" + entry.name + "\" starts at byte " +
@@ -212,7 +218,7 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
                                       std::to_string(entry.begin) + ") of the data between \"" +
                                       previous->name + "\" and \"" + entry.name + "\" belong to no tensor");
     if (entry.begin < covered)
-      weights_error(source, "tensor \"" + entry.name + "\" (data_offsets " + range + ") overlaps \"" +
+      weights_error(source, "tensor \"" + entry.name + "\" (data_offsets " + offsets_text(entry) + ") overlaps \"" +
                                 previous->name + "\", which ends at byte " + std::to_string(covered));
     covered = entry.end;
     previous = &entry;
