@@ -281,6 +281,13 @@ void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const Mn
                 ag::Generator* generator) {
   const std::int64_t batch = static_cast<std::int64_t>(indices.size());
   const std::int64_t rows = data.rows, cols = data.cols, pixels = rows * cols;
+  if (data.rows < 0 || data.cols < 0 || data.count < 0 ||
+      data.images.size() != static_cast<std::size_t>(data.count * pixels) ||
+      data.labels.size() != static_cast<std::size_t>(data.count))
+    ag::fail("fill_batch", "the split's sizes disagree: " + std::to_string(data.count) + " examples of " +
+                               std::to_string(rows) + "x" + std::to_string(cols) + " but " +
+                               std::to_string(data.images.size()) + " pixel bytes and " +
+                               std::to_string(data.labels.size()) + " labels");
   if (!(options.stddev > 0)) ag::fail("fill_batch", "stddev must be positive");
   if (options.max_shift < 0) ag::fail("fill_batch", "max_shift must be non-negative");
   if (options.max_shift > 0 && generator == nullptr)

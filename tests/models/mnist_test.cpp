@@ -419,6 +419,9 @@ TEST(MnistBatch, RejectsBadIndicesAndMissingGenerator) {
   const std::vector<std::int64_t> ok{0};
   EXPECT_THROW(nn::fill_batch(images, targets, data, ok, nn::BatchOptions{.max_shift = 1}),
                std::invalid_argument);
+  nn::MnistSplit inconsistent = data;
+  inconsistent.images.pop_back();  // a hand-made split whose sizes disagree is refused, not overrun
+  EXPECT_THROW(nn::fill_batch(images, targets, inconsistent, ok), std::invalid_argument);
 }
 
 TEST(MnistBatch, ShiftMovesTheWholeImageByAtMostMaxShift) {
