@@ -2,6 +2,9 @@
 #include "tools/checkpoint.hpp"
 
 #include <cstdlib>
+#include <iomanip>
+#include <sstream>
+#include <stdexcept>
 
 namespace cli {
 
@@ -24,6 +27,13 @@ const std::string& text_field(const nn::Metadata& metadata, const std::string& k
   const auto it = metadata.find(key);
   if (it == metadata.end()) throw nn::WeightsError(path + ": checkpoint has no " + key);
   return it->second;
+}
+
+// Seventeen significant digits: a double survives the round trip through text exactly.
+std::string exact_text(double value) {
+  std::ostringstream out;
+  out << std::setprecision(17) << value;
+  return out.str();
 }
 
 nn::Safetensors read_checkpoint(const std::string& path) {
@@ -49,6 +59,8 @@ void save_checkpoint(const std::string& path, const nn::LeNet5& model, const nn:
                         {"images_seen", std::to_string(p.images_seen)},
                         {"epoch_correct", std::to_string(p.epoch_correct)},
                         {"epoch_seen", std::to_string(p.epoch_seen)},
+                        {"interval_loss", exact_text(p.interval_loss)},
+                        {"interval_steps", std::to_string(p.interval_steps)},
                         {"epoch_start_rng", p.epoch_start_rng},
                         {"rng", p.rng},
                         {"metrics_csv", p.metrics_csv}};
@@ -86,6 +98,12 @@ TrainingPosition load_checkpoint(const std::string& path, nn::LeNet5& model, nn:
   p.images_seen = integer_field(m, "images_seen", path);
   p.epoch_correct = integer_field(m, "epoch_correct", path);
   p.epoch_seen = integer_field(m, "epoch_seen", path);
+  p.interval_steps = integer_field(m, "interval_steps", path);
+  try {
+    p.interval_loss = std::stod(text_field(m, "interval_loss", path));
+  } catch (const std::logic_error&) {
+    throw nn::WeightsError(path + ": checkpoint field interval_loss is not a number");
+  }
   p.epoch_start_rng = text_field(m, "epoch_start_rng", path);
   p.rng = text_field(m, "rng", path);
   p.metrics_csv = text_field(m, "metrics_csv", path);

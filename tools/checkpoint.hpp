@@ -19,6 +19,8 @@ struct TrainingPosition {
   std::int64_t step = 0;       // optimiser steps taken in all
   std::int64_t images_seen = 0;
   std::int64_t epoch_correct = 0, epoch_seen = 0;
+  double interval_loss = 0;  // loss summed over the steps since the last progress line
+  std::int64_t interval_steps = 0;
   std::string epoch_start_rng;  // generator state when the epoch's shuffle was drawn
   std::string rng;              // generator state now
   std::string metrics_csv;      // the metrics written so far

@@ -33,7 +33,7 @@ void plot_training_curves(const std::string& csv_path, const std::string& png_pa
       "set multiplot layout 2,1 title 'LeNet-5 on MNIST'\n"
       "set ylabel 'loss'\n"
       "set logscale y\n"
-      "plot " + quoted(csv_path) + " using 3:(strcol(1) eq 'step' ? column(6) : NaN) with lines lc rgb '#4477aa' title 'training loss (batch)', "
+      "plot " + quoted(csv_path) + " using 3:(strcol(1) eq 'step' ? column(6) : NaN) with lines lc rgb '#4477aa' title 'training loss (mean between log lines)', "
       "'' using 3:(strcol(1) eq 'epoch' ? column(9) : NaN) with linespoints lc rgb '#cc3311' pt 7 title 'test loss'\n"
       "unset logscale y\n"
       "set xlabel 'epoch'\n"

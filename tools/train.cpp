@@ -367,6 +367,8 @@ int train(const std::vector<std::string>& args) {
       optimizer->step();
       ++position.step;
 
+      position.interval_loss += loss;
+      ++position.interval_steps;
       std::int64_t batch_correct = 0;
       for (std::int64_t i = 0; i < n; ++i)
         batch_correct += predictions[static_cast<std::size_t>(i)] ==
@@ -382,13 +384,16 @@ int train(const std::vector<std::string>& args) {
         const double batch_acc = static_cast<double>(batch_correct) / static_cast<double>(n);
         const double train_acc = static_cast<double>(position.epoch_correct) / static_cast<double>(position.epoch_seen);
         const double progress = static_cast<double>(epoch) + static_cast<double>(it + 1) / static_cast<double>(steps_per_epoch);
+        const double mean_loss = position.interval_loss / static_cast<double>(position.interval_steps);
+        position.interval_loss = 0;
+        position.interval_steps = 0;
         std::ostringstream row;
-        row << "step," << epoch + 1 << ',' << progress << ',' << it + 1 << ',' << position.step << ',' << loss << ','
+        row << "step," << epoch + 1 << ',' << progress << ',' << it + 1 << ',' << position.step << ',' << mean_loss << ','
             << batch_acc << ',' << train_acc << ",,," << optimizer->lr() << ',' << rate << ',' << seconds << '\n';
         position.metrics_csv += row.str();
         std::ostringstream line;
         line << std::fixed << "epoch " << epoch + 1 << "/" << c.epochs << "  iter " << std::setw(4) << it + 1 << "/"
-             << steps_per_epoch << "  loss " << std::setprecision(4) << loss << "  batch acc " << std::setprecision(3)
+             << steps_per_epoch << "  loss " << std::setprecision(4) << mean_loss << "  batch acc " << std::setprecision(3)
              << batch_acc << "  train acc " << train_acc << "  " << std::setprecision(0) << rate
              << " img/s  remaining " << hms(remaining);
         if (interactive) {
