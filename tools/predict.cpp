@@ -1,5 +1,6 @@
 // lenet predict: classify pictures of digits (PNG or PGM) with saved LeNet-5 weights. Each image is
 // decoded and preprocessed the MNIST way (models/digit_image), exactly as the web server does.
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,7 @@ int predict(const std::vector<std::string>& args) {
   // error line and no partial output.
   std::vector<nn::Digit> digits;
   for (const std::string& path : images) {
+    if (std::filesystem::is_directory(path)) throw nn::ImageError(path + ": is a directory");
     digits.push_back(nn::digit_from_image_bytes(ag::read_file(path), path));
     if (nn::is_blank(digits.back()))
       throw nn::ImageError(path + ": no ink found (the image is one flat colour)");
