@@ -1,4 +1,4 @@
-// PNG/PGM decoding and encoding, MNIST-style preprocessing of a digit picture, and the captioned grid.
+// PNG/PGM decoding and encoding, MNIST-style preprocessing of a digit picture, the captioned grid.
 #include "models/digit_image.hpp"
 
 #include <png.h>
@@ -117,7 +117,8 @@ class PgmReader {
   /// A decimal number; `what` names it in errors. Values are capped so nothing can overflow.
   std::uint64_t number(std::string_view what) {
     skip_space_and_comments();
-    if (pos_ >= bytes_.size()) image_error(name_, "truncated PGM: " + std::string(what) + " missing");
+    if (pos_ >= bytes_.size())
+      image_error(name_, "truncated PGM: " + std::string(what) + " missing");
     if (!std::isdigit(static_cast<unsigned char>(bytes_[pos_])))
       image_error(name_, "bad PGM: " + std::string(what) + " is not a number");
     std::uint64_t value = 0;
@@ -196,8 +197,9 @@ GrayImage decode_pgm(std::string_view bytes, std::string_view name) {
   image.pixels.resize(count);
   for (std::uint64_t i = 0; i < count; ++i) {
     const std::size_t at = i * bytes_per_sample;
-    const std::uint64_t sample =
-        bytes_per_sample == 1 ? reader.byte(at) : (std::uint64_t{reader.byte(at)} << 8) | reader.byte(at + 1);
+    const std::uint64_t sample = bytes_per_sample == 1
+                                     ? reader.byte(at)
+                                     : (std::uint64_t{reader.byte(at)} << 8) | reader.byte(at + 1);
     check_sample(i, sample);
     image.pixels[i] = static_cast<float>(sample) * to_255;
   }
@@ -213,7 +215,8 @@ GrayImage decode_image(std::string_view bytes, std::string_view name) {
       image_error(name, std::string("a Netpbm P") + bytes[1] +
                             " image: only PGM graymaps (P2, P5) are supported");
   }
-  if (bytes.starts_with("\xff\xd8\xff")) image_error(name, "a JPEG image: only PNG and PGM are supported");
+  if (bytes.starts_with("\xff\xd8\xff"))
+    image_error(name, "a JPEG image: only PNG and PGM are supported");
   image_error(name, "not a PNG or PGM image (unrecognised signature)");
 }
 
@@ -222,10 +225,10 @@ GrayImage decode_image(std::string_view bytes, std::string_view name) {
 
 namespace {
 
-constexpr std::int64_t kSide = 28;       // MNIST's frame
-constexpr double kFitSide = 20.0;        // the box MNIST's digits were scaled into
-constexpr double kTargetCentre = 14.0;   // MNIST's mean centre of mass, in pixel indices
-constexpr float kBoxThreshold = 0.1F;    // of the maximum ink: fainter pixels do not stretch the box
+constexpr std::int64_t kSide = 28;      // MNIST's frame
+constexpr double kFitSide = 20.0;       // the box MNIST's digits were scaled into
+constexpr double kTargetCentre = 14.0;  // MNIST's mean centre of mass, in pixel indices
+constexpr float kBoxThreshold = 0.1F;   // of the maximum ink: fainter pixels do not stretch the box
 constexpr std::int64_t kMargin = 8;  // output pixels kept around the box: 14 - 20/2, plus 4 spare
 
 float median(std::vector<float> values) {
@@ -267,6 +270,9 @@ Digit preprocess_digit(const GrayImage& image) {
     throw std::invalid_argument("preprocess_digit: " + std::to_string(image.pixels.size()) +
                                 " pixels for a " + std::to_string(width) + "x" +
                                 std::to_string(height) + " image");
+  if (!std::all_of(image.pixels.begin(), image.pixels.end(),
+                   [](float v) { return std::isfinite(v); }))
+    throw std::invalid_argument("preprocess_digit: the image has a NaN or infinite pixel");
   Digit digit{};
 
   // 1. Background from the border; the median ignores a stroke that touches the edge.
@@ -289,7 +295,7 @@ Digit preprocess_digit(const GrayImage& image) {
     ink[i] = std::max(0.0F, v - background_ink);
     max_ink = std::max(max_ink, ink[i]);
   }
-  if (!(max_ink >= kMinInkContrast)) return digit;  // blank (also catches NaN pixels)
+  if (max_ink < kMinInkContrast) return digit;  // blank
   for (float& v : ink) v *= 255.0F / max_ink;
 
   // 2. Bounding box of the ink.
@@ -308,9 +314,11 @@ Digit preprocess_digit(const GrayImage& image) {
   // margin are resampled, which bounds the work and drops specks far from the digit.
   const double step = static_cast<double>(box_side) / kFitSide;
   auto output_size = [&](std::int64_t box_length) {  // the 1e-9 absorbs rounding in box / step
-    return static_cast<std::int64_t>(std::ceil(static_cast<double>(box_length) / step - 1e-9)) + 2 * kMargin;
+    return static_cast<std::int64_t>(std::ceil(static_cast<double>(box_length) / step - 1e-9)) +
+           2 * kMargin;
   };
-  const std::int64_t out_height = output_size(bottom - top + 1), out_width = output_size(right - left + 1);
+  const std::int64_t out_height = output_size(bottom - top + 1),
+                     out_width = output_size(right - left + 1);
   const double row_origin = static_cast<double>(top) - static_cast<double>(kMargin) * step;
   const double col_origin = static_cast<double>(left) - static_cast<double>(kMargin) * step;
   const auto row_taps = area_taps(height, row_origin, step, out_height);
@@ -319,13 +327,15 @@ Digit preprocess_digit(const GrayImage& image) {
   // Columns first (the input rows the row taps reach x out_width), then rows.
   std::int64_t first_row = top, end_row = bottom + 1;
   for (const auto& taps : row_taps)
-    for (const Tap& tap : taps) first_row = std::min(first_row, tap.index), end_row = std::max(end_row, tap.index + 1);
+    for (const Tap& tap : taps)
+      first_row = std::min(first_row, tap.index), end_row = std::max(end_row, tap.index + 1);
   std::vector<double> narrowed(static_cast<std::size_t>((end_row - first_row) * out_width), 0.0);
   for (std::int64_t r = first_row; r < end_row; ++r) {
     const float* in_row = &ink[static_cast<std::size_t>(r * width)];
     for (std::int64_t j = 0; j < out_width; ++j) {
       double sum = 0;
-      for (const Tap& tap : col_taps[static_cast<std::size_t>(j)]) sum += in_row[tap.index] * tap.weight;
+      for (const Tap& tap : col_taps[static_cast<std::size_t>(j)])
+        sum += in_row[tap.index] * tap.weight;
       narrowed[static_cast<std::size_t>((r - first_row) * out_width + j)] = sum;
     }
   }
@@ -335,7 +345,8 @@ Digit preprocess_digit(const GrayImage& image) {
     for (std::int64_t j = 0; j < out_width; ++j) {
       double sum = 0;
       for (const Tap& tap : row_taps[static_cast<std::size_t>(i)])
-        sum += narrowed[static_cast<std::size_t>((tap.index - first_row) * out_width + j)] * tap.weight;
+        sum += narrowed[static_cast<std::size_t>((tap.index - first_row) * out_width + j)] *
+               tap.weight;
       scaled[static_cast<std::size_t>(i * out_width + j)] = sum;
       mass += sum;
       row_moment += sum * static_cast<double>(i);
@@ -350,7 +361,8 @@ Digit preprocess_digit(const GrayImage& image) {
       const std::int64_t r = i + shift_rows, c = j + shift_cols;
       if (r < 0 || r >= kSide || c < 0 || c >= kSide) continue;
       const double v = scaled[static_cast<std::size_t>(i * out_width + j)];
-      digit[static_cast<std::size_t>(r * kSide + c)] = static_cast<float>(std::clamp(v, 0.0, 255.0));
+      digit[static_cast<std::size_t>(r * kSide + c)] =
+          static_cast<float>(std::clamp(v, 0.0, 255.0));
     }
   return digit;
 }
@@ -396,7 +408,7 @@ std::vector<Prediction> classify(const LeNet5& model, const ag::Tensor& input) {
 
 // ---------------------------------------------------------------------------------------------
 // The captioned grid and its 3x5 font. Each glyph is five octal digits, one per row from the top,
-// each digit's three bits the row's pixels from the left: 7 = ###, 5 = #.#, 2 = .#., 4 = #.., 1 = ..#
+// each digit's three bits the row's pixels from the left: 7 = ###, 5 = #.#, 2 = .#., 1 = ..#
 
 namespace {
 
@@ -471,8 +483,8 @@ GrayImage image_grid(const std::vector<Digit>& digits, const std::vector<std::st
     const Digit& digit = digits[static_cast<std::size_t>(n)];
     for (std::int64_t r = 0; r < tile; ++r)
       for (std::int64_t c = 0; c < tile; ++c)
-        grid.pixels[static_cast<std::size_t>((top + r) * grid.width + left + c)] =
-            std::clamp(digit[static_cast<std::size_t>((r / scale) * kSide + c / scale)], 0.0F, 255.0F);
+        grid.pixels[static_cast<std::size_t>((top + r) * grid.width + left + c)] = std::clamp(
+            digit[static_cast<std::size_t>((r / scale) * kSide + c / scale)], 0.0F, 255.0F);
     const std::string_view caption = std::string_view(captions[static_cast<std::size_t>(n)])
                                          .substr(0, static_cast<std::size_t>(max_chars));
     const auto text_width = (4 * static_cast<std::int64_t>(caption.size()) - 1) * scale;

@@ -72,6 +72,7 @@ using Digit = std::array<float, 28 * 28>;
 ///     nearest (row 14, column 14) in pixel-index coordinates, where MNIST's digits have theirs;
 ///     whatever falls outside the frame is clipped.
 /// An image with no ink (its contrast is below kMinInkContrast) gives all zeros: see is_blank.
+/// Throws std::invalid_argument for an inconsistent image (pixel count, size) or a NaN/inf pixel.
 /// An MNIST test digit goes through almost unchanged.
 Digit preprocess_digit(const GrayImage& image);
 

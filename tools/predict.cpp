@@ -17,11 +17,11 @@ int predict(const std::vector<std::string>& args) {
   std::string weights = "models/lenet5.safetensors";
   std::vector<std::string> images;
   po::options_description options("options");
-  options.add_options()
-      ("weights", po::value(&weights)->default_value(weights), "weights file (safetensors)")
-      ("json", "print one JSON document instead of one line per image")
-      ("probabilities", "also print all ten probabilities on each line")
-      ("image", po::value(&images), "a PNG or PGM picture of one digit (repeatable; positional)");
+  options.add_options()("weights", po::value(&weights)->default_value(weights),
+                        "weights file (safetensors)")(
+      "json", "print one JSON document instead of one line per image")(
+      "probabilities", "also print all ten probabilities on each line")(
+      "image", po::value(&images), "a PNG or PGM picture of one digit (repeatable; positional)");
   po::positional_options_description positional;
   positional.add("image", -1);
   po::variables_map vm;
@@ -48,21 +48,25 @@ int predict(const std::vector<std::string>& args) {
 
   nlohmann::json predictions = nlohmann::json::array();
   for (std::size_t i = 0; i < images.size(); ++i) {
-    const nn::Prediction p = nn::classify(model, nn::to_input_tensor(digits[i], normalization)).front();
+    const nn::Prediction p =
+        nn::classify(model, nn::to_input_tensor(digits[i], normalization)).front();
     if (json) {
-      predictions.push_back({{"file", images[i]}, {"digit", p.digit}, {"probabilities", p.probabilities}});
+      predictions.push_back(
+          {{"file", images[i]}, {"digit", p.digit}, {"probabilities", p.probabilities}});
       continue;
     }
     std::cout << images[i] << ": " << p.digit << " (p=" << std::fixed << std::setprecision(3)
               << p.probabilities[static_cast<std::size_t>(p.digit)] << ")";
     if (all_probabilities) {
       std::cout << "  [";
-      for (int k = 0; k < 10; ++k) std::cout << (k ? " " : "") << k << ":" << p.probabilities[static_cast<std::size_t>(k)];
+      for (int k = 0; k < 10; ++k)
+        std::cout << (k ? " " : "") << k << ":" << p.probabilities[static_cast<std::size_t>(k)];
       std::cout << "]";
     }
     std::cout << '\n';
   }
-  if (json) std::cout << nlohmann::json{{"weights", weights}, {"predictions", predictions}}.dump(2) << '\n';
+  if (json)
+    std::cout << nlohmann::json{{"weights", weights}, {"predictions", predictions}}.dump(2) << '\n';
   return 0;
 }
 

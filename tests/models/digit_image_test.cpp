@@ -27,7 +27,8 @@ std::string write_png(std::uint32_t width, std::uint32_t height, std::uint32_t f
   png.height = height;
   png.format = format;
   png_alloc_size_t size = 0;
-  EXPECT_TRUE(png_image_write_get_memory_size(png, size, 0, samples.data(), 0, nullptr)) << png.message;
+  EXPECT_TRUE(png_image_write_get_memory_size(png, size, 0, samples.data(), 0, nullptr))
+      << png.message;
   std::string out(size, '\0');
   EXPECT_TRUE(png_image_write_to_memory(&png, out.data(), &size, 0, samples.data(), 0, nullptr));
   out.resize(size);
@@ -35,18 +36,21 @@ std::string write_png(std::uint32_t width, std::uint32_t height, std::uint32_t f
 }
 
 GrayImage filled(std::int64_t width, std::int64_t height, float value) {
-  return {.width = width, .height = height,
+  return {.width = width,
+          .height = height,
           .pixels = std::vector<float>(static_cast<std::size_t>(width * height), value)};
 }
 
 void fill_rect(GrayImage& image, std::int64_t top, std::int64_t left, std::int64_t bottom,
                std::int64_t right, float value) {
   for (std::int64_t r = top; r < bottom; ++r)
-    for (std::int64_t c = left; c < right; ++c) image.pixels[static_cast<std::size_t>(r * image.width + c)] = value;
+    for (std::int64_t c = left; c < right; ++c)
+      image.pixels[static_cast<std::size_t>(r * image.width + c)] = value;
 }
 
 /// The message of the ImageError `f` throws, or "" (and a test failure) if it throws none.
-template <class F> std::string image_error_of(F&& f) {
+template <class F>
+std::string image_error_of(F&& f) {
   try {
     f();
   } catch (const ImageError& e) {
@@ -101,7 +105,8 @@ std::vector<Digit> mnist_test_digits(std::size_t count) {
   std::vector<Digit> digits;
   for (std::size_t n = 0; n < count && 16 + (n + 1) * 784 <= bytes.size(); ++n) {
     Digit d;
-    for (std::size_t i = 0; i < 784; ++i) d[i] = static_cast<unsigned char>(bytes[16 + n * 784 + i]);
+    for (std::size_t i = 0; i < 784; ++i)
+      d[i] = static_cast<unsigned char>(bytes[16 + n * 784 + i]);
     digits.push_back(d);
   }
   return digits;
@@ -112,7 +117,8 @@ std::vector<Digit> mnist_test_digits(std::size_t count) {
 
 TEST(DecodePng, GrayRoundTripIsExact) {
   GrayImage image = filled(17, 5, 0);
-  for (std::size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<float>((i * 3) % 256);
+  for (std::size_t i = 0; i < image.pixels.size(); ++i)
+    image.pixels[i] = static_cast<float>((i * 3) % 256);
   const GrayImage back = decode_png(encode_png(image));
   EXPECT_EQ(back.width, 17);
   EXPECT_EQ(back.height, 5);
@@ -125,7 +131,8 @@ TEST(EncodePng, RoundsAndClampsPixels) {
 }
 
 TEST(EncodePng, RejectsPixelCountThatDoesNotMatchSize) {
-  EXPECT_THROW(encode_png({.width = 3, .height = 2, .pixels = std::vector<float>(5)}), std::invalid_argument);
+  EXPECT_THROW(encode_png({.width = 3, .height = 2, .pixels = std::vector<float>(5)}),
+               std::invalid_argument);
   EXPECT_THROW(encode_png({.width = 0, .height = 0, .pixels = {}}), std::invalid_argument);
 }
 
@@ -157,7 +164,8 @@ TEST(DecodePng, EveryTruncationIsACleanError) {
   fill_rect(image, 2, 2, 5, 4, 0);
   const std::string png = encode_png(image);
   for (std::size_t length = 0; length < png.size() - 12; ++length) {  // the last 12 bytes are IEND
-    const std::string message = image_error_of([&] { decode_png(png.substr(0, length), "cut.png"); });
+    const std::string message =
+        image_error_of([&] { decode_png(png.substr(0, length), "cut.png"); });
     EXPECT_TRUE(message.starts_with("cut.png: ")) << "length " << length << ": " << message;
   }
 }
@@ -180,8 +188,8 @@ TEST(DecodePng, SideAboveLimitIsRejectedBeforeDecoding) {
   std::string png = encode_png(filled(1, 1, 0));
   const std::uint32_t width = 9000;
   for (int k = 0; k < 4; ++k) png[16 + k] = static_cast<char>((width >> (24 - 8 * k)) & 0xff);
-  const auto crc = static_cast<std::uint32_t>(
-      crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17));
+  const auto crc =
+      static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17));
   for (int k = 0; k < 4; ++k) png[29 + k] = static_cast<char>((crc >> (24 - 8 * k)) & 0xff);
   EXPECT_EQ(image_error_of([&] { decode_png(png, "wide.png"); }),
             "wide.png: PNG width 9000 is outside [1, 8192]");
@@ -240,8 +248,9 @@ TEST(DecodePgm, TruncatedRasterIsACleanError) {
   EXPECT_EQ(image_error_of([] { decode_pgm(std::string("P5 3 3 255\n") + "abcd", "t.pgm"); }),
             "t.pgm: truncated PGM: raster has 4 bytes, expected 9");
   EXPECT_NO_THROW(decode_pgm("P5 2 2 65535\n12345678"));  // exactly enough
-  EXPECT_NE(image_error_of([] { decode_pgm("P2 8192 8192 255\n1 2 3\n", "p.pgm"); }).find("truncated"),
-            std::string::npos);
+  EXPECT_NE(
+      image_error_of([] { decode_pgm("P2 8192 8192 255\n1 2 3\n", "p.pgm"); }).find("truncated"),
+      std::string::npos);
   EXPECT_EQ(image_error_of([] { decode_pgm("P2 2 2 255\n1 2 3 \n   ", "p.pgm"); }),
             "p.pgm: truncated PGM: sample 3 missing");
 }
@@ -268,7 +277,8 @@ TEST(DecodeImage, UnknownFormatsNameTheFileAndTheProblem) {
   EXPECT_EQ(image_error_of([] { decode_image("P6 1 1 255\nabc", "c.ppm"); }),
             "c.ppm: a Netpbm P6 image: only PGM graymaps (P2, P5) are supported");
   EXPECT_EQ(image_error_of([] { decode_image("", "empty.png"); }), "empty.png: empty file");
-  EXPECT_EQ(image_error_of([] { decode_image("\x89PN", "short.png"); }), "short.png: truncated PNG: 3 bytes");
+  EXPECT_EQ(image_error_of([] { decode_image("\x89PN", "short.png"); }),
+            "short.png: truncated PNG: 3 bytes");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -284,8 +294,8 @@ TEST(PreprocessDigit, BarAtTopLeftOfWhiteCanvasIsCentredFittedAndInverted) {
   EXPECT_NEAR(m.row, 14.0, 0.5);
   EXPECT_NEAR(m.col, 14.0, 0.5);
   const Box box = ink_box(digit, 0);
-  EXPECT_EQ(box.height(), 20);     // the longer side is scaled to exactly 20
-  EXPECT_EQ(box.width(), 3);       // 12 * 20 / 80
+  EXPECT_EQ(box.height(), 20);  // the longer side is scaled to exactly 20
+  EXPECT_EQ(box.width(), 3);    // 12 * 20 / 80
   EXPECT_FLOAT_EQ(digit[static_cast<std::size_t>(14 * 28 + 14)], 255);  // ink high
   EXPECT_EQ(digit[0], 0);                                               // background 0
 }
@@ -351,6 +361,9 @@ TEST(PreprocessDigit, SingleInkPixelIsHandled) {
 TEST(PreprocessDigit, RejectsInconsistentImage) {
   EXPECT_THROW(preprocess_digit({.width = 3, .height = 3, .pixels = std::vector<float>(8)}),
                std::invalid_argument);
+  GrayImage with_nan = filled(4, 4, 255);
+  with_nan.pixels[5] = std::nanf("");
+  EXPECT_THROW(preprocess_digit(with_nan), std::invalid_argument);
 }
 
 TEST(PreprocessDigit, MnistDigitsComeBackAlmostUnchanged) {
@@ -376,7 +389,8 @@ TEST(PreprocessDigit, MnistDigitsRenderedBigAsPngComeBack) {
   // Each digit drawn 10x larger, dark ink on white paper, offset on a 400x360 canvas, saved as PNG.
   double total = 0, worst = 0;
   for (std::size_t n = 0; n < digits.size(); ++n) {
-    const std::int64_t top = 17 + static_cast<std::int64_t>(n % 7) * 9, left = 3 + static_cast<std::int64_t>(n % 5) * 23;
+    const std::int64_t top = 17 + static_cast<std::int64_t>(n % 7) * 9,
+                       left = 3 + static_cast<std::int64_t>(n % 5) * 23;
     GrayImage canvas = filled(400, 360, 255);
     for (std::int64_t r = 0; r < 280; ++r)
       for (std::int64_t c = 0; c < 280; ++c)
@@ -403,12 +417,15 @@ GrayImage render_smoothly(const Digit& digit, double factor, std::int64_t canvas
   };
   for (std::int64_t y = 0; y < canvas_side; ++y)
     for (std::int64_t x = 0; x < canvas_side; ++x) {
-      const double v = (static_cast<double>(y) + 0.5) / factor - 0.5, u = (static_cast<double>(x) + 0.5) / factor - 0.5;
-      const auto r = static_cast<std::int64_t>(std::floor(v)), c = static_cast<std::int64_t>(std::floor(u));
+      const double v = (static_cast<double>(y) + 0.5) / factor - 0.5,
+                   u = (static_cast<double>(x) + 0.5) / factor - 0.5;
+      const auto r = static_cast<std::int64_t>(std::floor(v)),
+                 c = static_cast<std::int64_t>(std::floor(u));
       const double fv = v - static_cast<double>(r), fu = u - static_cast<double>(c);
       const double ink = (1 - fv) * ((1 - fu) * source(r, c) + fu * source(r, c + 1)) +
                          fv * ((1 - fu) * source(r + 1, c) + fu * source(r + 1, c + 1));
-      canvas.pixels[static_cast<std::size_t>(y * canvas_side + x)] = static_cast<float>(std::round(255 - ink));
+      canvas.pixels[static_cast<std::size_t>(y * canvas_side + x)] =
+          static_cast<float>(std::round(255 - ink));
     }
   return canvas;
 }
@@ -418,7 +435,8 @@ TEST(PreprocessDigit, MnistDigitsRenderedSmoothlyComeBackClose) {
   if (digits.empty()) GTEST_SKIP() << "data/mnist/t10k-images-idx3-ubyte not found";
   double total = 0, worst = 0, total_blurred_input = 0;
   for (const Digit& original : digits) {
-    const Digit digit = preprocess_digit(decode_image(encode_png(render_smoothly(original, 7.3, 210)), "smooth.png"));
+    const Digit digit = preprocess_digit(
+        decode_image(encode_png(render_smoothly(original, 7.3, 210)), "smooth.png"));
     const double difference = mean_abs_difference(digit, original);
     total += difference, worst = std::max(worst, difference);
     // For scale: the same digit shifted by one pixel differs from itself by this much.
@@ -428,8 +446,8 @@ TEST(PreprocessDigit, MnistDigitsRenderedSmoothlyComeBackClose) {
   }
   const auto count = static_cast<double>(digits.size());
   std::cout << "[ info ] MNIST digits redrawn 7.3x bilinear: mean |difference| " << total / count
-            << ", worst " << worst << " grey levels (a one-pixel shift costs " << total_blurred_input / count
-            << ")\n";
+            << ", worst " << worst << " grey levels (a one-pixel shift costs "
+            << total_blurred_input / count << ")\n";
   // Measured 7.96 mean, 20.1 worst: bilinear blur widens the strokes and the box by ~0.8 px,
   // which area-averaging back to 28x28 cannot undo; about half the cost of a one-pixel shift.
   EXPECT_LT(total / count, 9.0);
@@ -446,9 +464,9 @@ TEST(ToInputTensor, NormalisesEachPixel) {
   const ag::Tensor x = to_input_tensor(digit, {.mean = 0.1, .std = 0.5});
   EXPECT_EQ(x.shape(), (ag::Shape{1, 1, 28, 28}));
   EXPECT_EQ(x.dtype(), ag::DType::Float32);
-  EXPECT_FLOAT_EQ(x.at(0), 1.8F);    // (1 - 0.1) / 0.5
-  EXPECT_FLOAT_EQ(x.at(29), 0.2F);   // (0.2 - 0.1) / 0.5
-  EXPECT_FLOAT_EQ(x.at(1), -0.2F);   // (0 - 0.1) / 0.5
+  EXPECT_FLOAT_EQ(x.at(0), 1.8F);   // (1 - 0.1) / 0.5
+  EXPECT_FLOAT_EQ(x.at(29), 0.2F);  // (0.2 - 0.1) / 0.5
+  EXPECT_FLOAT_EQ(x.at(1), -0.2F);  // (0 - 0.1) / 0.5
 }
 
 TEST(Classify, GivesOneDistributionPerImage) {
@@ -465,7 +483,8 @@ TEST(Classify, GivesOneDistributionPerImage) {
       total += q;
     }
     EXPECT_NEAR(total, 1.0, 1e-6);
-    for (double q : p.probabilities) EXPECT_LE(q, p.probabilities[static_cast<std::size_t>(p.digit)]);
+    for (double q : p.probabilities)
+      EXPECT_LE(q, p.probabilities[static_cast<std::size_t>(p.digit)]);
   }
   EXPECT_THROW(classify(model, ag::Tensor({1, 28, 28})), std::invalid_argument);
 }
@@ -500,7 +519,8 @@ TEST(ImageGrid, CaptionsPutDarkTextUnderTheirCell) {
   const std::vector<Digit> digits(4, Digit{});
   const GrayImage grid = image_grid(digits, {"7>2", "5", "", "0:1"}, 2, scale);
   const std::int64_t gap = image_grid_gap(scale), tile = 28 * scale;
-  const std::int64_t cell_width = tile + 2 * gap, cell_height = tile + image_grid_caption_height(scale) + 2 * gap;
+  const std::int64_t cell_width = tile + 2 * gap,
+                     cell_height = tile + image_grid_caption_height(scale) + 2 * gap;
   for (int n = 0; n < 4; ++n) {
     const std::int64_t top = (n / 2) * cell_height + gap + tile, left = (n % 2) * cell_width;
     std::int64_t first_dark = -1, last_dark = -1;
