@@ -1,9 +1,8 @@
 // Checkpoint files: model and optimiser tensors plus the run's position, in one safetensors file.
 #include "tools/checkpoint.hpp"
 
+#include <charconv>
 #include <cstdlib>
-#include <iomanip>
-#include <sstream>
 #include <stdexcept>
 
 namespace cli {
@@ -29,11 +28,10 @@ const std::string& text_field(const nn::Metadata& metadata, const std::string& k
   return it->second;
 }
 
-// Seventeen significant digits: a double survives the round trip through text exactly.
+// The shortest text that reads back as exactly `value`.
 std::string exact_text(double value) {
-  std::ostringstream out;
-  out << std::setprecision(17) << value;
-  return out.str();
+  char buffer[32];
+  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr);
 }
 
 nn::Safetensors read_checkpoint(const std::string& path) {

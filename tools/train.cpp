@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <unistd.h>
 
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -61,10 +62,9 @@ struct TrainConfig {
 // The options that decide the numbers a run produces. A checkpoint records them, and a resumed
 // run takes them from there (refusing explicit options that contradict them).
 nn::Metadata run_defining(const TrainConfig& c) {
-  auto text = [](double v) {
-    std::ostringstream out;
-    out << std::setprecision(17) << v;
-    return out.str();
+  auto text = [](double v) {  // the shortest text that reads back as exactly v
+    char buffer[32];
+    return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, v).ptr);
   };
   return {{"epochs", std::to_string(c.epochs)},       {"batch-size", std::to_string(c.batch_size)},
           {"lr", text(c.lr)},                         {"momentum", text(c.momentum)},
