@@ -212,9 +212,9 @@ Safetensors decode_safetensors(std::string_view bytes, const std::string& source
   for (const Entry& entry : entries) {
     if (entry.begin > covered)
       weights_error(source, previous == nullptr
-                                ? "the first tensor \"" + entry.name + "\" starts at byte " +
+                                ? std::string("the first tensor \"") + entry.name + "\" starts at byte " +
                                       std::to_string(entry.begin) + " of the data, not 0"
-                                : "gap: bytes [" + std::to_string(covered) + ", " +
+                                : std::string("gap: bytes [") + std::to_string(covered) + ", " +
                                       std::to_string(entry.begin) + ") of the data between \"" +
                                       previous->name + "\" and \"" + entry.name + "\" belong to no tensor");
     if (entry.begin < covered)

@@ -79,6 +79,7 @@ void write_error_grid(const std::string& path, const nn::MnistSplit& data, const
     digits.push_back(digit_pixels(data, i));
     captions.push_back(std::to_string(truth) + ">" + std::to_string(predicted));
   }
+  if (digits.empty()) throw std::runtime_error(path + ": no misclassified examples to draw");
   ag::write_file_atomically(path, nn::encode_png(nn::image_grid(digits, captions, 10, 2)));
 }
 
