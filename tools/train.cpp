@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -49,7 +50,8 @@ struct TrainConfig {
   double gamma = 0.1;            // --schedule step
   int augment = 2;
   std::uint64_t seed = 1;
-  int threads = 1;
+  // One worker per core, up to 4: the shards of a batch of 64 stay large enough to be efficient.
+  int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   std::int64_t limit = 0;
   std::int64_t log_every = 100;
   std::string out = "runs/lenet5.safetensors";
