@@ -1,0 +1,7 @@
+// libFuzzer entry point of the IDX reader target (idx_target.cpp).
+#include "tests/fuzz/targets.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::idx_input({data, size});
+  return 0;
+}

@@ -1,0 +1,7 @@
+// libFuzzer entry point of the PNG/PGM decoding and preprocessing target (image_target.cpp).
+#include "tests/fuzz/targets.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::image_input({data, size});
+  return 0;
+}
