@@ -30,6 +30,7 @@ void plot_training_curves(const std::string& csv_path, const std::string& png_pa
       "set datafile separator ','\n"
       "set key autotitle columnhead\n"
       "set grid\n"
+      "set autoscale xfix\n"
       "set multiplot layout 2,1 title 'LeNet-5 on MNIST'\n"
       "set ylabel 'loss'\n"
       "set logscale y\n"
