@@ -1,6 +1,8 @@
 // Tensor storage, construction and the few element-wise helpers the engine itself needs.
 #include "autograd/tensor.hpp"
 
+#include "autograd/allocator.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -80,19 +82,24 @@ void Generator::set_state(const std::string& state) {
 // ---- Tensor ----
 
 namespace {
-// 64-byte alignment: a full AVX-512 register, and a cache line.
-constexpr std::align_val_t kAlignment{64};
-
-std::shared_ptr<std::byte[]> allocate(std::size_t bytes) {
-  auto* p = static_cast<std::byte*>(::operator new(std::max<std::size_t>(bytes, 1), kAlignment));
-  return std::shared_ptr<std::byte[]>(p, [](std::byte* q) { ::operator delete(q, kAlignment); });
-}
+// Storage comes from the caching allocator (64-byte aligned: a full AVX-512 register, and a cache
+// line), and so does the shared_ptr's control block: a steady training step allocates nothing new.
+std::shared_ptr<std::byte[]> allocate(std::size_t bytes) { return make_cached_array<std::byte>(bytes); }
 }  // namespace
 
 Tensor::Tensor(Shape shape, DType dtype)
     : shape_(std::move(shape)), numel_(shape_numel(shape_)), dtype_(dtype) {
   storage_ = allocate(nbytes());
   std::memset(storage_.get(), 0, nbytes());
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype) {
+  Tensor t;
+  t.shape_ = std::move(shape);
+  t.numel_ = shape_numel(t.shape_);
+  t.dtype_ = dtype;
+  t.storage_ = allocate(t.nbytes());
+  return t;
 }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) { return Tensor(std::move(shape), dtype); }

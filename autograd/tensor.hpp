@@ -51,6 +51,8 @@ class Tensor {
   explicit Tensor(Shape shape, DType dtype = DType::Float32);
 
   static Tensor zeros(Shape shape, DType dtype = DType::Float32);
+  /// Uninitialised storage, for kernels that write every element of their output.
+  static Tensor empty(Shape shape, DType dtype = DType::Float32);
   static Tensor ones(Shape shape, DType dtype = DType::Float32);
   static Tensor full(Shape shape, double value, DType dtype = DType::Float32);
   /// Values in row-major order, converted to dtype; their count must match the shape.

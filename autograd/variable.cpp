@@ -41,6 +41,36 @@ Variable::Variable(Tensor value, bool requires_grad, std::string name)
   impl_->name = std::move(name);
 }
 
+Variable Variable::defer(std::shared_ptr<const Deferred> deferred, bool requires_grad) {
+  if (!deferred) fail("Variable::defer", "null deferred computation");
+  Variable out;
+  out.impl_ = std::make_shared<Impl>();
+  out.impl_->requires_grad = requires_grad;
+  out.impl_->deferred = std::move(deferred);
+  out.impl_->deferred_grad_mode = grad_mode;
+  return out;
+}
+
+void Variable::materialize() const {
+  // Taken out first, so that compute() sees an ordinary (if empty) Variable, never itself deferred.
+  std::shared_ptr<const Deferred> deferred = std::move(impl_->deferred);
+  struct RestoreGradMode {
+    bool previous = grad_mode;
+    ~RestoreGradMode() { grad_mode = previous; }
+  } restore;
+  grad_mode = impl_->deferred_grad_mode;
+  Variable computed;
+  try {
+    computed = deferred->compute();
+  } catch (...) {
+    impl_->deferred = std::move(deferred);
+    throw;
+  }
+  impl_->value = computed.impl_->value;
+  impl_->node = computed.impl_->node;
+  impl_->requires_grad = computed.impl_->requires_grad;
+}
+
 void Variable::set_requires_grad(bool requires_grad) {
   if (!is_leaf())
     fail("set_requires_grad", "only leaves can change requires_grad (this is the output of '" +
@@ -49,7 +79,7 @@ void Variable::set_requires_grad(bool requires_grad) {
 }
 
 void Variable::accumulate_grad(const Tensor& g, std::string_view op) {
-  const Tensor& v = impl_->value;
+  const Tensor& v = value();
   if (g.shape() != v.shape() || g.dtype() != v.dtype())
     fail(op, "backward produced a gradient of shape " + shape_str(g.shape()) + " " +
                  std::string(dtype_name(g.dtype())) + " for a value of shape " +
@@ -67,7 +97,7 @@ void Variable::zero_grad() {
   if (impl_->grad.defined()) impl_->grad.fill(0.0);
 }
 
-Variable Variable::detach() const { return Variable(impl_->value, false, impl_->name); }
+Variable Variable::detach() const { return Variable(value(), false, impl_->name); }
 
 void Variable::backward(bool retain_graph) const { ag::backward(*this, {}, retain_graph); }
 

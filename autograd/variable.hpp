@@ -14,6 +14,26 @@ namespace ag {
 
 class Variable;
 
+/// A result that an op has not computed yet, so that the op consuming it may fuse both into one
+/// kernel (conv2d -> relu -> max_pool2d; see ops/fused.hpp). It knows the shape and dtype it will
+/// have and how to compute itself the ordinary, unfused way. The first use of the Variable's value
+/// or node runs compute() (under the grad mode of the op that deferred it) and from then on the
+/// Variable is like any other. Like a tensor saved for backward, a deferred result reads its inputs
+/// when it is computed: modifying them in place before that would change it.
+class Deferred {
+ public:
+  Deferred(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {}
+  virtual ~Deferred() = default;
+  const Shape& shape() const { return shape_; }
+  DType dtype() const { return dtype_; }
+  /// The value through the unfused ops, recording their nodes as usual.
+  virtual Variable compute() const = 0;
+
+ private:
+  Shape shape_;
+  DType dtype_;
+};
+
 /// An op's backward: given the gradient of its output, return one gradient per input, in input
 /// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
 /// so an op can skip work nobody needs (the gradient of the input image, say).
@@ -42,12 +62,28 @@ class Variable {
   Variable() = default;  // undefined
   explicit Variable(Tensor value, bool requires_grad = false, std::string name = {});
 
+  /// A Variable whose value `deferred` computes on first use. `requires_grad` is what the deferring
+  /// op's result would have had (needs_grad of its inputs); the current grad mode is kept for
+  /// compute().
+  static Variable defer(std::shared_ptr<const Deferred> deferred, bool requires_grad);
+
   bool defined() const { return impl_ != nullptr; }
-  const Tensor& value() const { return impl_->value; }
+  const Tensor& value() const {
+    if (impl_->deferred) [[unlikely]] materialize();
+    return impl_->value;
+  }
   /// Writable access to the value, for optimisers updating parameters in place.
-  Tensor& mutable_value() { return impl_->value; }
-  const Shape& shape() const { return impl_->value.shape(); }
-  DType dtype() const { return impl_->value.dtype(); }
+  Tensor& mutable_value() {
+    if (impl_->deferred) [[unlikely]] materialize();
+    return impl_->value;
+  }
+  /// Shape and dtype are known without computing a deferred value.
+  const Shape& shape() const {
+    return impl_->deferred ? impl_->deferred->shape() : impl_->value.shape();
+  }
+  DType dtype() const { return impl_->deferred ? impl_->deferred->dtype() : impl_->value.dtype(); }
+  /// What computes this Variable's value if it has not been computed yet; null otherwise.
+  const Deferred* deferred() const { return impl_ ? impl_->deferred.get() : nullptr; }
 
   /// The accumulated gradient; undefined until a backward reaches this Variable.
   const Tensor& grad() const { return impl_->grad; }
@@ -58,8 +94,11 @@ class Variable {
   void set_requires_grad(bool requires_grad);
 
   /// The node that produced this Variable, or null for a leaf.
-  const std::shared_ptr<Node>& node() const { return impl_->node; }
-  bool is_leaf() const { return impl_->node == nullptr; }
+  const std::shared_ptr<Node>& node() const {
+    if (impl_->deferred) [[unlikely]] materialize();
+    return impl_->node;
+  }
+  bool is_leaf() const { return node() == nullptr; }
   /// A display name (parameters carry theirs, e.g. "conv1.weight"), used by the DOT export.
   const std::string& name() const { return impl_->name; }
   void set_name(std::string name) { impl_->name = std::move(name); }
@@ -86,8 +125,13 @@ class Variable {
     bool requires_grad = false;
     std::shared_ptr<Node> node;
     std::string name;
+    std::shared_ptr<const Deferred> deferred;  // set until the value is computed
+    bool deferred_grad_mode = true;            // grad mode when the op deferred it
   };
   std::shared_ptr<Impl> impl_;
+
+  /// Computes a deferred value and takes over the computed Variable's value and node.
+  void materialize() const;
 
   friend struct Node;
   friend Variable record(Tensor, std::string, std::vector<Variable>, BackwardFn);

@@ -1,11 +1,15 @@
 // Activation functions: relu.
 #include "ops/activation.hpp"
 
+#include "ops/fused.hpp"
+
 namespace ag {
 
 Variable relu(const Variable& x) {
   if (!x.defined()) fail("relu", "undefined input");
-  Tensor y(x.shape(), x.dtype());
+  // relu over a deferred conv2d stays deferred, for a max_pool2d to fuse (ops/fused.hpp).
+  if (Variable fused = fuse_relu(x); fused.defined()) return fused;
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* x_data = x.value().data<T>();
     T* y_data = y.data<T>();
@@ -14,7 +18,7 @@ Variable relu(const Variable& x) {
   // Saves x (shared, not copied) for the mask [x > 0].
   Tensor saved_x = needs_grad({x}) ? x.value() : Tensor{};
   return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const std::vector<bool>&) {
-    Tensor dx(dy.shape(), dy.dtype());
+    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
       const T* x_data = saved_x.data<T>();
       const T* dy_data = dy.data<T>();

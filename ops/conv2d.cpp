@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "ops/fused.hpp"
+#include "ops/kernels/conv_geometry.hpp"
+
 namespace ag {
 
 namespace {
@@ -27,16 +30,6 @@ void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const double*
               transpose_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0, a, transpose_a ? m : k, b,
               transpose_b ? k : n, beta, c, n);
 }
-
-// The sizes of one convolution, named once (like llm.c's B, T, C).
-struct ConvGeometry {
-  std::int64_t batch, in_channels, height, width;         // x:[N, Cin, H, W]
-  std::int64_t out_channels, kernel_h, kernel_w;          // w:[Cout, Cin, KH, KW]
-  std::int64_t out_h, out_w;                              // y:[N, Cout, Ho, Wo]
-  std::int64_t stride, padding;
-  std::int64_t patch() const { return in_channels * kernel_h * kernel_w; }  // K, rows of cols
-  std::int64_t pixels() const { return out_h * out_w; }                     // P, columns of cols
-};
 
 // cols[(c*KH + p)*KW + q, i*Wo + j] = image[c, i*stride + p - padding, j*stride + q - padding],
 // zero outside the image.   image:[Cin, H, W] -> cols:[K, P]
@@ -83,46 +76,6 @@ void col2im(const ConvGeometry& g, const T* cols, T* image) {
       }
 }
 
-ConvGeometry validate(const Variable& x, const Variable& w, const Variable& b,
-                      std::int64_t stride, std::int64_t padding) {
-  if (!x.defined() || !w.defined()) fail("conv2d", "x and w must be defined");
-  const std::string xs = shape_str(x.shape()), ws = shape_str(w.shape());
-  if (x.value().dim() != 4) fail("conv2d", "expected x of shape [N, Cin, H, W], got " + xs);
-  if (w.value().dim() != 4) fail("conv2d", "expected w of shape [Cout, Cin, KH, KW], got " + ws);
-  if (x.shape()[1] != w.shape()[1])
-    fail("conv2d", "x " + xs + " has " + std::to_string(x.shape()[1]) + " channels but w " + ws +
-                       " expects " + std::to_string(w.shape()[1]));
-  if (w.value().numel() == 0) fail("conv2d", "w " + ws + " is empty");
-  if (b.defined() && (b.value().dim() != 1 || b.shape()[0] != w.shape()[0]))
-    fail("conv2d", "bias of shape " + shape_str(b.shape()) + " does not match w " + ws +
-                       " (expected [" + std::to_string(w.shape()[0]) + "])");
-  const std::string x_dtype(dtype_name(x.dtype()));
-  if (w.dtype() != x.dtype())
-    fail("conv2d", "x " + xs + " is " + x_dtype + " but w " + ws + " is " +
-                       std::string(dtype_name(w.dtype())));
-  if (b.defined() && b.dtype() != x.dtype())
-    fail("conv2d", "x " + xs + " is " + x_dtype + " but b " + shape_str(b.shape()) + " is " +
-                       std::string(dtype_name(b.dtype())));
-  if (stride < 1) fail("conv2d", "stride must be >= 1, got " + std::to_string(stride));
-  if (padding < 0) fail("conv2d", "padding must be >= 0, got " + std::to_string(padding));
-
-  ConvGeometry g{};
-  g.batch = x.shape()[0], g.in_channels = x.shape()[1];
-  g.height = x.shape()[2], g.width = x.shape()[3];
-  g.out_channels = w.shape()[0], g.kernel_h = w.shape()[2], g.kernel_w = w.shape()[3];
-  g.stride = stride, g.padding = padding;
-  if (g.kernel_h > g.height + 2 * padding || g.kernel_w > g.width + 2 * padding)
-    fail("conv2d", "kernel of w " + ws + " is larger than x " + xs + " padded by " +
-                       std::to_string(padding));
-  g.out_h = (g.height + 2 * padding - g.kernel_h) / stride + 1;
-  g.out_w = (g.width + 2 * padding - g.kernel_w) / stride + 1;
-  // BLAS takes int sizes: the column matrix [K, P] and the output plane set [Cout, P] must fit.
-  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
-  if (g.patch() * g.pixels() > int_max || g.out_channels * g.pixels() > int_max)
-    fail("conv2d", "x " + xs + " with w " + ws + " is too large for 32-bit BLAS indices");
-  return g;
-}
-
 }  // namespace
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
@@ -130,15 +83,18 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ho,Wo]
   // Per image n, with K = Cin*KH*KW and P = Ho*Wo:
   //   y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b   (cols = im2col of x[n])
-  const ConvGeometry g = validate(x, w, b, stride, padding);
+  // With fusion on, the result waits for its consumer: a relu and max_pool2d may run with it as
+  // one kernel (ops/fused.hpp); any other use computes it below. Arguments are checked now.
+  if (fusion_enabled()) return defer_conv2d(x, w, b, stride, padding);
+  const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   const bool has_bias = b.defined();
   const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
             p = static_cast<int>(g.pixels());
   const std::int64_t image_size = g.in_channels * g.height * g.width;
 
-  Tensor y({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
+  Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    Tensor cols({g.patch(), g.pixels()}, x.dtype());  // scratch, reused for every image
+    Tensor cols = Tensor::empty({g.patch(), g.pixels()}, x.dtype());  // scratch, reused for every image
     const T* x_data = x.value().template data<T>();
     const T* w_data = w.value().template data<T>();
     T* y_data = y.data<T>();

@@ -1,6 +1,8 @@
 // max_pool2d: forward records each window's argmax; backward scatters dy onto those positions.
 #include "ops/pool.hpp"
 
+#include "ops/fused.hpp"
+
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -11,8 +13,8 @@ namespace ag {
 Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
   // x:[N,C,H,W] -> y:[N,C,Ho,Wo],  Ho = (H - kernel) / stride + 1, likewise Wo.
   if (!x.defined()) fail("max_pool2d", "x must be defined");
-  const std::string xs = shape_str(x.shape());
-  if (x.value().dim() != 4) fail("max_pool2d", "expected x of shape [N, C, H, W], got " + xs);
+  const auto xs = [&] { return shape_str(x.shape()); };  // built only on failure
+  if (x.shape().size() != 4) fail("max_pool2d", "expected x of shape [N, C, H, W], got " + xs());
   if (kernel < 1) fail("max_pool2d", "kernel must be >= 1, got " + std::to_string(kernel));
   if (stride < 0)
     fail("max_pool2d", "stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
@@ -20,9 +22,11 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   const std::int64_t planes = x.shape()[0] * x.shape()[1], height = x.shape()[2],
                      width = x.shape()[3];
   if (kernel > height || kernel > width)
-    fail("max_pool2d", "kernel " + std::to_string(kernel) + " is larger than x " + xs);
+    fail("max_pool2d", "kernel " + std::to_string(kernel) + " is larger than x " + xs());
   if (height * width > std::numeric_limits<std::int32_t>::max())
-    fail("max_pool2d", "x " + xs + " has planes too large for int32 argmax indices");
+    fail("max_pool2d", "x " + xs() + " has planes too large for int32 argmax indices");
+  // Over a deferred conv2d (and relu): one fused kernel instead (ops/fused.hpp).
+  if (Variable fused = fuse_max_pool2d(x, kernel, stride); fused.defined()) return fused;
   const std::int64_t out_h = (height - kernel) / stride + 1, out_w = (width - kernel) / stride + 1;
   const std::int64_t plane_in = height * width, plane_out = out_h * out_w;
 
@@ -31,7 +35,7 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   const bool save = needs_grad({x});
   std::vector<std::int32_t> argmax(save ? static_cast<std::size_t>(planes * plane_out) : 0);
 
-  Tensor y({x.shape()[0], x.shape()[1], out_h, out_w}, x.dtype());
+  Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], out_h, out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* x_data = x.value().template data<T>();
     T* y_data = y.data<T>();

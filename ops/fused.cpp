@@ -1,0 +1,155 @@
+// conv2d_max_pool2d (forward and backward side by side), and the fusion rules that let
+// max_pool2d(relu(conv2d(...))) reach it from an ordinary model script.
+#include "ops/fused.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autograd/allocator.hpp"
+#include "ops/activation.hpp"
+#include "ops/conv2d.hpp"
+#include "ops/kernels/conv_pool.hpp"
+
+namespace ag {
+
+namespace {
+
+thread_local bool fusion_mode = true;
+
+kernels::PoolGeometry pool_geometry(const ConvGeometry& g, const ConvPoolOptions& options) {
+  const std::int64_t kernel = options.pool_kernel;
+  const std::int64_t stride = options.pool_stride == 0 ? kernel : options.pool_stride;
+  if (kernel < 1 || kernel > 15)
+    fail("conv2d_max_pool2d", "pool kernel must be in [1, 15], got " + std::to_string(kernel));
+  if (stride < 0)
+    fail("conv2d_max_pool2d", "pool stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
+  if (kernel > g.out_h || kernel > g.out_w)
+    fail("conv2d_max_pool2d", "pool kernel " + std::to_string(kernel) + " is larger than the " +
+                                  std::to_string(g.out_h) + "x" + std::to_string(g.out_w) +
+                                  " convolution output");
+  return {.kernel = kernel, .stride = stride, .out_h = (g.out_h - kernel) / stride + 1,
+          .out_w = (g.out_w - kernel) / stride + 1, .relu = options.relu};
+}
+
+}  // namespace
+
+Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
+                           const ConvPoolOptions& options) {
+  // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ph,Pw]
+  const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
+  const kernels::PoolGeometry pool = pool_geometry(g, options);
+  const bool has_bias = b.defined();
+  std::vector<Variable> inputs{x, w};
+  if (has_bias) inputs.push_back(b);
+  const bool save = needs_grad(inputs);
+
+  // Saved for backward, and only when a gradient is wanted: x and w (shared, not copied) and the
+  // winner of every window, one byte per output of y (kernels/conv_pool.hpp).
+  const std::int64_t outputs = g.batch * g.out_channels * pool.out_h * pool.out_w;
+  std::shared_ptr<std::uint8_t[]> winners =
+      save ? make_cached_array<std::uint8_t>(static_cast<std::size_t>(outputs)) : nullptr;
+  Tensor y = Tensor::empty({g.batch, g.out_channels, pool.out_h, pool.out_w}, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* x_data = x.value().template data<T>();
+    const T* w_data = w.value().template data<T>();
+    const T* b_data = has_bias ? b.value().template data<T>() : nullptr;
+    if constexpr (std::is_same_v<T, float>)
+      if (kernels::conv_pool_forward_avx512(g, pool, x_data, w_data, b_data, y.data<T>(),
+                                            winners.get()))
+        return;
+    kernels::conv_pool_forward(g, pool, x_data, w_data, b_data, y.data<T>(), winners.get());
+  });
+
+  std::string op = options.relu ? "conv2d+relu+max_pool2d" : "conv2d+max_pool2d";
+  if (!save) return record(std::move(y), std::move(op), std::move(inputs), nullptr);
+  return record(std::move(y), std::move(op), std::move(inputs),
+                [g, pool, has_bias, winners = std::move(winners), x_value = x.value(),
+                 w_value = w.value()](const Tensor& dy, const std::vector<bool>& needs) {
+    // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's backward of that
+    // sparse dz: grad_x (through w), grad_w (through x), grad_b.
+    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    if (needs[0]) grads[0] = Tensor(x_value.shape(), dy.dtype());
+    if (needs[1]) grads[1] = Tensor(w_value.shape(), dy.dtype());
+    if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
+    dispatch(dy.dtype(), [&]<class T>() {
+      const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+      T *grad_x = out(grads[0]), *grad_w = out(grads[1]), *grad_b = has_bias ? out(grads[2]) : nullptr;
+      if constexpr (std::is_same_v<T, float>)
+        if (kernels::conv_pool_backward_avx512(g, pool, x_value.data<T>(), w_value.data<T>(),
+                                               dy.data<T>(), winners.get(), grad_x, grad_w, grad_b))
+          return;
+      kernels::conv_pool_backward(g, pool, x_value.data<T>(), w_value.data<T>(), dy.data<T>(),
+                                  winners.get(), grad_x, grad_w, grad_b);
+    });
+    return grads;
+  });
+}
+
+// ---- Fusion rules ----
+
+bool fusion_enabled() { return fusion_mode; }
+
+NoFusionGuard::NoFusionGuard() : previous_(fusion_mode) { fusion_mode = false; }
+NoFusionGuard::~NoFusionGuard() { fusion_mode = previous_; }
+
+namespace {
+
+// What a deferred conv2d remembers: its arguments. A deferred "conv2d, then relu" also holds the
+// deferred conv2d it was applied to, in `conv`.
+class DeferredConv2d final : public Deferred {
+ public:
+  DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
+                 std::int64_t padding, Variable conv = {})
+      : Deferred(std::move(shape), dtype), x(std::move(x)), w(std::move(w)), b(std::move(b)),
+        stride(stride), padding(padding), conv(std::move(conv)) {}
+
+  bool relu() const { return conv.defined(); }
+
+  // The unfused ops, exactly as the model script wrote them.
+  Variable compute() const override {
+    NoFusionGuard unfused;
+    return relu() ? ag::relu(conv) : conv2d(x, w, b, stride, padding);
+  }
+
+  Variable x, w, b;
+  std::int64_t stride, padding;
+  Variable conv;
+};
+
+}  // namespace
+
+Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+                      std::int64_t padding) {
+  const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
+  return Variable::defer(
+      std::make_shared<DeferredConv2d>(Shape{g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(),
+                                       x, w, b, stride, padding),
+      needs_grad({x, w, b}));
+}
+
+Variable fuse_relu(const Variable& x) {
+  if (!fusion_mode) return {};
+  const auto* pending = dynamic_cast<const DeferredConv2d*>(x.deferred());
+  if (!pending || pending->relu()) return {};
+  return Variable::defer(std::make_shared<DeferredConv2d>(x.shape(), x.dtype(), pending->x,
+                                                          pending->w, pending->b, pending->stride,
+                                                          pending->padding, /*conv=*/x),
+                         needs_grad({x}));
+}
+
+Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
+  if (!fusion_mode) return {};
+  const auto* pending = dynamic_cast<const DeferredConv2d*>(x.deferred());
+  if (!pending || kernel > 15) return {};
+  // The convolution under the relu was computed meanwhile (it had another use): fusing would
+  // compute it a second time, so pool what is there.
+  if (pending->relu() && !pending->conv.deferred()) return {};
+  // The fused op must record what the unfused ones would (a grad mode change in between).
+  if (needs_grad({x}) != needs_grad({pending->x, pending->w, pending->b})) return {};
+  return conv2d_max_pool2d(pending->x, pending->w, pending->b,
+                           {.stride = pending->stride, .padding = pending->padding,
+                            .relu = pending->relu(), .pool_kernel = kernel, .pool_stride = stride});
+}
+
+}  // namespace ag

@@ -1,0 +1,255 @@
+// Fusion: conv2d -> relu -> max_pool2d run as conv2d_max_pool2d. The fused path against the unfused
+// ops (the reference) in float64, gradchecks of the fused op, the fusion rules (when a chain fuses
+// and when a deferred conv2d is computed the ordinary way), and the AVX-512 kernels against the
+// plain-loop kernels in float32.
+#include "ops/fused.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <ostream>
+#include <vector>
+
+#include "autograd/gradcheck.hpp"
+#include "ops/kernels/conv_pool.hpp"
+#include "ops/ops.hpp"
+
+using namespace ag;
+
+namespace {
+
+struct Geometry {
+  std::int64_t batch, in_channels, height, width, out_channels, kernel;
+  std::int64_t stride, padding;
+  bool relu, bias;
+  std::int64_t pool_kernel, pool_stride;
+  std::uint64_t seed;
+};
+
+std::ostream& operator<<(std::ostream& out, const Geometry& g) {
+  return out << "x[" << g.batch << "," << g.in_channels << "," << g.height << "," << g.width
+             << "] w[" << g.out_channels << "," << g.in_channels << "," << g.kernel << ","
+             << g.kernel << "] stride " << g.stride << " padding " << g.padding
+             << (g.relu ? " relu" : "") << (g.bias ? " bias" : "") << " pool " << g.pool_kernel
+             << "/" << g.pool_stride;
+}
+
+struct Inputs {
+  Variable x, w, b;
+};
+
+Inputs random_inputs(const Geometry& g, DType dtype = DType::Float64) {
+  Generator gen(g.seed);
+  const double bound = 1 / std::sqrt(static_cast<double>(g.in_channels * g.kernel * g.kernel));
+  Inputs in;
+  in.x = Variable(Tensor::uniform({g.batch, g.in_channels, g.height, g.width}, -1, 1, gen, dtype),
+                  true, "x");
+  in.w = Variable(Tensor::uniform({g.out_channels, g.in_channels, g.kernel, g.kernel}, -bound,
+                                  bound, gen, dtype),
+                  true, "w");
+  if (g.bias)
+    in.b = Variable(Tensor::uniform({g.out_channels}, -bound, bound, gen, dtype), true, "b");
+  return in;
+}
+
+ConvPoolOptions options_of(const Geometry& g) {
+  return {.stride = g.stride, .padding = g.padding, .relu = g.relu, .pool_kernel = g.pool_kernel,
+          .pool_stride = g.pool_stride};
+}
+
+// The model script's way, with every op computed at once.
+Variable unfused(const Geometry& g, const Inputs& in) {
+  NoFusionGuard unfused;
+  Variable z = conv2d(in.x, in.w, in.b, g.stride, g.padding);
+  return max_pool2d(g.relu ? relu(z) : z, g.pool_kernel, g.pool_stride);
+}
+
+// How close the convolution's output comes to a relu kink (where relu is on) or to a tie between
+// the two largest values of a pooling window whose maximum passes: gradients are only
+// well-defined (and comparable across paths) when this is comfortably above the rounding noise.
+double margin(const Geometry& g, const Inputs& in) {
+  NoFusionGuard unfused;
+  NoGradGuard no_grad;
+  const Tensor z = conv2d(in.x, in.w, in.b, g.stride, g.padding).value().to(DType::Float64);
+  const std::int64_t planes = z.size(0) * z.size(1), H = z.size(2), W = z.size(3);
+  const std::int64_t stride = g.pool_stride == 0 ? g.pool_kernel : g.pool_stride;
+  const std::vector<double> v = z.to_vector();
+  double closest = std::numeric_limits<double>::infinity();
+  for (std::int64_t p = 0; p < planes; ++p)
+    for (std::int64_t i = 0; i + g.pool_kernel <= H; i += stride)
+      for (std::int64_t j = 0; j + g.pool_kernel <= W; j += stride) {
+        std::vector<double> window;
+        for (std::int64_t a = 0; a < g.pool_kernel; ++a)
+          for (std::int64_t c = 0; c < g.pool_kernel; ++c)
+            window.push_back(v[static_cast<std::size_t>((p * H + i + a) * W + j + c)]);
+        std::sort(window.begin(), window.end(), std::greater<>());
+        if (g.relu) {
+          closest = std::min(closest, std::abs(window[0]));
+          if (window[0] <= 0) continue;  // clamped to 0: no gradient, ties harmless
+        }
+        if (window.size() > 1) closest = std::min(closest, window[0] - window[1]);
+      }
+  return closest;
+}
+
+void expect_near_tensors(const Tensor& actual, const Tensor& expected, double tolerance,
+                         const char* what) {
+  ASSERT_EQ(actual.shape(), expected.shape()) << what;
+  const std::vector<double> a = actual.to_vector(), e = expected.to_vector();
+  for (std::size_t i = 0; i < a.size(); ++i)
+    ASSERT_NEAR(a[i], e[i], tolerance * (1 + std::abs(e[i]))) << what << " element " << i;
+}
+
+class FusedGeometry : public ::testing::TestWithParam<Geometry> {};
+
+TEST_P(FusedGeometry, ForwardEqualsUnfusedOps) {
+  const Geometry g = GetParam();
+  const Inputs in = random_inputs(g);
+  const Variable fused = conv2d_max_pool2d(in.x, in.w, in.b, options_of(g));
+  expect_near_tensors(fused.value(), unfused(g, in).value(), 1e-13, "y");
+}
+
+TEST_P(FusedGeometry, GradientsEqualUnfusedOps) {
+  const Geometry g = GetParam();
+  ASSERT_GT(margin(g, random_inputs(g)), 1e-6) << "inputs too close to a kink or tie: change seed";
+  std::vector<Tensor> grads[2];
+  for (int path = 0; path < 2; ++path) {
+    const Inputs in = random_inputs(g);
+    const Variable y = path == 0 ? conv2d_max_pool2d(in.x, in.w, in.b, options_of(g)) : unfused(g, in);
+    Generator gen(99);
+    y.backward(Tensor::uniform(y.shape(), -1, 1, gen, DType::Float64));
+    grads[path] = {in.x.grad(), in.w.grad()};
+    if (g.bias) grads[path].push_back(in.b.grad());
+  }
+  const char* names[] = {"grad_x", "grad_w", "grad_b"};
+  for (std::size_t i = 0; i < grads[0].size(); ++i)
+    expect_near_tensors(grads[0][i], grads[1][i], 1e-13, names[i]);
+}
+
+TEST_P(FusedGeometry, GradientsMatchNumeric) {
+  const Geometry g = GetParam();
+  const Inputs in = random_inputs(g);
+  // gradcheck nudges inputs by 1e-6; a kink or tie closer than that would make the numeric side
+  // meaningless, so the inputs are checked to stay 100 nudges away.
+  ASSERT_GT(margin(g, in), 1e-4) << "inputs too close to a kink or tie: change seed";
+  std::vector<Variable> inputs{in.x, in.w};
+  if (g.bias) inputs.push_back(in.b);
+  const GradcheckResult result = gradcheck(
+      [&](const std::vector<Variable>& v) {
+        return conv2d_max_pool2d(v[0], v[1], g.bias ? v[2] : Variable{}, options_of(g));
+      },
+      inputs);
+  EXPECT_TRUE(result.ok) << result.message;
+  EXPECT_GT(result.checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, FusedGeometry,
+    ::testing::Values(
+        // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride, seed
+        Geometry{2, 1, 12, 12, 3, 5, 1, 2, true, true, 2, 0, 1},   // LeNet's conv1, smaller
+        Geometry{2, 3, 9, 9, 4, 3, 1, 0, true, true, 2, 2, 2},     // odd output: last row dropped
+        Geometry{1, 2, 11, 11, 2, 3, 2, 1, false, true, 2, 0, 3},  // strided, no relu
+        Geometry{2, 2, 9, 8, 3, 2, 1, 0, true, false, 3, 2, 4},    // overlapping windows, no bias
+        Geometry{1, 2, 6, 7, 2, 3, 1, 1, true, true, 1, 0, 5},     // 1x1 pool: conv + relu
+        Geometry{1, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 6}));  // LeNet's conv2
+
+// ---- The fusion rules, through the ordinary ops ----
+
+TEST(Fusion, ModelScriptChainRunsAsOneOp) {
+  const Geometry g{2, 1, 12, 12, 3, 5, 1, 2, true, true, 2, 0, 1};
+  const Inputs in = random_inputs(g);
+  const Variable y = max_pool2d(relu(conv2d(in.x, in.w, in.b, 1, 2)), 2);
+  EXPECT_EQ(y.node()->op, "conv2d+relu+max_pool2d");
+  EXPECT_EQ(y.node()->inputs.size(), 3u);
+  EXPECT_EQ(unfused(g, in).node()->op, "max_pool2d");
+}
+
+TEST(Fusion, PoolWithoutReluFusesToo) {
+  const Inputs in = random_inputs({1, 2, 8, 8, 2, 3, 1, 0, false, true, 2, 0, 7});
+  EXPECT_EQ(max_pool2d(conv2d(in.x, in.w, in.b), 2).node()->op, "conv2d+max_pool2d");
+}
+
+TEST(Fusion, DeferredConvolutionUsedElsewhereIsComputedTheUsualWay) {
+  const Geometry g{2, 2, 8, 8, 3, 3, 1, 1, true, true, 2, 0, 8};
+  ASSERT_GT(margin(g, random_inputs(g)), 1e-6);
+  Tensor expected_x, expected_w, expected_b;
+  for (bool fusion : {false, true}) {
+    const Inputs in = random_inputs(g);
+    std::optional<NoFusionGuard> guard;
+    if (!fusion) guard.emplace();
+    const Variable z = conv2d(in.x, in.w, in.b, 1, 1);  // used twice: pooled and summed
+    const Variable y = add(sum(max_pool2d(relu(z), 2)), sum(mul(z, z)));
+    EXPECT_EQ(z.deferred(), nullptr);  // the second use computed it
+    EXPECT_EQ(z.node()->op, "conv2d");
+    y.backward();
+    if (!fusion) {
+      expected_x = in.x.grad(), expected_w = in.w.grad(), expected_b = in.b.grad();
+    } else {
+      expect_near_tensors(in.x.grad(), expected_x, 1e-13, "grad_x");
+      expect_near_tensors(in.w.grad(), expected_w, 1e-13, "grad_w");
+      expect_near_tensors(in.b.grad(), expected_b, 1e-13, "grad_b");
+    }
+  }
+}
+
+TEST(Fusion, ReluOverAConvolutionAlreadyComputedIsNotFusedAgain) {
+  const Inputs in = random_inputs({1, 1, 6, 6, 2, 3, 1, 0, true, true, 2, 0, 9});
+  const Variable z = conv2d(in.x, in.w, in.b);
+  const Variable r = relu(z);
+  z.value();  // computes the convolution
+  EXPECT_EQ(max_pool2d(r, 2).node()->op, "max_pool2d");
+}
+
+TEST(Fusion, DeferredValueKnowsShapeWithoutComputing) {
+  const Inputs in = random_inputs({2, 1, 10, 10, 3, 5, 1, 2, true, true, 2, 0, 10});
+  const Variable r = relu(conv2d(in.x, in.w, in.b, 1, 2));
+  ASSERT_NE(r.deferred(), nullptr);
+  EXPECT_EQ(r.shape(), (Shape{2, 3, 10, 10}));
+  EXPECT_EQ(r.dtype(), DType::Float64);
+  EXPECT_TRUE(r.requires_grad());
+  EXPECT_EQ(r.node()->op, "relu");  // asking for the node computes it
+  EXPECT_EQ(r.deferred(), nullptr);
+}
+
+TEST(Fusion, UnderNoGradFusesAndRecordsNothing) {
+  const Inputs in = random_inputs({2, 1, 12, 12, 3, 5, 1, 2, true, true, 2, 0, 1});
+  NoGradGuard no_grad;
+  const Variable y = max_pool2d(relu(conv2d(in.x, in.w, in.b, 1, 2)), 2);
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_TRUE(y.is_leaf());
+}
+
+TEST(Fusion, ConvolutionDeferredUnderNoGradStaysWithoutGradient) {
+  const Inputs in = random_inputs({1, 1, 8, 8, 2, 3, 1, 0, true, true, 2, 0, 11});
+  Variable z;
+  {
+    NoGradGuard no_grad;
+    z = relu(conv2d(in.x, in.w, in.b));
+  }
+  const Variable y = max_pool2d(z, 2);  // grad mode is back on, but z was made without it
+  EXPECT_FALSE(y.requires_grad());
+  EXPECT_FALSE(z.requires_grad());
+  EXPECT_TRUE(z.is_leaf());
+}
+
+TEST(Fusion, ErrorsAreReportedByTheOpThatWasCalled) {
+  const Inputs in = random_inputs({1, 2, 8, 8, 2, 3, 1, 0, true, true, 2, 0, 12});
+  EXPECT_THROW(conv2d(in.x, Variable(Tensor({2, 3, 3, 3}, DType::Float64))), std::invalid_argument);
+  EXPECT_THROW(max_pool2d(relu(conv2d(in.x, in.w)), 7), std::invalid_argument);  // 6x6 output
+}
+
+TEST(ConvPoolErrors, PoolKernelOutOfRangeNamesOp) {
+  const Inputs in = random_inputs({1, 1, 20, 20, 1, 3, 1, 0, true, true, 2, 0, 13});
+  try {
+    conv2d_max_pool2d(in.x, in.w, in.b, {.pool_kernel = 16});
+    FAIL() << "expected a throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "conv2d_max_pool2d: pool kernel must be in [1, 15], got 16");
+  }
+}
+
+}  // namespace
