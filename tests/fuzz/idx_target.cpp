@@ -94,8 +94,8 @@ std::optional<Reference> reference_read(const Bytes& file, bool labels) {
 
 }  // namespace
 
-void idx_input(Input input) {
-  if (input.empty()) return;
+Outcome idx_input(Input input) {
+  if (input.empty()) return Outcome::Refused;
   static MemoryFile file;
   const bool labels = (input[0] & 1) != 0, compress = (input[0] & 2) != 0;
   const Bytes content(input.begin() + 1, input.end());
@@ -131,12 +131,13 @@ void idx_input(Input input) {
     check(message.rfind(path + ": ", 0) == 0 && message.find('\n') == std::string::npos, "idx",
           "error message is not one line naming the file: " + message);
     check(!have_reference || !expected, "idx", "refused a valid file: " + message);
-    return;
+    return Outcome::Refused;
   }
-  if (!have_reference) return;
+  if (!have_reference) return Outcome::Read;
   check(expected.has_value(), "idx", "accepted an invalid file");
   check(sizes == expected->sizes, "idx", "read sizes differ from the header's");
   check(payload == expected->payload, "idx", "read payload differs from the file's");
+  return Outcome::Read;
 }
 
 }  // namespace fuzz

@@ -32,8 +32,8 @@ bool in_byte_range(float v) { return std::isfinite(v) && v >= 0.0F && v <= 255.0
 
 }  // namespace
 
-void image_input(Input input) {
-  if (input.empty()) return;
+Outcome image_input(Input input) {
+  if (input.empty()) return Outcome::Refused;
   std::string bytes(reinterpret_cast<const char*>(input.data()) + 1, input.size() - 1);
   if ((input[0] & 1) != 0 && bytes.starts_with("\x89PNG")) fix_png_crcs(bytes);
 
@@ -44,7 +44,7 @@ void image_input(Input input) {
     const std::string message = error.what();
     check(message.rfind("fuzz.img: ", 0) == 0 && message.find('\n') == std::string::npos, "image",
           "error message is not one line naming the image: " + message);
-    return;
+    return Outcome::Refused;
   }
   check(image.width >= 1 && image.height >= 1 && image.width <= nn::kMaxDecodedSide &&
             image.height <= nn::kMaxDecodedSide,
@@ -66,6 +66,7 @@ void image_input(Input input) {
   const ag::Tensor tensor = nn::to_input_tensor(digit, nn::Normalization{});
   for (std::int64_t i = 0; i < tensor.numel(); ++i)
     check(std::isfinite(tensor.data<float>()[i]), "image", "model input is not finite");
+  return Outcome::Read;
 }
 
 }  // namespace fuzz

@@ -20,7 +20,7 @@ bool same_tensor(const ag::Tensor& a, const ag::Tensor& b) {
 
 }  // namespace
 
-void safetensors_input(Input input) {
+Outcome safetensors_input(Input input) {
   const std::string_view bytes(reinterpret_cast<const char*>(input.data()), input.size());
   nn::Safetensors file;
   try {
@@ -29,7 +29,7 @@ void safetensors_input(Input input) {
     const std::string message = error.what();
     check(message.rfind("fuzz.safetensors: ", 0) == 0 && message.find('\n') == std::string::npos,
           "safetensors", "error message is not one line naming the file: " + message);
-    return;
+    return Outcome::Refused;
   }
 
   // The header the reader accepted, parsed again here to find where each tensor's bytes are.
@@ -57,7 +57,7 @@ void safetensors_input(Input input) {
   check(data_bytes == data.size(), "safetensors", "the tensors do not cover the data section exactly");
 
   // encode_safetensors refuses an empty tensor name, which the format itself allows.
-  if (file.tensors.contains("")) return;
+  if (file.tensors.contains("")) return Outcome::Read;
   nn::NamedTensors named(file.tensors.begin(), file.tensors.end());
   const nn::Safetensors again = nn::decode_safetensors(nn::encode_safetensors(named, file.metadata), "again");
   check(again.metadata == file.metadata, "safetensors", "metadata changed in encode -> decode");
@@ -65,6 +65,7 @@ void safetensors_input(Input input) {
   for (const auto& [name, tensor] : file.tensors)
     check(again.tensors.contains(name) && same_tensor(again.tensors.at(name), tensor), "safetensors",
           "tensor \"" + name + "\" changed in encode -> decode");
+  return Outcome::Read;
 }
 
 }  // namespace fuzz

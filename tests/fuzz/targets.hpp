@@ -3,8 +3,8 @@
 // *_fuzz.cpp entry points (build-fuzz, clang, ASan + UBSan); the ordinary suite replays the seed
 // corpora and every input that once failed through the same functions (replay_test.cpp).
 //
-// A target returns normally when the parser either read the input correctly or refused it with its
-// documented exception. Anything else propagates: a PropertyViolation when a check fails, or
+// A target returns how the parser ended when it either read the input correctly or refused it with
+// its documented exception. Anything else propagates: a PropertyViolation when a check fails, or
 // whatever the parser threw that it should not have (std::bad_alloc, std::out_of_range, ...),
 // which libFuzzer reports as a crash through std::terminate.
 #pragma once
@@ -25,6 +25,9 @@ class PropertyViolation : public std::logic_error {
   using std::logic_error::logic_error;
 };
 
+/// How a parser ended on an input, when it ended well.
+enum class Outcome { Read, Refused };
+
 /// Throws PropertyViolation("<target>: <what>") when `holds` is false.
 void check(bool holds, const char* target, const std::string& what);
 
@@ -32,17 +35,17 @@ void check(bool holds, const char* target, const std::string& what);
 /// Byte 0 selects: bit 0 labels (else images), bit 1 gzip the rest before writing it. The rest is
 /// the file. Except for raw bytes that start with the gzip magic, the result is compared with a
 /// reference reading of the format (accepted exactly when valid, with the same content).
-void idx_input(Input input);
+Outcome idx_input(Input input);
 
 /// safetensors reader (nn::decode_safetensors). The input is the file. A decoded file must hold
 /// exactly the bytes its header points at, and encode -> decode must give it back unchanged.
-void safetensors_input(Input input);
+Outcome safetensors_input(Input input);
 
 /// PNG/PGM decoding and MNIST preprocessing (nn::decode_image, preprocess_digit, to_input_tensor).
 /// Byte 0 bit 0: rewrite every PNG chunk's CRC to the right value first, so mutations reach past
 /// the CRC checks into libpng's decoding. The rest is the file. A decoded image has its declared
 /// size and pixels in [0, 255]; a small one survives encode_png -> decode_png; the digit is 28x28
 /// in [0, 255].
-void image_input(Input input);
+Outcome image_input(Input input);
 
 }  // namespace fuzz
