@@ -1,16 +1,451 @@
-// AVX-512 kernels of the fused convolution + relu + max-pool (float32). TODO(in progress)
+// AVX-512 kernels of the fused convolution + relu + 2x2 max-pool, float32, stride 1.
+//
+// Forward: direct convolution (no im2col), two conv rows at a time so that each pair of rows pools
+// in registers right after its last multiply-add; only pooled values and winner bytes are written.
+// Two register layouts, chosen by shape:
+//   - by width: a zmm holds 16 neighbouring outputs of one channel (few channels, wide images:
+//     LeNet's conv1, 6 channels of 28 columns: 2 rows x 2 vectors x 6 channels = 24 accumulators);
+//   - by channel: a zmm holds 16 output channels of one position (16k channels, small images:
+//     LeNet's conv2, 2 rows x 10 columns = 20 accumulators, the input broadcast from memory).
+// Backward: only winners carry gradient. grad_w and grad_x are sums over winners of a KH x KW
+// patch times the winner's gradient; each kernel row (KW <= 8 floats) is one ymm, so a winner
+// costs Cin * KH fused multiply-adds per sum and nothing is spent on the other 3 positions.
 #include "ops/kernels/conv_pool.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <utility>
+
+#include "autograd/allocator.hpp"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define AG_HAVE_AVX512 1
+// GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
+// (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace ag::kernels {
 
-bool conv_pool_forward_avx512(const ConvGeometry&, const PoolGeometry&, const float*, const float*,
-                              const float*, float*, std::uint8_t*) {
-  return false;
+#ifdef AG_HAVE_AVX512
+
+namespace {
+
+// Images copied into a zero border of `padding` on every side, rows of padded_w floats, with slack
+// after the last row so that vector loads running past a row's end stay inside the buffer (the
+// lanes they read there are never used).
+struct PaddedImages {
+  std::int64_t padded_h, padded_w, plane, image;  // floats per row, per channel, per image
+  std::shared_ptr<float[]> data;
+  static constexpr std::int64_t kSlack = 64;
+
+  PaddedImages(const ConvGeometry& g, std::int64_t images)
+      : padded_h(g.height + 2 * g.padding), padded_w(g.width + 2 * g.padding),
+        plane(padded_h * padded_w), image(g.in_channels * plane),
+        data(make_cached_array<float>(static_cast<std::size_t>(images * image + kSlack))) {
+    std::memset(data.get(), 0, static_cast<std::size_t>(images * image + kSlack) * sizeof(float));
+  }
+
+  float* at(std::int64_t slot) { return data.get() + slot * image; }
+
+  // Copies image x_n:[Cin, H, W] into slot `slot`'s interior; the border stays zero.
+  void fill(const ConvGeometry& g, const float* x_n, std::int64_t slot) {
+    float* out = at(slot);
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      for (std::int64_t h = 0; h < g.height; ++h)
+        std::memcpy(out + c * plane + (h + g.padding) * padded_w + g.padding,
+                    x_n + (c * g.height + h) * g.width, static_cast<std::size_t>(g.width) * 4);
+  }
+};
+
+// Calls fn(std::integral_constant<int, k>{}) for the k in 1 .. Max equal to n: kernels keep
+// their accumulators in registers only when their counts are compile-time constants.
+template <int Max, class Fn>
+void with_constant(std::int64_t n, Fn&& fn) {
+  [&]<int... K>(std::integer_sequence<int, K...>) {
+    ((n == K + 1 ? (fn(std::integral_constant<int, K + 1>{}), true) : false) || ...);
+  }(std::make_integer_sequence<int, Max>{});
 }
 
-bool conv_pool_backward_avx512(const ConvGeometry&, const PoolGeometry&, const float*, const float*,
-                               const float*, const std::uint8_t*, float*, float*, float*) {
+// Lanes (0, 2, 4, ...) and (1, 3, 5, ...) of the 32 lanes of two registers: the left and right
+// columns of each 2x2 window.
+const __m512i kEvenLanes = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+const __m512i kOddLanes = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+
+// The pooled value and winner slot of 16 windows given their four elements, in window order
+// (top-left, top-right, bottom-left, bottom-right): the first maximum wins, as in max_pool2d. The
+// bias is added after the maximum (the same for all four); relu keeps only positive maxima.
+struct Pooled {
+  __m512 value;
+  __m512i slot;
+};
+inline Pooled pool_window(__m512 z0, __m512 z1, __m512 z2, __m512 z3, __m512 bias, bool relu) {
+  __m512 best = z0;
+  __m512i slot = _mm512_setzero_si512();
+  __mmask16 m = _mm512_cmp_ps_mask(z1, best, _CMP_GT_OQ);
+  best = _mm512_mask_mov_ps(best, m, z1);
+  slot = _mm512_mask_mov_epi32(slot, m, _mm512_set1_epi32(1));
+  m = _mm512_cmp_ps_mask(z2, best, _CMP_GT_OQ);
+  best = _mm512_mask_mov_ps(best, m, z2);
+  slot = _mm512_mask_mov_epi32(slot, m, _mm512_set1_epi32(2));
+  m = _mm512_cmp_ps_mask(z3, best, _CMP_GT_OQ);
+  best = _mm512_mask_mov_ps(best, m, z3);
+  slot = _mm512_mask_mov_epi32(slot, m, _mm512_set1_epi32(3));
+  best = _mm512_add_ps(best, bias);
+  if (relu) {
+    const __mmask16 alive = _mm512_cmp_ps_mask(best, _mm512_setzero_ps(), _CMP_GT_OQ);
+    best = _mm512_maskz_mov_ps(alive, best);
+    slot = _mm512_mask_mov_epi32(_mm512_set1_epi32(kNoWinner), alive, slot);
+  }
+  return {best, slot};
+}
+
+// ---- Forward, by width: CB channels (<= 6), V vectors of 16 columns (out_w <= 16 V) ----
+
+template <int CB, int V>
+void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, PaddedImages& xp,
+                            const float* w, const float* b, std::int64_t o0, float* y_n,
+                            std::uint8_t* winners_n) {
+  const std::int64_t taps = g.kernel_h * g.kernel_w, pooled = pool.out_h * pool.out_w;
+  const __mmask16 store_mask = static_cast<__mmask16>((1u << pool.out_w) - 1);
+  const float* image = xp.at(0);
+  for (std::int64_t i = 0; i < pool.out_h; ++i) {
+    __m512 top[V][CB], bottom[V][CB];  // conv rows 2i and 2i + 1
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v)
+#pragma GCC unroll 8
+      for (int o = 0; o < CB; ++o) top[v][o] = bottom[v][o] = _mm512_setzero_ps();
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      for (std::int64_t p = 0; p < g.kernel_h; ++p) {
+        const float* row_top = image + c * xp.plane + (2 * i + p) * xp.padded_w;
+        const float* row_bottom = row_top + xp.padded_w;
+        const float* w_row = w + ((o0 * g.in_channels + c) * g.kernel_h + p) * g.kernel_w;
+        for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+          __m512 x_top[V], x_bottom[V];
+#pragma GCC unroll 8
+          for (int v = 0; v < V; ++v) {
+            x_top[v] = _mm512_loadu_ps(row_top + 16 * v + q);
+            x_bottom[v] = _mm512_loadu_ps(row_bottom + 16 * v + q);
+          }
+#pragma GCC unroll 8
+          for (int o = 0; o < CB; ++o) {
+            const __m512 weight = _mm512_set1_ps(w_row[o * g.in_channels * taps + q]);
+#pragma GCC unroll 8
+            for (int v = 0; v < V; ++v) {
+              top[v][o] = _mm512_fmadd_ps(weight, x_top[v], top[v][o]);
+              bottom[v][o] = _mm512_fmadd_ps(weight, x_bottom[v], bottom[v][o]);
+            }
+          }
+        }
+      }
+#pragma GCC unroll 8
+    for (int o = 0; o < CB; ++o) {
+      // Columns 2j and 2j + 1 of both rows, for j = 0 .. 15 (lanes past out_w are not stored).
+      const __m512 top_hi = V > 1 ? top[V - 1][o] : top[0][o];
+      const __m512 bottom_hi = V > 1 ? bottom[V - 1][o] : bottom[0][o];
+      const Pooled r = pool_window(_mm512_permutex2var_ps(top[0][o], kEvenLanes, top_hi),
+                                   _mm512_permutex2var_ps(top[0][o], kOddLanes, top_hi),
+                                   _mm512_permutex2var_ps(bottom[0][o], kEvenLanes, bottom_hi),
+                                   _mm512_permutex2var_ps(bottom[0][o], kOddLanes, bottom_hi),
+                                   _mm512_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
+      const std::int64_t out = (o0 + o) * pooled + i * pool.out_w;
+      _mm512_mask_storeu_ps(y_n + out, store_mask, r.value);
+      if (winners_n)
+        _mm_mask_storeu_epi8(winners_n + out, store_mask, _mm512_cvtepi32_epi8(r.slot));
+    }
+  }
+}
+
+template <int V>
+void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, PaddedImages& xp,
+                      const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
+  for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 6)
+    with_constant<6>(std::min<std::int64_t>(6, g.out_channels - o0), [&](auto channels) {
+      forward_by_width_block<channels, V>(g, pool, xp, w, b, o0, y_n, winners_n);
+    });
+}
+
+// ---- Forward, by channel: 16 channels per zmm, PB pooled columns (2 PB conv columns) ----
+
+// w_t:[Cout / 16][Cin][KH][KW][16], the weights with 16 output channels innermost.
+template <int PB>
+void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool,
+                              const float* image, std::int64_t plane, std::int64_t row_stride,
+                              const float* w_t, const float* b, std::int64_t o0, std::int64_t i,
+                              std::int64_t j0, float* y_n, std::uint8_t* winners_n) {
+  constexpr int C = 2 * PB;  // conv columns
+  __m512 top[C], bottom[C];
+#pragma GCC unroll 16
+  for (int k = 0; k < C; ++k) top[k] = bottom[k] = _mm512_setzero_ps();
+  const float* weights = w_t + o0 * g.in_channels * g.kernel_h * g.kernel_w;
+  for (std::int64_t c = 0; c < g.in_channels; ++c)
+    for (std::int64_t p = 0; p < g.kernel_h; ++p) {
+      const float* row_top = image + c * plane + (2 * i + p) * row_stride + 2 * j0;
+      const float* row_bottom = row_top + row_stride;
+      for (std::int64_t q = 0; q < g.kernel_w; ++q, weights += 16) {
+        const __m512 weight = _mm512_loadu_ps(weights);
+#pragma GCC unroll 16
+        for (int k = 0; k < C; ++k) {
+          top[k] = _mm512_fmadd_ps(_mm512_set1_ps(row_top[k + q]), weight, top[k]);
+          bottom[k] = _mm512_fmadd_ps(_mm512_set1_ps(row_bottom[k + q]), weight, bottom[k]);
+        }
+      }
+    }
+  const std::int64_t pooled = pool.out_h * pool.out_w;
+  const __m512i channel_offsets = _mm512_mullo_epi32(
+      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+      _mm512_set1_epi32(static_cast<int>(pooled)));
+  const __m512 bias = b ? _mm512_loadu_ps(b + o0) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+  for (int k = 0; k < PB; ++k) {
+    const Pooled r = pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1],
+                                 bias, pool.relu);
+    const std::int64_t out = o0 * pooled + i * pool.out_w + j0 + k;  // channel o0's element
+    _mm512_i32scatter_ps(y_n + out, channel_offsets, r.value, 4);
+    if (winners_n) {
+      alignas(16) std::uint8_t slots[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(slots), _mm512_cvtepi32_epi8(r.slot));
+      for (int o = 0; o < 16; ++o) winners_n[out + o * pooled] = slots[o];
+    }
+  }
+}
+
+void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
+                        std::int64_t plane, std::int64_t row_stride, const float* w_t,
+                        const float* b, float* y_n, std::uint8_t* winners_n) {
+  for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 16)
+    for (std::int64_t i = 0; i < pool.out_h; ++i)
+      for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += 6)
+        with_constant<6>(std::min<std::int64_t>(6, pool.out_w - j0), [&](auto columns) {
+          forward_by_channel_block<columns>(g, pool, image, plane, row_stride, w_t, b, o0, i, j0,
+                                            y_n, winners_n);
+        });
+}
+
+// ---- Backward: sums over winners, one ymm per kernel row ----
+
+// The winners of one channel of one image that carry gradient, compacted without branches (a
+// winner is where a branch would mispredict: which windows relu cut off is data): for each, where
+// its patch starts in the padded image and its gradient. Returns how many; adds their gradients
+// to *grad_b.
+struct LiveWinners {
+  std::int32_t* patch;  // offset in the padded image of the winner's patch
+  float* grad;
+};
+std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o,
+                             const float* dy_o, const std::int32_t* window_offset,
+                             __m512i slot_offset, LiveWinners out, float* grad_b) {
+  std::int64_t live_count = 0;
+  __m512 grad_sum = _mm512_setzero_ps();
+  for (std::int64_t k = 0; k < windows; k += 16) {
+    const __mmask16 lanes =
+        windows - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (windows - k)) - 1);
+    const __m512i slot = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, winners_o + k));
+    const __m512 grad = _mm512_maskz_loadu_ps(lanes, dy_o + k);
+    const __mmask16 live = _mm512_mask_cmpneq_epi32_mask(lanes, slot, _mm512_set1_epi32(kNoWinner)) &
+                           _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    const __m512i patch = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, window_offset + k),
+                                           _mm512_permutexvar_epi32(slot, slot_offset));
+    _mm512_mask_compressstoreu_epi32(out.patch + live_count, live, patch);
+    _mm512_mask_compressstoreu_ps(out.grad + live_count, live, grad);
+    grad_sum = _mm512_mask_add_ps(grad_sum, live, grad_sum, grad);
+    live_count += _mm_popcnt_u32(live);
+  }
+  if (grad_b) *grad_b += _mm512_reduce_add_ps(grad_sum);
+  return live_count;
+}
+
+// grad_w[o] rows [0, R) += sum over live winners of dy * (the rows of the winner's patch), row r
+// starting at row_offset[r] from the patch. Rows are KW <= 8 floats, one ymm each.
+template <int R>
+void grad_w_rows(std::int64_t kernel_w, const float* image, const std::int64_t* row_offset,
+                 std::int64_t live_count, LiveWinners live, float* grad_w_o) {
+  const __mmask8 kernel_lanes = static_cast<__mmask8>((1u << kernel_w) - 1);
+  __m256 sum[R];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) sum[r] = _mm256_maskz_loadu_ps(kernel_lanes, grad_w_o + r * kernel_w);
+  for (std::int64_t e = 0; e < live_count; ++e) {
+    const float* patch = image + live.patch[e];
+    const __m256 scale = _mm256_set1_ps(live.grad[e]);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r)
+      sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + row_offset[r]), sum[r]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) _mm256_mask_storeu_ps(grad_w_o + r * kernel_w, kernel_lanes, sum[r]);
+}
+
+// grad_x (padded image) += at each position of window k: the sum over the channels that won
+// there of dy * w[o] rows [0, R). slots/grads:[windows][Cout] (channels innermost, Cout <= 64);
+// w8:[Cout][rows][8], kernel rows zero-padded to 8 lanes, so a whole ymm is added to the image.
+template <int R>
+void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
+                 const float* grads, const std::int32_t* window_offset, const std::int32_t* slot_offset,
+                 const float* w8, std::int64_t rows, const std::int64_t* row_offset,
+                 float* grad_image) {
+  const __mmask64 channels = out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
+  for (std::int64_t k = 0; k < windows; ++k) {
+    const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
+    for (int slot = 0; slot < 4; ++slot) {
+      __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots, _mm512_set1_epi8(static_cast<char>(slot)));
+      if (!won) continue;
+      __m256 sum[R];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
+      for (; won; won &= won - 1) {
+        const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
+        const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
+        const float* w_rows = w8 + o * rows * 8;
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+          sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+      }
+      float* patch = grad_image + window_offset[k] + slot_offset[slot];
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r) {
+        float* at = patch + row_offset[r];
+        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), sum[r]));
+      }
+    }
+  }
+}
+
+}  // namespace
+
+#endif  // AG_HAVE_AVX512
+
+bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                              const float* w, const float* b, float* y, std::uint8_t* winners) {
+#ifdef AG_HAVE_AVX512
+  if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2) return false;
+  const std::int64_t pooled = g.out_channels * pool.out_h * pool.out_w;
+  if (g.out_channels % 16 == 0) {
+    // Weights with 16 output channels innermost.
+    const std::int64_t taps = g.in_channels * g.kernel_h * g.kernel_w;
+    std::shared_ptr<float[]> w_t = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
+    for (std::int64_t o = 0; o < g.out_channels; ++o)
+      for (std::int64_t t = 0; t < taps; ++t)
+        w_t[static_cast<std::size_t>(((o / 16) * taps + t) * 16 + o % 16)] = w[o * taps + t];
+    // Broadcast loads read only inside the padded image, so unpadded input is read in place.
+    std::unique_ptr<PaddedImages> xp;
+    if (g.padding > 0) xp = std::make_unique<PaddedImages>(g, 1);
+    for (std::int64_t n = 0; n < g.batch; ++n) {
+      const float* image = x + n * g.image_size();
+      std::int64_t plane = g.height * g.width, row_stride = g.width;
+      if (xp) {
+        xp->fill(g, image, 0);
+        image = xp->at(0), plane = xp->plane, row_stride = xp->padded_w;
+      }
+      forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
+                         winners ? winners + n * pooled : nullptr);
+    }
+    return true;
+  }
+  if (g.out_w > 32) return false;
+  PaddedImages xp(g, 1);
+  for (std::int64_t n = 0; n < g.batch; ++n) {
+    xp.fill(g, x + n * g.image_size(), 0);
+    std::uint8_t* winners_n = winners ? winners + n * pooled : nullptr;
+    if (g.out_w > 16) forward_by_width<2>(g, pool, xp, w, b, y + n * pooled, winners_n);
+    else forward_by_width<1>(g, pool, xp, w, b, y + n * pooled, winners_n);
+  }
+  return true;
+#else
+  (void)g, (void)pool, (void)x, (void)w, (void)b, (void)y, (void)winners;
   return false;
+#endif
+}
+
+bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                               const float* w, const float* dy, const std::uint8_t* winners,
+                               float* dx, float* dw, float* db) {
+#ifdef AG_HAVE_AVX512
+  if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2 || g.kernel_w > 8) return false;
+  if (dx && g.out_channels > 64) return false;
+  const std::int64_t windows = pool.out_h * pool.out_w, rows = g.in_channels * g.kernel_h;
+  // Sums run over kernel rows 16 at a time: 16 ymm sums plus operands fit the 32 registers.
+  constexpr std::int64_t kRowChunk = 16;
+
+  PaddedImages xp(g, 1);
+  // Where things start in a padded image: row r = c * KH + p of a patch, at row_offset[r] from
+  // the patch; the patch of window k's top-left element at window_offset[k]; the other elements
+  // of the window (slot 1 right, 2 below, 3 below right) slot_offset[slot] further.
+  auto row_offset = make_cached_array<std::int64_t>(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r)
+    row_offset[r] = (r / g.kernel_h) * xp.plane + (r % g.kernel_h) * xp.padded_w;
+  auto window_offset = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows));
+  for (std::int64_t k = 0; k < windows; ++k)
+    window_offset[k] = static_cast<std::int32_t>(2 * (k / pool.out_w) * xp.padded_w + 2 * (k % pool.out_w));
+  const std::int32_t slot_offsets[4] = {0, 1, static_cast<std::int32_t>(xp.padded_w),
+                                        static_cast<std::int32_t>(xp.padded_w + 1)};
+  const __m512i slot_offset = _mm512_maskz_loadu_epi32(0xF, slot_offsets);
+
+  auto live_patch = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows + 16));
+  auto live_grad = make_cached_array<float>(static_cast<std::size_t>(windows + 16));
+  const LiveWinners live{live_patch.get(), live_grad.get()};
+
+  // For grad_x: kernel rows zero-padded to 8 lanes, a padded gradient image, and each image's
+  // winners and gradients with channels innermost.
+  std::shared_ptr<float[]> w8, window_grads;
+  std::shared_ptr<std::uint8_t[]> window_slots;
+  std::unique_ptr<PaddedImages> grad_xp;
+  if (dx) {
+    w8 = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * rows * 8));
+    for (std::int64_t o = 0; o < g.out_channels; ++o)
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t q = 0; q < 8; ++q)
+          w8[(o * rows + r) * 8 + q] = q < g.kernel_w ? w[(o * rows + r) * g.kernel_w + q] : 0.0f;
+    window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
+    window_slots = make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
+    grad_xp = std::make_unique<PaddedImages>(g, 1);
+  }
+
+  for (std::int64_t n = 0; n < g.batch; ++n) {
+    const std::int64_t image_out = n * g.out_channels * windows;
+    if (dw) xp.fill(g, x + n * g.image_size(), 0);
+    for (std::int64_t o = 0; o < g.out_channels; ++o) {
+      const std::int64_t count = compact_winners(windows, winners + image_out + o * windows,
+                                                 dy + image_out + o * windows, window_offset.get(),
+                                                 slot_offset, live, db ? db + o : nullptr);
+      if (!dw) continue;
+      for (std::int64_t r0 = 0; r0 < rows; r0 += kRowChunk)
+        with_constant<kRowChunk>(std::min(kRowChunk, rows - r0), [&](auto chunk) {
+          grad_w_rows<chunk>(g.kernel_w, xp.at(0), row_offset.get() + r0, count, live,
+                             dw + (o * rows + r0) * g.kernel_w);
+        });
+    }
+    if (!dx) continue;
+    // Winners and gradients transposed to [window][channel]; dead winners get a slot of 0xFF,
+    // which matches no slot, and zero gradients are harmless.
+    for (std::int64_t o = 0; o < g.out_channels; ++o)
+      for (std::int64_t k = 0; k < windows; ++k) {
+        window_slots[k * g.out_channels + o] = winners[image_out + o * windows + k];
+        window_grads[k * g.out_channels + o] = dy[image_out + o * windows + k];
+      }
+    float* grad_image = grad_xp->at(0);
+    for (std::int64_t r0 = 0; r0 < rows; r0 += kRowChunk)
+      with_constant<kRowChunk>(std::min(kRowChunk, rows - r0), [&](auto chunk) {
+        grad_x_rows<chunk>(windows, g.out_channels, window_slots.get(), window_grads.get(),
+                           window_offset.get(), slot_offsets, w8.get() + r0 * 8, rows,
+                           row_offset.get() + r0, grad_image);
+      });
+    // The interior into dx; the scratch is cleared for the next image.
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      for (std::int64_t h = 0; h < g.height; ++h) {
+        const float* from = grad_image + c * grad_xp->plane + (h + g.padding) * grad_xp->padded_w + g.padding;
+        float* to = dx + n * g.image_size() + (c * g.height + h) * g.width;
+        for (std::int64_t k = 0; k < g.width; ++k) to[k] += from[k];
+      }
+    std::memset(grad_image, 0, static_cast<std::size_t>(grad_xp->image + PaddedImages::kSlack) * 4);
+  }
+  return true;
+#else
+  (void)g, (void)pool, (void)x, (void)w, (void)dy, (void)winners, (void)dx, (void)dw, (void)db;
+  return false;
+#endif
 }
 
 }  // namespace ag::kernels

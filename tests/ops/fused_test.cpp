@@ -252,4 +252,83 @@ TEST(ConvPoolErrors, PoolKernelOutOfRangeNamesOp) {
   }
 }
 
+// ---- The AVX-512 kernels against the plain loops (float32, same inputs) ----
+
+struct KernelRun {
+  std::vector<float> y, dx, dw, db;
+  std::vector<std::uint8_t> winners;
+  bool fast_forward = false, fast_backward = false;
+};
+
+KernelRun run_kernels(const Geometry& geometry, bool fast) {
+  const Inputs in = random_inputs(geometry, DType::Float32);
+  ConvGeometry g = conv_geometry(in.x, in.w, in.b, geometry.stride, geometry.padding);
+  const std::int64_t pool_stride = geometry.pool_stride ? geometry.pool_stride : geometry.pool_kernel;
+  const kernels::PoolGeometry pool{geometry.pool_kernel, pool_stride,
+                                   (g.out_h - geometry.pool_kernel) / pool_stride + 1,
+                                   (g.out_w - geometry.pool_kernel) / pool_stride + 1, geometry.relu};
+  const auto count = static_cast<std::size_t>(g.batch * g.out_channels * pool.out_h * pool.out_w);
+  KernelRun run;
+  run.y.assign(count, -7);
+  run.winners.assign(count, 0xEE);
+  run.dx.assign(static_cast<std::size_t>(in.x.value().numel()), 0);
+  run.dw.assign(static_cast<std::size_t>(in.w.value().numel()), 0);
+  run.db.assign(static_cast<std::size_t>(g.out_channels), 0);
+  const float* x = in.x.value().data<float>();
+  const float* w = in.w.value().data<float>();
+  const float* b = geometry.bias ? in.b.value().data<float>() : nullptr;
+  Generator gen(5);
+  const Tensor dy = Tensor::uniform({static_cast<std::int64_t>(count)}, -1, 1, gen);
+  if (fast) {
+    run.fast_forward = kernels::conv_pool_forward_avx512(g, pool, x, w, b, run.y.data(), run.winners.data());
+    run.fast_backward = kernels::conv_pool_backward_avx512(g, pool, x, w, dy.data<float>(),
+                                                           run.winners.data(), run.dx.data(),
+                                                           run.dw.data(), run.db.data());
+  } else {
+    kernels::conv_pool_forward(g, pool, x, w, b, run.y.data(), run.winners.data());
+    kernels::conv_pool_backward(g, pool, x, w, dy.data<float>(), run.winners.data(), run.dx.data(),
+                                run.dw.data(), run.db.data());
+  }
+  return run;
+}
+
+void expect_close(const std::vector<float>& actual, const std::vector<float>& expected,
+                  double tolerance, const char* what) {
+  ASSERT_EQ(actual.size(), expected.size()) << what;
+  for (std::size_t i = 0; i < actual.size(); ++i)
+    ASSERT_NEAR(actual[i], expected[i], tolerance * (1 + std::abs(expected[i])))
+        << what << " element " << i;
+}
+
+class Avx512Geometry : public ::testing::TestWithParam<Geometry> {};
+
+TEST_P(Avx512Geometry, MatchesPlainLoops) {
+  const Geometry g = GetParam();
+  ASSERT_GT(margin(g, random_inputs(g)), 1e-5) << "inputs too close to a kink or tie: change seed";
+  const KernelRun fast = run_kernels(g, true), plain = run_kernels(g, false);
+  ASSERT_TRUE(fast.fast_forward) << "the AVX-512 forward should cover " << g;
+  ASSERT_TRUE(fast.fast_backward) << "the AVX-512 backward should cover " << g;
+  EXPECT_EQ(fast.winners, plain.winners);
+  expect_close(fast.y, plain.y, 1e-5, "y");
+  expect_close(fast.dx, plain.dx, 1e-5, "grad_x");
+  expect_close(fast.dw, plain.dw, 1e-5, "grad_w");
+  expect_close(fast.db, plain.db, 1e-5, "grad_b");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Avx512Geometry,
+    ::testing::Values(
+        // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride, seed
+        Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},    // LeNet's conv1
+        Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},   // LeNet's conv2
+        Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},  // no relu, no bias
+        Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},    // odd sizes, 7 channels
+        Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},     // 32 output channels
+        Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26}));  // wider channel kernel
+
+TEST(Avx512Kernels, DeclineWhatTheyDoNotCover) {
+  const Geometry g{1, 1, 9, 9, 2, 3, 2, 0, true, true, 2, 0, 27};  // stride 2
+  EXPECT_FALSE(run_kernels(g, true).fast_forward);
+}
+
 }  // namespace
