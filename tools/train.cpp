@@ -23,6 +23,7 @@
 #include "ops/loss.hpp"
 #include "tools/checkpoint.hpp"
 #include "tools/cli.hpp"
+#include "tools/data_parallel.hpp"
 #include "tools/evaluation.hpp"
 #include "tools/plot.hpp"
 
@@ -140,72 +141,6 @@ std::string hms(double seconds) {
   else out << s / 60 << "m" << std::setw(2) << s % 60 << "s";
   return out.str();
 }
-
-// One model per thread: replicas share the master's parameter storage (so the optimiser's in-place
-// update reaches all of them) but keep their own gradients, summed into the master's after each
-// backward. The batch is split into contiguous shards, always the same way, so a fixed seed and
-// thread count reproduce a run bit for bit.
-class DataParallel {
- public:
-  DataParallel(nn::LeNet5& master, int threads) : master_(master) {
-    for (int t = 1; t < threads; ++t) {
-      ag::Generator unused(0);
-      auto replica = std::make_unique<nn::LeNet5>(unused);
-      auto from = master.parameters();
-      auto to = replica->parameters();
-      for (std::size_t i = 0; i < from.size(); ++i) to[i].mutable_value() = from[i].value();
-      replicas_.push_back(std::move(replica));
-    }
-  }
-
-  int threads() const { return static_cast<int>(replicas_.size()) + 1; }
-
-  /// Forward, loss and backward for one batch split into `shards` (at most threads()); leaves the
-  /// gradient of the batch's mean loss in the master's parameters and returns that loss. Fills the
-  /// predictions of every example in batch order.
-  double step(std::vector<ag::Tensor>& images, std::vector<std::vector<std::int64_t>>& targets,
-              int shards, std::int64_t batch, std::vector<std::uint8_t>& predictions) {
-    std::vector<double> losses(static_cast<std::size_t>(shards));
-    std::vector<std::vector<std::uint8_t>> shard_predictions(static_cast<std::size_t>(shards));
-    auto run_shard = [&](int s) {
-      const auto i = static_cast<std::size_t>(s);
-      nn::LeNet5& model = s == 0 ? master_ : *replicas_[i - 1];
-      model.zero_grad();
-      const ag::Variable logp = model(ag::Variable(images[i]));
-      const ag::Variable loss = ag::nll_loss(logp, targets[i]);
-      shard_predictions[i] = argmax_rows(logp.value());
-      losses[i] = loss.value().item();
-      loss.backward();
-    };
-    {
-      std::vector<std::jthread> workers;
-      for (int s = 1; s < shards; ++s) workers.emplace_back(run_shard, s);
-      run_shard(0);
-    }
-    // Each shard's gradient is of its own mean: weight by shard size to get the batch mean's.
-    double loss = 0;
-    predictions.clear();
-    auto master_params = master_.parameters();
-    for (int s = 0; s < shards; ++s) {
-      const auto i = static_cast<std::size_t>(s);
-      const auto weight = static_cast<float>(static_cast<double>(targets[i].size()) / static_cast<double>(batch));
-      loss += weight * losses[i];
-      predictions.insert(predictions.end(), shard_predictions[i].begin(), shard_predictions[i].end());
-      auto params = s == 0 ? master_params : replicas_[i - 1]->parameters();
-      for (std::size_t k = 0; k < params.size(); ++k) {
-        float* g = params[k].mutable_grad().data<float>();
-        float* sum = master_params[k].mutable_grad().data<float>();
-        const std::int64_t count = params[k].value().numel();
-        for (std::int64_t e = 0; e < count; ++e) sum[e] = s == 0 ? weight * g[e] : sum[e] + weight * g[e];
-      }
-    }
-    return loss;
-  }
-
- private:
-  nn::LeNet5& master_;
-  std::vector<std::unique_ptr<nn::LeNet5>> replicas_;
-};
 
 /// The first parameter whose gradient is not finite, or "" if all are.
 std::string non_finite_gradient(const nn::LeNet5& model) {
