@@ -1,0 +1,80 @@
+// The draw-a-digit web server: LeNet-5 behind a small JSON API, plus the page in tools/web/ (embedded
+// in the binary), on cpp-httplib with every limit set. `lenet serve` runs it; the tests start it
+// in-process on a free port.
+//
+//   GET  /                 the page (index.html, app.js, style.css, served from memory)
+//   POST /api/predict      image -> {"digit", "probabilities", "input28", "latency_us"}
+//   POST /api/features     image -> conv1 and conv2 feature maps (after relu, before max-pool)
+//   GET  /api/model        layers, parameter shapes and counts, test accuracy from the weights file
+//   GET  /api/graph.svg    LeNet-5's graph from the engine's DOT export (rendered once at start-up)
+//   GET  /healthz          {"status": "ok"}
+//
+// An image is a JSON body {"width": W, "height": H, "pixels": [W*H grey values 0..255]} or a PNG
+// body (Content-Type image/png). It goes through models/digit_image, the code `lenet predict` uses.
+// Every client mistake is answered with a 4xx status and {"error": "<one line>"}.
+#pragma once
+
+#include <cstddef>
+#include <ctime>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include "models/digit_image.hpp"
+
+namespace web {
+
+struct ServerOptions {
+  std::string weights = "models/lenet5.safetensors";
+  std::size_t threads = 4;                       // worker threads, each serving one connection
+  std::size_t max_queued_connections = 64;       // accepted, waiting for a worker; then accept waits
+  std::size_t max_body_bytes = 1 << 20;          // larger bodies: 413 before a byte of them is read
+  std::time_t read_timeout_seconds = 5;          // per read, while a request arrives
+  std::time_t write_timeout_seconds = 5;         // per write, while a response leaves
+  std::time_t keep_alive_timeout_seconds = 2;    // an idle connection holds a worker this long
+  std::size_t keep_alive_max_requests = 100;     // then the connection is closed
+};
+
+/// Receives one log line per request (no trailing newline), from any worker thread.
+using LogSink = std::function<void(const std::string& line)>;
+
+/// A client mistake: its HTTP status and the one-line message the client gets as {"error": ...}.
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+/// The image in a request body: JSON {"width", "height", "pixels"} or a PNG, chosen by the
+/// Content-Type (parameters such as "; charset=utf-8" are ignored). Throws HttpError: 400 for a
+/// malformed body (bad JSON, wrong sizes, a pixel that is not a number in 0..255, an undecodable
+/// PNG), 415 for any other Content-Type.
+nn::GrayImage image_from_body(std::string_view body, std::string_view content_type);
+
+/// The server: loads the weights and renders the graph when constructed (throws, naming the file,
+/// if the weights cannot be loaded), then serves after bind() and listen().
+class DigitServer {
+ public:
+  DigitServer(const ServerOptions& options, LogSink log);
+  ~DigitServer();
+  DigitServer(const DigitServer&) = delete;
+  DigitServer& operator=(const DigitServer&) = delete;
+
+  /// Binds host:port; port 0 picks a free port. Returns the port. Throws std::runtime_error with a
+  /// one-line message (e.g. the port is in use) if it cannot.
+  int bind(const std::string& host, int port);
+  /// Serves on the bound socket until stop() is called (from another thread). Blocks.
+  void listen();
+  /// Stops listening; listen() returns once the connections being served are done.
+  void stop();
+  /// True once listen() has started accepting connections.
+  bool is_running() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace web
