@@ -32,15 +32,16 @@ std::string lenet() {
   return path ? path : "build/tools/lenet";
 }
 
-std::string quote(const std::string& s) {
-  std::string out = "'";
+// The argument as one shell word, after a space.
+std::string shell_word(const std::string& s) {
+  std::string out = " '";
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
 
 Outcome run(const std::vector<std::string>& args) {
-  std::string command = quote(lenet());
-  for (const auto& a : args) command += " " + quote(a);
+  std::string command = shell_word(lenet());
+  for (const auto& a : args) command += shell_word(a);
   command += " 2>&1";
   Outcome result;
   FILE* pipe = ::popen(command.c_str(), "r");
@@ -225,10 +226,10 @@ TEST(Train, SigtermSavesACheckpointAndExits) {
   if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
   TempDir dir;
   std::vector<std::string> args = small_run(dir, "t", {"--checkpoint", dir / "ck"}, "50");
-  std::string command = quote(lenet());
-  for (const auto& a : args) command += " " + quote(a);
+  std::string command = shell_word(lenet());
+  for (const auto& a : args) command += shell_word(a);
   // The shell runs lenet in the background, signals it after a moment, and reports its status.
-  const std::string script = command + " > " + quote(dir / "log") + " 2>&1 & pid=$!; sleep 2; kill -TERM $pid; wait $pid";
+  const std::string script = command + " >" + shell_word(dir / "log") + " 2>&1 & pid=$!; sleep 2; kill -TERM $pid; wait $pid";
   const int status = std::system(script.c_str());
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 128 + SIGTERM);
