@@ -1,9 +1,9 @@
 // lenet serve: the draw-a-digit web page and its JSON API (tools/server.hpp), until Ctrl-C.
 #include <cblas.h>
-#include <pthread.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
-#include <iomanip>
 #include <iostream>
 #include <mutex>
 #include <thread>
@@ -12,6 +12,10 @@
 #include "tools/server.hpp"
 
 namespace cli {
+
+namespace {
+int stop_pipe[2] = {-1, -1};  // written by the signal handler, read by the stopper thread
+}  // namespace
 
 int serve(const std::vector<std::string>& args) {
   web::ServerOptions server_options;
@@ -33,14 +37,6 @@ int serve(const std::vector<std::string>& args) {
   // The workers serve one request each in parallel; OpenBLAS inside them must not add threads.
   openblas_set_num_threads(1);
 
-  // SIGINT and SIGTERM are taken by one thread with sigwait (blocked everywhere else, including the
-  // server's threads, which inherit the mask), so stopping runs as ordinary code, not in a handler.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-
   std::mutex log_mutex;
   web::DigitServer server(server_options, [&log_mutex](const std::string& line) {
     std::lock_guard lock(log_mutex);
@@ -51,15 +47,26 @@ int serve(const std::vector<std::string>& args) {
   std::cout << "serving LeNet-5 (" << server_options.weights << ") on http://" << shown_host << ':' << bound
             << "/  (Ctrl-C to stop)" << std::endl;
 
-  std::thread signal_waiter([&server, &stop_signals] {
-    int signal_number = 0;
-    sigwait(&stop_signals, &signal_number);
+  // SIGINT and SIGTERM stop the server through a pipe: the handler only writes a byte (all it may
+  // safely do), and a thread that waits on the pipe calls stop() as ordinary code. (Blocking the
+  // signals for sigwait would not do: OpenBLAS starts threads before main, and they would take them.)
+  if (::pipe(stop_pipe) != 0) throw std::runtime_error("cannot create a pipe for signals");
+  struct sigaction on_stop {};
+  on_stop.sa_handler = [](int) { [[maybe_unused]] const auto n = ::write(stop_pipe[1], "s", 1); };
+  sigemptyset(&on_stop.sa_mask);
+  ::sigaction(SIGINT, &on_stop, nullptr);
+  ::sigaction(SIGTERM, &on_stop, nullptr);
+
+  std::thread stopper([&server] {
+    char byte = 0;
+    while (::read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
+    }
     server.stop();
   });
   server.listen();
-  // listen() only returns after stop() (or if the socket fails): wake the waiter if it still waits.
-  pthread_kill(signal_waiter.native_handle(), SIGTERM);
-  signal_waiter.join();
+  // listen() returns after stop(), or if the socket fails: then the stopper is woken here.
+  [[maybe_unused]] const auto n = ::write(stop_pipe[1], "s", 1);
+  stopper.join();
   std::cout << "stopped" << std::endl;
   return 0;
 }

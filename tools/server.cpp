@@ -370,7 +370,7 @@ DigitServer::Impl::Impl(const ServerOptions& opts, LogSink sink) : options(opts)
   model_json = dump(describe_model(model, metadata, options.weights, normalization));
   try {
     const ag::Variable input(ag::Tensor({1, 1, 28, 28}), false, "input");
-    const ag::DotOptions dot{.title = "LeNet-5", .rankdir = "TB", .show_legend = true};
+    const ag::DotOptions dot{.title = "LeNet-5", .rankdir = "TB"};
     graph_svg = ag::render_dot(ag::to_dot(model(input), dot), "svg");
   } catch (const std::exception& e) {
     log_line("graph unavailable: " + printable(e.what()));

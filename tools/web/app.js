@@ -1,1 +1,308 @@
-// app
+// The draw-a-digit page: a drawing pad whose picture is sent to the server as a PNG while you draw,
+// and the server's answers drawn back: the prediction, the image the network saw, the feature maps.
+// All preprocessing happens in the server (the same C++ code as `lenet predict`), none here.
+'use strict';
+
+const BRUSH_WIDTH = 22;          // in drawing units: strokes about as thick as MNIST's
+const MIN_REQUEST_GAP_MS = 90;   // predict-as-you-draw, at most about ten times a second
+
+const PAD_SIDE = 280;            // drawing units; the canvas has more pixels on dense screens
+
+const pad = document.getElementById('pad');
+const padContext = pad.getContext('2d');
+const padScale = Math.min(3, Math.max(1, Math.round(window.devicePixelRatio || 1)));
+pad.width = PAD_SIDE * padScale;
+pad.height = PAD_SIDE * padScale;
+padContext.setTransform(padScale, 0, 0, padScale, 0, 0);
+const padHint = document.getElementById('pad-hint');
+const statusLine = document.getElementById('status');
+const digitOutput = document.getElementById('digit');
+const confidence = document.getElementById('confidence');
+const latency = document.getElementById('latency');
+const bars = document.getElementById('bars');
+const seen = document.getElementById('input28');
+
+// ---------------------------------------------------------------------------------------------
+// Drawing
+
+let hasInk = false;
+let stroke = null;   // the pointer drawing now: {id, x, y}
+let generation = 0;  // bumped by Clear, so that answers about an older drawing are dropped
+
+function clearPad() {
+  padContext.fillStyle = '#fff';
+  padContext.fillRect(0, 0, PAD_SIDE, PAD_SIDE);
+  hasInk = false;
+  generation += 1;
+  padHint.classList.remove('hidden');
+  showEmptyResult();
+}
+
+function padPoint(event) {
+  const box = pad.getBoundingClientRect();
+  return {
+    x: (event.clientX - box.left) * (PAD_SIDE / box.width),
+    y: (event.clientY - box.top) * (PAD_SIDE / box.height),
+  };
+}
+
+function drawDot(at) {
+  padContext.fillStyle = '#111';
+  padContext.beginPath();
+  padContext.arc(at.x, at.y, BRUSH_WIDTH / 2, 0, 2 * Math.PI);
+  padContext.fill();
+}
+
+function drawSegment(from, to) {
+  padContext.strokeStyle = '#111';
+  padContext.lineWidth = BRUSH_WIDTH;
+  padContext.lineCap = 'round';
+  padContext.lineJoin = 'round';
+  padContext.beginPath();
+  padContext.moveTo(from.x, from.y);
+  padContext.lineTo(to.x, to.y);
+  padContext.stroke();
+}
+
+pad.addEventListener('pointerdown', (event) => {
+  if (event.button !== 0 || stroke) return;
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  const point = padPoint(event);
+  stroke = { id: event.pointerId, ...point };
+  drawDot(point);  // a tap leaves a mark
+  hasInk = true;
+  padHint.classList.add('hidden');
+  requestPrediction();
+});
+
+pad.addEventListener('pointermove', (event) => {
+  if (!stroke || event.pointerId !== stroke.id) return;
+  event.preventDefault();
+  // Coalesced events keep fast strokes smooth where the browser batches them.
+  const events = event.getCoalescedEvents ? event.getCoalescedEvents() : [event];
+  for (const e of events.length ? events : [event]) {
+    const point = padPoint(e);
+    drawSegment(stroke, point);
+    stroke.x = point.x;
+    stroke.y = point.y;
+  }
+  requestPrediction();
+});
+
+function endStroke(event) {
+  if (!stroke || event.pointerId !== stroke.id) return;
+  stroke = null;
+  requestPrediction();
+}
+pad.addEventListener('pointerup', endStroke);
+pad.addEventListener('pointercancel', endStroke);
+
+document.getElementById('clear').addEventListener('click', clearPad);
+document.addEventListener('keydown', (event) => {
+  if ((event.key === 'Escape' || event.key === 'Delete') && !event.repeat) clearPad();
+});
+
+// ---------------------------------------------------------------------------------------------
+// Talking to the server: one request pair in flight at a time; whatever was drawn meanwhile is
+// sent as soon as it returns, so the last answer always matches the last stroke.
+
+let inFlight = false;
+let pending = false;
+let lastSentAt = 0;
+let timer = null;
+
+function requestPrediction() {
+  if (!hasInk) return;
+  pending = true;
+  if (inFlight || timer) return;
+  const wait = Math.max(0, lastSentAt + MIN_REQUEST_GAP_MS - performance.now());
+  timer = setTimeout(() => { timer = null; sendDrawing(); }, wait);
+}
+
+function padAsPng() {
+  return new Promise((resolve, reject) => {
+    pad.toBlob((blob) => (blob ? resolve(blob) : reject(new Error('the drawing could not be encoded'))), 'image/png');
+  });
+}
+
+async function postImage(path, png) {
+  const response = await fetch(path, { method: 'POST', headers: { 'Content-Type': 'image/png' }, body: png });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${path}: HTTP ${response.status}`);
+  return body;
+}
+
+async function sendDrawing() {
+  if (!pending || !hasInk) return;
+  pending = false;
+  inFlight = true;
+  lastSentAt = performance.now();
+  const sentGeneration = generation;
+  try {
+    const png = await padAsPng();
+    const [prediction, features] = await Promise.all([
+      postImage('/api/predict', png),
+      postImage('/api/features', png),
+    ]);
+    if (sentGeneration === generation) {
+      showPrediction(prediction);
+      showFeatures(features);
+      setStatus('');
+    }
+  } catch (error) {
+    if (sentGeneration === generation) setStatus(error.message, true);
+  } finally {
+    inFlight = false;
+    if (pending) requestPrediction();
+  }
+}
+
+function setStatus(text, isError = false) {
+  statusLine.textContent = text;
+  statusLine.classList.toggle('error', isError);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Showing the answers
+
+const barRows = [];
+for (let digit = 0; digit < 10; digit += 1) {
+  const row = document.createElement('li');
+  row.innerHTML = '<span class="label"></span><span class="track"><span class="fill"></span></span><span class="value"></span>';
+  row.querySelector('.label').textContent = String(digit);
+  bars.appendChild(row);
+  barRows.push({ row, fill: row.querySelector('.fill'), value: row.querySelector('.value') });
+}
+
+function percent(probability) {
+  const p = probability * 100;
+  return p >= 99.95 ? '100%' : p < 0.05 ? '0%' : `${p.toFixed(1)}%`;
+}
+
+function showEmptyResult() {
+  digitOutput.textContent = '?';
+  digitOutput.classList.add('empty');
+  confidence.textContent = 'waiting for ink';
+  latency.textContent = '';
+  for (const bar of barRows) {
+    bar.fill.style.width = '0%';
+    bar.value.textContent = '';
+    bar.row.classList.remove('best');
+  }
+  paint(seen, new Array(784).fill(0), 28, 28, grey, 255);
+  for (const layer of Object.values(featureCanvases)) {
+    for (const canvas of layer) paint(canvas, new Array(canvas.width * canvas.height).fill(0), canvas.width, canvas.height, viridis, 1);
+  }
+  setStatus('Use a mouse, a pen or a finger. One digit, large and centred.');
+}
+
+function showPrediction(answer) {
+  const best = answer.digit;
+  digitOutput.textContent = String(best);
+  digitOutput.classList.remove('empty');
+  confidence.textContent = `${percent(answer.probabilities[best])} sure`;
+  latency.textContent = `server: ${(answer.latency_us / 1000).toFixed(2)} ms`;
+  answer.probabilities.forEach((probability, digit) => {
+    const bar = barRows[digit];
+    bar.fill.style.width = `${(probability * 100).toFixed(2)}%`;
+    bar.value.textContent = percent(probability);
+    bar.row.classList.toggle('best', digit === best);
+  });
+  paint(seen, answer.input28, 28, 28, grey, 255);
+}
+
+// Colour maps: value in [0, 1] -> [r, g, b].
+function grey(t) {
+  const v = Math.round(t * 255);
+  return [v, v, v];
+}
+
+const VIRIDIS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+function viridis(t) {
+  const x = Math.min(Math.max(t, 0), 1) * (VIRIDIS.length - 1);
+  const i = Math.min(Math.floor(x), VIRIDIS.length - 2);
+  const f = x - i;
+  return VIRIDIS[i].map((a, k) => Math.round(a + (VIRIDIS[i + 1][k] - a) * f));
+}
+
+function paint(canvas, values, width, height, colour, scale) {
+  const context = canvas.getContext('2d');
+  const image = context.createImageData(width, height);
+  for (let i = 0; i < width * height; i += 1) {
+    const [r, g, b] = colour(scale > 0 ? values[i] / scale : 0);
+    image.data[4 * i] = r;
+    image.data[4 * i + 1] = g;
+    image.data[4 * i + 2] = b;
+    image.data[4 * i + 3] = 255;
+  }
+  context.putImageData(image, 0, 0);
+}
+
+const featureCanvases = { conv1: [], conv2: [] };
+function makeFeatureCanvases(name, count, side) {
+  const container = document.getElementById(name);
+  for (let c = 0; c < count; c += 1) {
+    const canvas = document.createElement('canvas');
+    canvas.width = side;
+    canvas.height = side;
+    canvas.title = `${name} map ${c + 1}`;
+    canvas.setAttribute('aria-label', canvas.title);
+    container.appendChild(canvas);
+    featureCanvases[name].push(canvas);
+  }
+}
+makeFeatureCanvases('conv1', 6, 28);
+makeFeatureCanvases('conv2', 16, 10);
+
+// Each layer's maps share one scale (its largest value), so a quiet map looks quiet.
+function showFeatures(answer) {
+  for (const name of ['conv1', 'conv2']) {
+    const layer = answer[name];
+    let largest = 0;
+    for (const map of layer.maps) for (const v of map) largest = Math.max(largest, v);
+    layer.maps.forEach((map, c) => {
+      const canvas = featureCanvases[name][c];
+      if (canvas) paint(canvas, map, layer.width, layer.height, viridis, largest);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model's description
+
+async function showModel() {
+  try {
+    const response = await fetch('/api/model');
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const model = await response.json();
+    document.getElementById('parameter-count').textContent = model.parameter_count.toLocaleString('en-US');
+    document.getElementById('weights-name').textContent = model.weights;
+    if (typeof model.test_accuracy === 'number') {
+      const accuracy = `${(model.test_accuracy * 100).toFixed(2)}%`;
+      document.getElementById('test-accuracy').textContent = accuracy;
+      const badge = document.getElementById('accuracy-badge');
+      badge.textContent = `${accuracy} on MNIST's test set`;
+      badge.hidden = false;
+    }
+    const body = document.getElementById('layers');
+    for (const layer of model.layers) {
+      const row = body.insertRow();
+      row.insertCell().textContent = layer.name;
+      const shapes = row.insertCell();
+      for (const parameter of layer.parameters) {
+        const code = document.createElement('code');
+        code.textContent = `${parameter.name.slice(layer.name.length + 1)} [${parameter.shape.join(', ')}]`;
+        shapes.appendChild(code);
+      }
+      const count = row.insertCell();
+      count.className = 'number';
+      count.textContent = layer.parameter_count.toLocaleString('en-US');
+    }
+  } catch (error) {
+    setStatus(`Could not load the model's description: ${error.message}`, true);
+  }
+}
+
+clearPad();
+showModel();
