@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -16,7 +17,10 @@
 #include <filesystem>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "autograd/dot.hpp"
@@ -32,11 +36,11 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// ---------------------------------------------------------------------------------------------
-// Request bodies -> images
-
 // Client-supplied text may be any bytes: invalid UTF-8 is replaced rather than thrown about.
 std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// ---------------------------------------------------------------------------------------------
+// Request bodies -> images
 
 // Largest width or height a request's image may have, checked before anything is allocated: a
 // 2048 x 2048 image costs 16 MiB as floats. (A PNG of 1 MB could otherwise claim 8192 x 8192.)
@@ -259,7 +263,7 @@ std::optional<std::pair<int, std::string>> refusal(const httplib::Request& reque
     return std::nullopt;
   }
   const std::string length = request.get_header_value("Content-Length");
-  if (lengths > 1 || length.empty() || length.size() > 18 || !std::ranges::all_of(length, ::isdigit))
+  if (lengths > 1 || length.empty() || length.size() > 18 || !std::ranges::all_of(length, [](unsigned char c) { return std::isdigit(c) != 0; }))
     return {{400, "Content-Length must be one decimal number"}};
   if (std::stoull(length) > max_body)
     return {{413, "the request body is larger than " + std::to_string(max_body) + " bytes"}};

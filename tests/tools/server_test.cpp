@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -550,7 +551,7 @@ TEST_F(Server, EightClientsOfTwoHundredRequestsAllGetCorrectAnswers) {
     return all.empty() ? 0.0 : all[static_cast<std::size_t>(q * static_cast<double>(all.size() - 1))];
   };
   const double p50 = percentile(round_trip_us, 0.50), p99 = percentile(round_trip_us, 0.99);
-  std::cout << "[ latency  ] " << kClients << " clients x " << kRequests << " POST /api/predict (28x28 JSON), "
+  std::cout << std::fixed << std::setprecision(2) << "[ latency  ] " << kClients << " clients x " << kRequests << " POST /api/predict (28x28 JSON), "
             << std::thread::hardware_concurrency() << " cores: round trip p50 " << p50 / 1000 << " ms, p99 "
             << p99 / 1000 << " ms; server compute p50 " << percentile(server_us, 0.5) / 1000 << " ms, p99 "
             << percentile(server_us, 0.99) / 1000 << " ms; " << kClients * kRequests / seconds
