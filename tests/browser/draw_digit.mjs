@@ -238,7 +238,7 @@ async function main() {
     await drawWithTouch(phonePage, cdp, DIGITS[7]);
     await expectPrediction(phonePage, 7);
     const phoneShot = path.join(options.screenshotDir, 'demo-phone.png');
-    await phonePage.screenshot({ path: phoneShot, fullPage: false });
+    await phonePage.screenshot({ path: phoneShot, fullPage: true });
     console.log(`screenshot: ${phoneShot}`);
 
     check(log.some((line) => /^POST \/api\/predict 200 \d+us$/.test(line)), 'the server logged its requests');
