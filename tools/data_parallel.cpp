@@ -38,15 +38,13 @@ void DataParallel::worker(int index) {
     wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
     if (stopping_) return;
     seen = generation_;
-    const bool mine = index < shards_;
+    if (index >= shards_) continue;  // not needed for this batch
     lock.unlock();
     std::exception_ptr error;
-    if (mine) {
-      try {
-        call_(work_, index, model(index));
-      } catch (...) {
-        error = std::current_exception();
-      }
+    try {
+      call_(work_, index, model(index));
+    } catch (...) {
+      error = std::current_exception();
     }
     lock.lock();
     if (error && !error_) error_ = error;
@@ -59,11 +57,11 @@ void DataParallel::run_erased(int shards, void* work, Call call) {
   {
     std::lock_guard lock(mutex_);
     work_ = work, call_ = call, shards_ = shards;
-    busy_ = static_cast<int>(workers_.size());
+    busy_ = shards - 1;
     error_ = nullptr;
     ++generation_;
   }
-  wake_.notify_all();
+  if (shards > 1) wake_.notify_all();
   std::exception_ptr error;
   try {
     call(work, 0, master_);

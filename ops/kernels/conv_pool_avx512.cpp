@@ -187,10 +187,16 @@ void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool,
       const float* row_bottom = row_top + row_stride;
       for (std::int64_t q = 0; q < g.kernel_w; ++q, weights += 16) {
         const __m512 weight = _mm512_loadu_ps(weights);
+        const float* top_q = row_top + q;
+        const float* bottom_q = row_bottom + q;
+        // Hides that top_q[k] is the previous q's top_q[k + 1]: GCC would otherwise keep inputs
+        // in registers and broadcast them with shuffles, where a multiply-add with a broadcast
+        // memory operand costs nothing extra.
+        asm("" : "+r"(top_q), "+r"(bottom_q));
 #pragma GCC unroll 16
         for (int k = 0; k < C; ++k) {
-          top[k] = _mm512_fmadd_ps(_mm512_set1_ps(row_top[k + q]), weight, top[k]);
-          bottom[k] = _mm512_fmadd_ps(_mm512_set1_ps(row_bottom[k + q]), weight, bottom[k]);
+          top[k] = _mm512_fmadd_ps(_mm512_set1_ps(top_q[k]), weight, top[k]);
+          bottom[k] = _mm512_fmadd_ps(_mm512_set1_ps(bottom_q[k]), weight, bottom[k]);
         }
       }
     }
@@ -226,13 +232,69 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
 }
 
 // ---- Backward: sums over winners, one ymm per kernel row ----
+//
+// The backward reads the input, and sums grad_x, as a padded image whose rows interleave the
+// channels: row (y, c) of S floats at (y * Cin + c) * S, S a compile-time 16, 32 or 64 >= the
+// padded width. Row (c, p) of the patch under output position (h, w) is then at base + r * S with
+// base = (h * Cin) * S + w and r = p * Cin + c: one base pointer and constant offsets, so each
+// multiply-add of a patch row is a single instruction, and the whole image stays in L1 (5 KB for
+// LeNet's conv2). Kernel rows are taken in that order r = p * Cin + c throughout.
 
-// The winners of one channel of one image that carry gradient, compacted without branches (a
-// winner is where a branch would mispredict: which windows relu cut off is data): for each, where
-// its patch starts in the padded image and its gradient. Returns how many; adds their gradients
-// to *grad_b.
+struct Interleaved {
+  std::int64_t row_floats;  // S
+  std::int64_t padded_h;    // H + 2 padding
+  std::int64_t floats(const ConvGeometry& g) const { return padded_h * g.in_channels * row_floats + 16; }
+};
+
+// Which lanes of the 16-float pieces of a padded row are image columns.
+struct ImageColumns {
+  __mmask16 lanes[4] = {};
+  ImageColumns(const ConvGeometry& g, std::int64_t row_floats) {
+    for (std::int64_t j = 0; j < row_floats; ++j)
+      if (j >= g.padding && j < g.padding + g.width) lanes[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
+  }
+};
+
+// x_n:[Cin, H, W] into the interleaved padded layout (zero border).
+void fill_interleaved(const ConvGeometry& g, const Interleaved& layout, const ImageColumns& columns,
+                      const float* x_n, float* out) {
+  for (std::int64_t y = 0; y < layout.padded_h; ++y)
+    for (std::int64_t c = 0; c < g.in_channels; ++c, out += layout.row_floats) {
+      const std::int64_t image_y = y - g.padding;
+      const bool inside = image_y >= 0 && image_y < g.height;
+      // Padded column j is image column j - padding; the masked load reads only image columns
+      // (fault suppression covers the lanes before the row's start).
+      const float* in = x_n + (c * g.height + (inside ? image_y : 0)) * g.width - g.padding;
+      for (std::int64_t j = 0; j < layout.row_floats; j += 16)
+        _mm512_storeu_ps(out + j, _mm512_maskz_loadu_ps(inside ? columns.lanes[j / 16] : 0, in + j));
+    }
+}
+
+// dx_n:[Cin, H, W] += the interior of the interleaved padded image `padded`, which is left zero.
+void add_interleaved(const ConvGeometry& g, const Interleaved& layout, const ImageColumns& columns,
+                     float* padded, float* dx_n) {
+  for (std::int64_t y = 0; y < layout.padded_h; ++y)
+    for (std::int64_t c = 0; c < g.in_channels; ++c) {
+      float* row = padded + (y * g.in_channels + c) * layout.row_floats;
+      const std::int64_t image_y = y - g.padding;
+      if (image_y >= 0 && image_y < g.height) {
+        float* out = dx_n + (c * g.height + image_y) * g.width - g.padding;
+        for (std::int64_t j = 0; j < layout.row_floats; j += 16) {
+          const __mmask16 lanes = columns.lanes[j / 16];
+          _mm512_mask_storeu_ps(out + j, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + j),
+                                                              _mm512_loadu_ps(row + j)));
+        }
+      }
+      for (std::int64_t j = 0; j < layout.row_floats; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+    }
+}
+
+// The winners of one channel of one image that carry gradient, compacted without branches (which
+// windows relu cut off is data, where a branch would mispredict): for each, where its patch
+// starts in the interleaved image, and its gradient. Returns how many; adds their gradients to
+// *grad_b.
 struct LiveWinners {
-  std::int32_t* patch;  // offset in the padded image of the winner's patch
+  std::int32_t* patch;
   float* grad;
 };
 std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o,
@@ -249,8 +311,10 @@ std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o
                            _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
     const __m512i patch = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, window_offset + k),
                                            _mm512_permutexvar_epi32(slot, slot_offset));
-    _mm512_mask_compressstoreu_epi32(out.patch + live_count, live, patch);
-    _mm512_mask_compressstoreu_ps(out.grad + live_count, live, grad);
+    // Compressed in a register, then stored whole (the lanes past the live ones land in the
+    // buffers' slack): Zen 4 runs the compressing store to memory as slow microcode.
+    _mm512_storeu_si512(out.patch + live_count, _mm512_maskz_compress_epi32(live, patch));
+    _mm512_storeu_ps(out.grad + live_count, _mm512_maskz_compress_ps(live, grad));
     grad_sum = _mm512_mask_add_ps(grad_sum, live, grad_sum, grad);
     live_count += _mm_popcnt_u32(live);
   }
@@ -258,34 +322,53 @@ std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o
   return live_count;
 }
 
-// grad_w[o] rows [0, R) += sum over live winners of dy * (the rows of the winner's patch), row r
-// starting at row_offset[r] from the patch. Rows are KW <= 8 floats, one ymm each.
-template <int R>
-void grad_w_rows(std::int64_t kernel_w, const float* image, const std::int64_t* row_offset,
-                 std::int64_t live_count, LiveWinners live, float* grad_w_o) {
+// sums[r] (rows [0, R) of a chunk, in r = p * Cin + c order) += sum over live winners of dy *
+// (the winner's patch row r); image points at the chunk's first row. With few rows, consecutive
+// winners go to separate sets of sums: a multiply-add waits 4 cycles for the one before it in the
+// same sum and 2 can start per cycle, so 8 or more sums keep the units busy.
+template <int S, int R>
+void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_count,
+                 LiveWinners live, float* sums) {
+  constexpr int kSets = R >= 8 ? 1 : R >= 4 ? 2 : 4;
   const __mmask8 kernel_lanes = static_cast<__mmask8>((1u << kernel_w) - 1);
-  __m256 sum[R];
+  __m256 sum[kSets][R];
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) sum[r] = _mm256_maskz_loadu_ps(kernel_lanes, grad_w_o + r * kernel_w);
-  for (std::int64_t e = 0; e < live_count; ++e) {
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int set = 0; set < kSets; ++set) sum[set][r] = _mm256_setzero_ps();
+  std::int64_t e = 0;
+  for (; e + kSets <= live_count; e += kSets)
+#pragma GCC unroll 4
+    for (int set = 0; set < kSets; ++set) {
+      const float* patch = image + live.patch[e + set];
+      const __m256 scale = _mm256_set1_ps(live.grad[e + set]);
+#pragma GCC unroll 16
+      for (int r = 0; r < R; ++r)
+        sum[set][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[set][r]);
+    }
+  for (; e < live_count; ++e) {
     const float* patch = image + live.patch[e];
     const __m256 scale = _mm256_set1_ps(live.grad[e]);
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r)
-      sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + row_offset[r]), sum[r]);
+    for (int r = 0; r < R; ++r) sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) _mm256_mask_storeu_ps(grad_w_o + r * kernel_w, kernel_lanes, sum[r]);
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int set = 1; set < kSets; ++set) sum[0][r] = _mm256_add_ps(sum[0][r], sum[set][r]);
+    _mm256_mask_storeu_ps(sums + 8 * r, kernel_lanes,
+                          _mm256_add_ps(_mm256_maskz_loadu_ps(kernel_lanes, sums + 8 * r), sum[0][r]));
+  }
 }
 
-// grad_x (padded image) += at each position of window k: the sum over the channels that won
-// there of dy * w[o] rows [0, R). slots/grads:[windows][Cout] (channels innermost, Cout <= 64);
-// w8:[Cout][rows][8], kernel rows zero-padded to 8 lanes, so a whole ymm is added to the image.
-template <int R>
+// The interleaved grad_x image (rows [0, R) of a chunk) += at each position of each window: the
+// sum over the channels that won there of dy * w[o]. slots/grads:[windows][Cout] (channels
+// innermost, Cout <= 64); w8:[Cout][R_total][8], kernel rows in r = p * Cin + c order zero-padded
+// to 8 lanes, so the lanes a sum adds past the patch are zero.
+template <int S, int R>
 void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
                  const float* grads, const std::int32_t* window_offset, const std::int32_t* slot_offset,
-                 const float* w8, std::int64_t rows, const std::int64_t* row_offset,
-                 float* grad_image) {
+                 const float* w8, std::int64_t rows_total, float* image) {
   const __mmask64 channels = out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
   for (std::int64_t k = 0; k < windows; ++k) {
     const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
@@ -298,17 +381,14 @@ void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uin
       for (; won; won &= won - 1) {
         const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
         const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
-        const float* w_rows = w8 + o * rows * 8;
+        const float* w_rows = w8 + o * rows_total * 8;
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r)
-          sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+        for (int r = 0; r < R; ++r) sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
       }
-      float* patch = grad_image + window_offset[k] + slot_offset[slot];
+      float* patch = image + window_offset[k] + slot_offset[slot];
 #pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        float* at = patch + row_offset[r];
-        _mm256_storeu_ps(at, _mm256_add_ps(_mm256_loadu_ps(at), sum[r]));
-      }
+      for (int r = 0; r < R; ++r)
+        _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
     }
   }
 }
@@ -364,83 +444,99 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
                                float* dx, float* dw, float* db) {
 #ifdef AG_HAVE_AVX512
   if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2 || g.kernel_w > 8) return false;
-  if (dx && g.out_channels > 64) return false;
-  const std::int64_t windows = pool.out_h * pool.out_w, rows = g.in_channels * g.kernel_h;
+  const std::int64_t padded_w = g.width + 2 * g.padding;
+  if (padded_w > 64 || (dx && g.out_channels > 64)) return false;
+  const Interleaved layout{.row_floats = padded_w <= 16 ? 16 : padded_w <= 32 ? 32 : 64,
+                           .padded_h = g.height + 2 * g.padding};
+  const std::int64_t S = layout.row_floats;
+  const ImageColumns columns(g, S);
+  const std::int64_t windows = pool.out_h * pool.out_w, R = g.in_channels * g.kernel_h;
+  const std::int64_t conv_row = g.in_channels * S;  // from one conv output row to the next
   // Sums run over kernel rows 16 at a time: 16 ymm sums plus operands fit the 32 registers.
   constexpr std::int64_t kRowChunk = 16;
 
-  PaddedImages xp(g, 1);
-  // Where things start in a padded image: row r = c * KH + p of a patch, at row_offset[r] from
-  // the patch; the patch of window k's top-left element at window_offset[k]; the other elements
-  // of the window (slot 1 right, 2 below, 3 below right) slot_offset[slot] further.
-  auto row_offset = make_cached_array<std::int64_t>(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r)
-    row_offset[r] = (r / g.kernel_h) * xp.plane + (r % g.kernel_h) * xp.padded_w;
+  // Where the patch of window k's top-left element starts in the interleaved image, and where its
+  // other elements' start relative to it (slot 1 right, 2 below, 3 below right).
   auto window_offset = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows));
   for (std::int64_t k = 0; k < windows; ++k)
-    window_offset[k] = static_cast<std::int32_t>(2 * (k / pool.out_w) * xp.padded_w + 2 * (k % pool.out_w));
-  const std::int32_t slot_offsets[4] = {0, 1, static_cast<std::int32_t>(xp.padded_w),
-                                        static_cast<std::int32_t>(xp.padded_w + 1)};
+    window_offset[k] = static_cast<std::int32_t>(2 * (k / pool.out_w) * conv_row + 2 * (k % pool.out_w));
+  const std::int32_t slot_offsets[4] = {0, 1, static_cast<std::int32_t>(conv_row),
+                                        static_cast<std::int32_t>(conv_row + 1)};
   const __m512i slot_offset = _mm512_maskz_loadu_epi32(0xF, slot_offsets);
 
   auto live_patch = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows + 16));
   auto live_grad = make_cached_array<float>(static_cast<std::size_t>(windows + 16));
   const LiveWinners live{live_patch.get(), live_grad.get()};
+  const auto image_floats = static_cast<std::size_t>(layout.floats(g));
+  auto x_image = make_cached_array<float>(image_floats);
+  std::memset(x_image.get(), 0, image_floats * sizeof(float));
+  // grad_w summed in r = p * Cin + c row order, 8 floats a row, reordered at the end.
+  auto w_sums = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * R * 8));
+  if (dw) std::memset(w_sums.get(), 0, static_cast<std::size_t>(g.out_channels * R * 8) * sizeof(float));
 
-  // For grad_x: kernel rows zero-padded to 8 lanes, a padded gradient image, and each image's
-  // winners and gradients with channels innermost.
-  std::shared_ptr<float[]> w8, window_grads;
+  // For grad_x: kernel rows in r order zero-padded to 8 lanes, each image's winners and
+  // gradients with channels innermost, and a zeroed interleaved image to sum into.
+  std::shared_ptr<float[]> w8, window_grads, dx_image;
   std::shared_ptr<std::uint8_t[]> window_slots;
-  std::unique_ptr<PaddedImages> grad_xp;
   if (dx) {
-    w8 = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * rows * 8));
+    w8 = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * R * 8));
     for (std::int64_t o = 0; o < g.out_channels; ++o)
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (std::int64_t q = 0; q < 8; ++q)
-          w8[(o * rows + r) * 8 + q] = q < g.kernel_w ? w[(o * rows + r) * g.kernel_w + q] : 0.0f;
+      for (std::int64_t p = 0; p < g.kernel_h; ++p)
+        for (std::int64_t c = 0; c < g.in_channels; ++c)
+          for (std::int64_t q = 0; q < 8; ++q)
+            w8[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q] =
+                q < g.kernel_w ? w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q] : 0.0f;
     window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
     window_slots = make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
-    grad_xp = std::make_unique<PaddedImages>(g, 1);
+    dx_image = make_cached_array<float>(image_floats);
+    std::memset(dx_image.get(), 0, image_floats * sizeof(float));
   }
 
+  const auto with_row_floats = [&](auto&& fn) {
+    if (S == 16) fn(std::integral_constant<int, 16>{});
+    else if (S == 32) fn(std::integral_constant<int, 32>{});
+    else fn(std::integral_constant<int, 64>{});
+  };
   for (std::int64_t n = 0; n < g.batch; ++n) {
     const std::int64_t image_out = n * g.out_channels * windows;
-    if (dw) xp.fill(g, x + n * g.image_size(), 0);
+    if (dw) fill_interleaved(g, layout, columns, x + n * g.image_size(), x_image.get());
     for (std::int64_t o = 0; o < g.out_channels; ++o) {
       const std::int64_t count = compact_winners(windows, winners + image_out + o * windows,
                                                  dy + image_out + o * windows, window_offset.get(),
                                                  slot_offset, live, db ? db + o : nullptr);
       if (!dw) continue;
-      for (std::int64_t r0 = 0; r0 < rows; r0 += kRowChunk)
-        with_constant<kRowChunk>(std::min(kRowChunk, rows - r0), [&](auto chunk) {
-          grad_w_rows<chunk>(g.kernel_w, xp.at(0), row_offset.get() + r0, count, live,
-                             dw + (o * rows + r0) * g.kernel_w);
+      for (std::int64_t r0 = 0; r0 < R; r0 += kRowChunk)
+        with_row_floats([&](auto row_floats) {
+          with_constant<kRowChunk>(std::min(kRowChunk, R - r0), [&](auto chunk) {
+            grad_w_rows<row_floats, chunk>(g.kernel_w, x_image.get() + r0 * S, count, live,
+                                           w_sums.get() + (o * R + r0) * 8);
+          });
         });
     }
     if (!dx) continue;
-    // Winners and gradients transposed to [window][channel]; dead winners get a slot of 0xFF,
-    // which matches no slot, and zero gradients are harmless.
+    // Winners and gradients transposed to [window][channel]; a dead winner's 0xFF matches no slot.
     for (std::int64_t o = 0; o < g.out_channels; ++o)
       for (std::int64_t k = 0; k < windows; ++k) {
         window_slots[k * g.out_channels + o] = winners[image_out + o * windows + k];
         window_grads[k * g.out_channels + o] = dy[image_out + o * windows + k];
       }
-    float* grad_image = grad_xp->at(0);
-    for (std::int64_t r0 = 0; r0 < rows; r0 += kRowChunk)
-      with_constant<kRowChunk>(std::min(kRowChunk, rows - r0), [&](auto chunk) {
-        grad_x_rows<chunk>(windows, g.out_channels, window_slots.get(), window_grads.get(),
-                           window_offset.get(), slot_offsets, w8.get() + r0 * 8, rows,
-                           row_offset.get() + r0, grad_image);
+    for (std::int64_t r0 = 0; r0 < R; r0 += kRowChunk)
+      with_row_floats([&](auto row_floats) {
+        with_constant<kRowChunk>(std::min(kRowChunk, R - r0), [&](auto chunk) {
+          grad_x_rows<row_floats, chunk>(windows, g.out_channels, window_slots.get(),
+                                         window_grads.get(), window_offset.get(), slot_offsets,
+                                         w8.get() + r0 * 8, R, dx_image.get() + r0 * S);
+        });
       });
-    // The interior into dx; the scratch is cleared for the next image.
-    for (std::int64_t c = 0; c < g.in_channels; ++c)
-      for (std::int64_t h = 0; h < g.height; ++h) {
-        const float* from = grad_image + c * grad_xp->plane + (h + g.padding) * grad_xp->padded_w + g.padding;
-        float* to = dx + n * g.image_size() + (c * g.height + h) * g.width;
-        for (std::int64_t k = 0; k < g.width; ++k) to[k] += from[k];
-      }
-    std::memset(grad_image, 0, static_cast<std::size_t>(grad_xp->image + PaddedImages::kSlack) * 4);
+    add_interleaved(g, layout, columns, dx_image.get(), dx + n * g.image_size());
   }
+  if (dw)
+    for (std::int64_t o = 0; o < g.out_channels; ++o)
+      for (std::int64_t p = 0; p < g.kernel_h; ++p)
+        for (std::int64_t c = 0; c < g.in_channels; ++c)
+          for (std::int64_t q = 0; q < g.kernel_w; ++q)
+            dw[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q] +=
+                w_sums[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q];
   return true;
 #else
   (void)g, (void)pool, (void)x, (void)w, (void)dy, (void)winners, (void)dx, (void)dw, (void)db;

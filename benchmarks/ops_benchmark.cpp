@@ -1,0 +1,198 @@
+// Micro-benchmarks of every op LeNet-5 uses, forward and backward, at LeNet's shapes (float32,
+// batch 100 unless the name says otherwise), plus a whole inference and a whole training step.
+//   ./build/benchmarks/ops_benchmark --benchmark_filter=Conv
+// A backward is timed alone: its reported time is the thread's CPU time around backward(), its
+// forward untimed. On a shared machine read CPU times: other processes' load inflates wall time.
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <ctime>
+#include <vector>
+
+#include "models/lenet.hpp"
+#include "models/optim.hpp"
+#include "ops/fused.hpp"
+#include "ops/ops.hpp"
+
+namespace {
+
+using namespace ag;
+
+Variable random(Shape shape, std::uint64_t seed, bool requires_grad) {
+  Generator gen(seed);
+  return Variable(Tensor::uniform(std::move(shape), -1, 1, gen), requires_grad);
+}
+
+double thread_cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Times `op`'s forward (no graph) per iteration.
+template <class Op>
+void forward(benchmark::State& state, Op&& op) {
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(op().value().raw_data());
+}
+
+// Times only the backward of `op`'s graph, seeded with a fixed random gradient.
+template <class Op>
+void backward(benchmark::State& state, Op&& op) {
+  Tensor grad_output;
+  for (auto _ : state) {
+    const Variable y = op();
+    if (!grad_output.defined()) {
+      Generator gen(7);
+      grad_output = Tensor::uniform(y.shape(), -1, 1, gen);
+    }
+    y.value();  // a deferred result is computed before the clock starts
+    const double start = thread_cpu_seconds();
+    y.backward(grad_output);
+    state.SetIterationTime(thread_cpu_seconds() - start);
+  }
+}
+
+constexpr std::int64_t N = 100;
+
+// LeNet's parameters and the inputs each layer sees.
+struct Layers {
+  Variable image = random({N, 1, 28, 28}, 1, false);
+  Variable conv1_w = random({6, 1, 5, 5}, 2, true), conv1_b = random({6}, 3, true);
+  Variable conv1_out = random({N, 6, 14, 14}, 4, true);  // conv2's input
+  Variable conv2_w = random({16, 6, 5, 5}, 5, true), conv2_b = random({16}, 6, true);
+  Variable fc1_in = random({N, 400}, 7, true);
+  Variable fc1_w = random({120, 400}, 8, true), fc1_b = random({120}, 9, true);
+  Variable z = random({N, 6, 28, 28}, 10, true);  // conv1's output, for relu and max_pool2d
+  Variable logits = random({N, 10}, 11, true);
+  std::vector<std::int64_t> targets = std::vector<std::int64_t>(N, 3);
+};
+const Layers& layers() {
+  static const Layers l;
+  return l;
+}
+
+// The fused conv -> relu -> pool, as the model script reaches it.
+Variable conv1_block() {
+  const Layers& l = layers();
+  return max_pool2d(relu(conv2d(l.image, l.conv1_w, l.conv1_b, 1, 2)), 2);
+}
+Variable conv2_block() {
+  const Layers& l = layers();
+  return max_pool2d(relu(conv2d(l.conv1_out, l.conv2_w, l.conv2_b)), 2);
+}
+// The same chains through the unfused ops (the reference path).
+Variable conv1_block_unfused() {
+  NoFusionGuard unfused;
+  return conv1_block();
+}
+Variable conv2_block_unfused() {
+  NoFusionGuard unfused;
+  return conv2_block();
+}
+
+void BM_Conv1ReluPool_Forward(benchmark::State& s) { forward(s, conv1_block); }
+void BM_Conv1ReluPool_Backward(benchmark::State& s) { backward(s, conv1_block); }
+void BM_Conv2ReluPool_Forward(benchmark::State& s) { forward(s, conv2_block); }
+void BM_Conv2ReluPool_Backward(benchmark::State& s) { backward(s, conv2_block); }
+void BM_Conv1ReluPoolUnfused_Forward(benchmark::State& s) { forward(s, conv1_block_unfused); }
+void BM_Conv1ReluPoolUnfused_Backward(benchmark::State& s) { backward(s, conv1_block_unfused); }
+void BM_Conv2ReluPoolUnfused_Forward(benchmark::State& s) { forward(s, conv2_block_unfused); }
+void BM_Conv2ReluPoolUnfused_Backward(benchmark::State& s) { backward(s, conv2_block_unfused); }
+
+Variable conv2_alone() {
+  NoFusionGuard unfused;
+  const Layers& l = layers();
+  return conv2d(l.conv1_out, l.conv2_w, l.conv2_b);
+}
+void BM_Conv2d_Forward(benchmark::State& s) { forward(s, conv2_alone); }
+void BM_Conv2d_Backward(benchmark::State& s) { backward(s, conv2_alone); }
+
+Variable relu_alone() { return relu(layers().z); }
+void BM_Relu_Forward(benchmark::State& s) { forward(s, relu_alone); }
+void BM_Relu_Backward(benchmark::State& s) { backward(s, relu_alone); }
+
+Variable pool_alone() { return max_pool2d(layers().z, 2); }
+void BM_MaxPool2d_Forward(benchmark::State& s) { forward(s, pool_alone); }
+void BM_MaxPool2d_Backward(benchmark::State& s) { backward(s, pool_alone); }
+
+Variable fc1() {
+  const Layers& l = layers();
+  return linear(l.fc1_in, l.fc1_w, l.fc1_b);
+}
+void BM_Linear_Forward(benchmark::State& s) { forward(s, fc1); }
+void BM_Linear_Backward(benchmark::State& s) { backward(s, fc1); }
+
+Variable fc1_one_row() {
+  static const Variable x = random({1, 400}, 12, false);
+  const Layers& l = layers();
+  return linear(x, l.fc1_w, l.fc1_b);
+}
+void BM_Linear_Forward_Batch1(benchmark::State& s) { forward(s, fc1_one_row); }
+
+Variable softmax_alone() { return log_softmax(layers().logits, 1); }
+void BM_LogSoftmax_Forward(benchmark::State& s) { forward(s, softmax_alone); }
+void BM_LogSoftmax_Backward(benchmark::State& s) { backward(s, softmax_alone); }
+
+Variable loss_alone() { return nll_loss(layers().logits, layers().targets); }
+void BM_NllLoss_Forward(benchmark::State& s) { forward(s, loss_alone); }
+void BM_NllLoss_Backward(benchmark::State& s) { backward(s, loss_alone); }
+
+// Whole network: inference at batch state.range(0), and a training step at batch 100.
+void BM_LeNet_Inference(benchmark::State& state) {
+  Generator gen(1);
+  nn::LeNet5 model(gen);
+  const Variable images = random({state.range(0), 1, 28, 28}, 13, false);
+  NoGradGuard no_grad;
+  for (auto _ : state) benchmark::DoNotOptimize(model(images).value().raw_data());
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+
+void BM_LeNet_TrainingStep(benchmark::State& state) {
+  Generator gen(1);
+  nn::LeNet5 model(gen);
+  nn::SGD sgd(model.parameters(), {.lr = 0.01, .momentum = 0.9});
+  const Variable images = random({N, 1, 28, 28}, 14, false);
+  const std::vector<std::int64_t>& targets = layers().targets;
+  for (auto _ : state) {
+    model.zero_grad();
+    nll_loss(model(images), targets).backward();
+    sgd.step();
+  }
+  state.SetItemsProcessed(state.iterations() * N);
+}
+
+}  // namespace
+
+BENCHMARK(BM_Conv1ReluPool_Forward);
+BENCHMARK(BM_Conv1ReluPool_Backward)->UseManualTime();
+BENCHMARK(BM_Conv2ReluPool_Forward);
+BENCHMARK(BM_Conv2ReluPool_Backward)->UseManualTime();
+BENCHMARK(BM_Conv1ReluPoolUnfused_Forward);
+BENCHMARK(BM_Conv1ReluPoolUnfused_Backward)->UseManualTime();
+BENCHMARK(BM_Conv2ReluPoolUnfused_Forward);
+BENCHMARK(BM_Conv2ReluPoolUnfused_Backward)->UseManualTime();
+BENCHMARK(BM_Conv2d_Forward);
+BENCHMARK(BM_Conv2d_Backward)->UseManualTime();
+BENCHMARK(BM_Relu_Forward);
+BENCHMARK(BM_Relu_Backward)->UseManualTime();
+BENCHMARK(BM_MaxPool2d_Forward);
+BENCHMARK(BM_MaxPool2d_Backward)->UseManualTime();
+BENCHMARK(BM_Linear_Forward);
+BENCHMARK(BM_Linear_Backward)->UseManualTime();
+BENCHMARK(BM_Linear_Forward_Batch1);
+BENCHMARK(BM_LogSoftmax_Forward);
+BENCHMARK(BM_LogSoftmax_Backward)->UseManualTime();
+BENCHMARK(BM_NllLoss_Forward);
+BENCHMARK(BM_NllLoss_Backward)->UseManualTime();
+BENCHMARK(BM_LeNet_Inference)->Arg(1)->Arg(100);
+BENCHMARK(BM_LeNet_TrainingStep);
+
+int main(int argc, char** argv) {
+  openblas_set_num_threads(1);  // as the tools do: our threads, not OpenBLAS's
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
