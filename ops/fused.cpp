@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "autograd/allocator.hpp"
@@ -95,6 +96,11 @@ NoFusionGuard::~NoFusionGuard() { fusion_mode = previous_; }
 
 namespace {
 
+class DeferredConv2d;
+// The deferred conv2d behind x, or null. (A typeid comparison, not a dynamic_cast: this runs on
+// every relu and max_pool2d, and for a class with internal linkage it is one pointer compare.)
+const DeferredConv2d* deferred_conv2d(const Variable& x);
+
 // What a deferred conv2d remembers: its arguments. A deferred "conv2d, then relu" also holds the
 // deferred conv2d it was applied to, in `conv`.
 class DeferredConv2d final : public Deferred {
@@ -117,6 +123,11 @@ class DeferredConv2d final : public Deferred {
   Variable conv;
 };
 
+const DeferredConv2d* deferred_conv2d(const Variable& x) {
+  const Deferred* d = x.deferred();
+  return d && typeid(*d) == typeid(DeferredConv2d) ? static_cast<const DeferredConv2d*>(d) : nullptr;
+}
+
 }  // namespace
 
 Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
@@ -130,7 +141,7 @@ Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, s
 
 Variable fuse_relu(const Variable& x) {
   if (!fusion_mode) return {};
-  const auto* pending = dynamic_cast<const DeferredConv2d*>(x.deferred());
+  const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || pending->relu()) return {};
   return Variable::defer(std::make_shared<DeferredConv2d>(x.shape(), x.dtype(), pending->x,
                                                           pending->w, pending->b, pending->stride,
@@ -140,7 +151,7 @@ Variable fuse_relu(const Variable& x) {
 
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
   if (!fusion_mode) return {};
-  const auto* pending = dynamic_cast<const DeferredConv2d*>(x.deferred());
+  const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || kernel > 15) return {};
   // The convolution under the relu was computed meanwhile (it had another use): fusing would
   // compute it a second time, so pool what is there.
