@@ -31,45 +31,64 @@ DataParallel::~DataParallel() {
   for (auto& w : workers_) w.join();
 }
 
+namespace {
+// About 20 microseconds of polling before a thread goes to sleep.
+constexpr int kSpins = 4000;
+inline void pause() { __builtin_ia32_pause(); }
+}  // namespace
+
 void DataParallel::worker(int index) {
   std::uint64_t seen = 0;
   for (;;) {
-    std::unique_lock lock(mutex_);
-    wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+    std::uint64_t now = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; spin < kSpins && now == seen && !stopping_.load(std::memory_order_relaxed); ++spin) {
+      pause();
+      now = generation_.load(std::memory_order_acquire);
+    }
+    if (now == seen && !stopping_) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
+      now = generation_.load(std::memory_order_acquire);
+    }
     if (stopping_) return;
-    seen = generation_;
+    seen = now;
     if (index >= shards_) continue;  // not needed for this batch
-    lock.unlock();
-    std::exception_ptr error;
     try {
       call_(work_, index, model(index));
     } catch (...) {
-      error = std::current_exception();
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
     }
-    lock.lock();
-    if (error && !error_) error_ = error;
-    if (--busy_ == 0) done_.notify_one();
+    if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mutex_);  // so that the notification cannot fall between check and wait
+      done_.notify_one();
+    }
   }
 }
 
 void DataParallel::run_erased(int shards, void* work, Call call) {
   shards = std::clamp(shards, 1, threads());
-  {
-    std::lock_guard lock(mutex_);
-    work_ = work, call_ = call, shards_ = shards;
-    busy_ = shards - 1;
-    error_ = nullptr;
-    ++generation_;
+  work_ = work, call_ = call, shards_ = shards, error_ = nullptr;
+  busy_.store(shards - 1, std::memory_order_relaxed);
+  if (!workers_.empty()) {
+    {
+      std::lock_guard lock(mutex_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
   }
-  if (shards > 1) wake_.notify_all();
   std::exception_ptr error;
   try {
     call(work, 0, master_);
   } catch (...) {
     error = std::current_exception();
   }
-  std::unique_lock lock(mutex_);
-  done_.wait(lock, [&] { return busy_ == 0; });
+  for (int spin = 0; spin < kSpins && busy_.load(std::memory_order_acquire) != 0; ++spin) pause();
+  if (busy_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
+  }
+  std::lock_guard lock(mutex_);
   if (!error) error = error_;
   if (error) std::rethrow_exception(error);
 }
