@@ -143,9 +143,14 @@ class GraphvizMessages {
   agusererrf previous_;
 };
 
-struct ContextDeleter {
-  void operator()(GVC_t* gvc) const { gvFreeContext(gvc); }
-};
+/// The process's one Graphviz context, created on first use and never freed. Graphviz 2.43's pango
+/// plugin keeps a static pointer to the last font name it measured, and that name lives in the
+/// context's font table: once a context is freed, the next context's first label compares against
+/// freed memory (a heap-use-after-free under AddressSanitizer). Called with graphviz_mutex held.
+GVC_t* graphviz_context() {
+  static GVC_t* const context = gvContext();
+  return context;
+}
 struct GraphDeleter {
   void operator()(Agraph_t* graph) const { agclose(graph); }
 };
@@ -157,27 +162,26 @@ std::string render_dot(const std::string& dot, std::string_view format) {
   GraphvizMessages messages;
 
   // The context loads the plugins listed in Graphviz's config (Debian: libgvc6's config6a).
-  // Declared before the graph, so it is destroyed after it.
-  const std::unique_ptr<GVC_t, ContextDeleter> gvc(gvContext());
+  GVC_t* const gvc = graphviz_context();
   if (!gvc) messages.fail("cannot create a Graphviz context");
 
   const std::unique_ptr<Agraph_t, GraphDeleter> graph(agmemread(dot.c_str()));
   if (!graph) messages.fail("the DOT text does not parse");
 
   // A missing layout plugin is the usual cause of a failure here (Debian: package libgvc6).
-  if (gvLayout(gvc.get(), graph.get(), "dot") != 0)
+  if (gvLayout(gvc, graph.get(), "dot") != 0)
     messages.fail("the 'dot' layout failed (are Graphviz's plugins installed?)");
   // The layout must be freed before the graph is closed: a guard destroyed first.
   struct LayoutGuard {
     GVC_t* gvc;
     Agraph_t* graph;
     ~LayoutGuard() { gvFreeLayout(gvc, graph); }
-  } layout{gvc.get(), graph.get()};
+  } layout{gvc, graph.get()};
 
   const std::string format_name(format);
   char* data = nullptr;
   unsigned int length = 0;
-  if (gvRenderData(gvc.get(), graph.get(), format_name.c_str(), &data, &length) != 0 || !data) {
+  if (gvRenderData(gvc, graph.get(), format_name.c_str(), &data, &length) != 0 || !data) {
     if (data) gvFreeRenderData(data);
     messages.fail("cannot render format '" + format_name + "'");
   }

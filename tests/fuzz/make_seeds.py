@@ -179,3 +179,24 @@ write("image", "pgm-p5-16bit", b"\x00" + b"P5\n5 5\n65535\n" + b"".join(
     struct.pack(">H", 65535 * int(stroke(r, c, 5, 5))) for r in range(5) for c in range(5)))
 write("image", "jpeg-signature", b"\x00\xff\xd8\xff\xe0\x00\x10JFIF")
 write("image", "pbm", b"\x00P1\n2 2\n0 1 1 0\n")
+
+# ---- /api/predict bodies: byte 0 picks the Content-Type (0 JSON, 1 PNG, 2 JSON; charset, 3 text) ----
+def body(width, height, pixels, **extra):
+    document = {"width": width, "height": height, "pixels": pixels, **extra}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+write("predict_body", "json-3x2", b"\x00" + body(3, 2, [0, 255, 0, 12.5, 255, 0]))
+write("predict_body", "json-digit-28x28", b"\x00" + body(28, 28, digit))
+write("predict_body", "json-charset", b"\x02" + body(2, 2, [0, 200, 200, 0], label="x"))
+write("predict_body", "json-white-background", b"\x00" + body(
+    5, 5, [255 - 255 * int(stroke(r, c, 5, 5)) for r in range(5) for c in range(5)]))
+write("predict_body", "json-missing-height", b"\x00" + b'{"width":1,"pixels":[0]}')
+write("predict_body", "json-pixel-out-of-range", b"\x00" + body(1, 2, [0, 256]))
+write("predict_body", "json-wrong-count", b"\x00" + body(2, 2, [1, 2, 3]))
+write("predict_body", "json-fraction-width", b"\x00" + body(1.5, 1, [0]))
+write("predict_body", "json-nested", b"\x00" + b'{"width":1,"height":1,"pixels":[[[[0]]]]}')
+write("predict_body", "json-not-object", b"\x00" + b"[1,2,3]")
+write("predict_body", "png-gray8", b"\x01" + png(9, 9, 0, 8, lambda r, c: gray(r, c)))
+write("predict_body", "png-too-large", b"\x01" + png(1, 1, 0, 8, lambda r, c: (0,))[:16] + struct.pack(">II", 4096, 4096))
+write("predict_body", "text-plain", b"\x03hello")

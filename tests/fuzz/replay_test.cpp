@@ -1,27 +1,33 @@
 // Replays every committed fuzz input through its target (targets.hpp) in the ordinary suite: the
 // seed corpora under tests/fuzz/corpus/<target>/ and each input that once made a target fail,
-// kept under tests/fuzz/regressions/<target>/ with a note in docs/reliability.md. A regression
-// fails here as it failed under the fuzzer, without clang or sanitizers.
+// kept under tests/fuzz/regressions/<target>/ and listed in docs/reliability.md. Inputs run in a
+// child process with its address space capped, so an input that makes a reader allocate what a
+// header merely claims fails here as it failed under the fuzzer, without clang or sanitizers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <vector>
 
+#include "models/digit_image.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<fs::path> inputs_under(const fs::path& dir) {
+std::vector<fs::path> inputs_of(const std::string& target) {
   std::vector<fs::path> files;
-  if (fs::is_directory(dir))
-    for (const fs::directory_entry& entry : fs::directory_iterator(dir))
-      if (entry.is_regular_file()) files.push_back(entry.path());
+  for (const char* kind : {"corpus", "regressions"}) {
+    const fs::path dir = fs::path("tests/fuzz") / kind / target;
+    if (fs::is_directory(dir))
+      for (const fs::directory_entry& entry : fs::directory_iterator(dir))
+        if (entry.is_regular_file()) files.push_back(entry.path());
+  }
   std::sort(files.begin(), files.end());
   return files;
 }
@@ -31,32 +37,73 @@ std::vector<std::uint8_t> read_bytes(const fs::path& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-/// Runs every corpus and regression input of `target` through `run`; returns how many there were.
-template <class Run> std::size_t replay(const std::string& target, Run run) {
-  std::size_t count = 0;
-  for (const char* kind : {"corpus", "regressions"})
-    for (const fs::path& path : inputs_under(fs::path("tests/fuzz") / kind / target)) {
-      const std::vector<std::uint8_t> bytes = read_bytes(path);
-      try {
-        run(fuzz::Input(bytes));
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << path.string() << ": " << e.what();
-      }
-      ++count;
+/// Runs `inputs` through `target` with the address space capped at its size + 256 MiB, then exits:
+/// 0 after printing "replayed <n> inputs", 1 after printing the first input that failed.
+/// Meant to run in a death test's child.
+[[noreturn]] void replay(const std::vector<fs::path>& inputs, fuzz::Outcome (*target)(fuzz::Input)) {
+  if (!fuzz::cap_address_space(std::size_t{256} << 20)) std::_Exit(3);
+  for (const fs::path& path : inputs) {
+    const std::vector<std::uint8_t> bytes = read_bytes(path);
+    try {
+      target(fuzz::Input(bytes));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: %s\n", path.c_str(), e.what());
+      std::_Exit(1);
     }
-  return count;
+  }
+  std::fprintf(stderr, "replayed %zu inputs\n", inputs.size());
+  std::_Exit(0);
 }
 
-TEST(FuzzReplay, IdxInputsAreReadCorrectlyOrRefusedCleanly) {
-  EXPECT_GE(replay("idx", fuzz::idx_input), 8u) << "the idx seed corpus is missing";
+void expect_replays_cleanly(const std::string& target, fuzz::Outcome (*run)(fuzz::Input)) {
+  const std::vector<fs::path> inputs = inputs_of(target);
+  ASSERT_GE(inputs.size(), 8u) << "the " << target << " seed corpus is missing (run from the source root)";
+  EXPECT_EXIT(replay(inputs, run), ::testing::ExitedWithCode(0), "replayed " + std::to_string(inputs.size()));
 }
+
+TEST(FuzzReplay, IdxInputsAreReadCorrectlyOrRefusedCleanly) { expect_replays_cleanly("idx", fuzz::idx_input); }
 
 TEST(FuzzReplay, SafetensorsInputsAreReadCorrectlyOrRefusedCleanly) {
-  EXPECT_GE(replay("safetensors", fuzz::safetensors_input), 8u) << "the safetensors seed corpus is missing";
+  expect_replays_cleanly("safetensors", fuzz::safetensors_input);
 }
 
 TEST(FuzzReplay, ImageInputsAreDecodedAndPreprocessedOrRefusedCleanly) {
-  EXPECT_GE(replay("image", fuzz::image_input), 8u) << "the image seed corpus is missing";
+  expect_replays_cleanly("image", fuzz::image_input);
+}
+
+TEST(FuzzReplay, PredictBodiesAreParsedOrRefusedWithAClientError) {
+  expect_replays_cleanly("predict_body", fuzz::predict_body_input);
+}
+
+// ---- Findings, one test each (the inputs are also under tests/fuzz/regressions/) ----
+
+/// decode_png's message for `bytes` in a child with 256 MiB to spare, or "allocation failed".
+[[noreturn]] void decode_png_with_little_memory(const std::string& bytes) {
+  if (!fuzz::cap_address_space(std::size_t{256} << 20)) std::_Exit(3);
+  try {
+    nn::decode_png(bytes, "body.png");
+  } catch (const nn::ImageError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    std::_Exit(0);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "allocation failed\n");
+    std::_Exit(2);
+  }
+  std::_Exit(1);
+}
+
+TEST(FuzzRegressions, PngChunkClaimingNineHundredMegabytesIsRefusedBeforeLibpngAllocatesIt) {
+  // fuzz_image, first 10-minute run: a 70-byte PNG whose second chunk (zTXt) declares
+  // 0x36353533 = 909,456,691 bytes. libpng allocated the declared length before reading it.
+  const unsigned char png[] = {
+      0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52, 0x00, 0x00,
+      0x00, 0x1c, 0x00, 0x00, 0x00, 0x1c, 0x08, 0x00, 0x00, 0x00, 0x00, 0x57, 0x66, 0x80, 0x48, 0x36, 0x35, 0x35,
+      0x33, 0x7a, 0x54, 0x58, 0x74, 0x36, 0x00, 0x00, 0x00, 0x17, 0x49, 0x44, 0x41, 0x54, 0x78, 0xda, 0x63, 0x60,
+      0x1a, 0xb6, 0xe0, 0xfb, 0xa0, 0x07, 0x00, 0xf8, 0x5b, 0x3d, 0xc1, 0x00, 0x4e, 0x60, 0x82};
+  const std::string bytes(reinterpret_cast<const char*>(png), sizeof png);
+  EXPECT_EXIT(decode_png_with_little_memory(bytes), ::testing::ExitedWithCode(0),
+              "body.png: truncated PNG: chunk zTXt at byte 33 declares 909456691 bytes of data, but only 28 "
+              "bytes follow its header, CRC included");
 }
 
 }  // namespace

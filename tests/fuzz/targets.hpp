@@ -9,6 +9,7 @@
 // which libFuzzer reports as a crash through std::terminate.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <stdexcept>
@@ -31,6 +32,11 @@ enum class Outcome { Read, Refused };
 /// Throws PropertyViolation("<target>: <what>") when `holds` is false.
 void check(bool holds, const char* target, const std::string& what);
 
+/// Caps this process's address space (RLIMIT_AS) at its current size + `extra_bytes`, so that an
+/// allocation sized by a hostile header fails instead of succeeding on an overcommitting kernel.
+/// Meant for a test's child process. Returns false if the cap cannot be set.
+bool cap_address_space(std::size_t extra_bytes);
+
 /// IDX reader (nn::read_idx_images / read_idx_labels) on a file holding the input.
 /// Byte 0 selects: bit 0 labels (else images), bit 1 gzip the rest before writing it. The rest is
 /// the file. Except for raw bytes that start with the gzip magic, the result is compared with a
@@ -47,5 +53,11 @@ Outcome safetensors_input(Input input);
 /// size and pixels in [0, 255]; a small one survives encode_png -> decode_png; the digit is 28x28
 /// in [0, 255].
 Outcome image_input(Input input);
+
+/// The /api/predict body parser (web::image_from_body) and the preprocessing after it. Byte 0
+/// picks the Content-Type (JSON, PNG, JSON with parameters, text/plain); the rest is the body.
+/// Refusals are HttpErrors with status 400 or 415 and a one-line message; an accepted image has
+/// at most 2048 pixels a side, its declared size and pixels in [0, 255].
+Outcome predict_body_input(Input input);
 
 }  // namespace fuzz

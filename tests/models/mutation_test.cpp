@@ -8,7 +8,6 @@
 // current size + 256 MiB (the way mnist_test.cpp checks one such header).
 #include <gtest/gtest.h>
 #include <png.h>
-#include <sys/resource.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -402,29 +401,6 @@ void report_death(int signal_number) {
   std::_Exit(4);
 }
 
-/// Caps the address space at its current size + 256 MiB: more than any valid file here needs,
-/// far less than a size taken from a hostile header would ask for. AddressSanitizer reserves
-/// terabytes of shadow memory up front, and its allocator reports huge requests itself, so the
-/// cap is left to it in sanitized builds.
-bool cap_address_space() {
-#if defined(__SANITIZE_ADDRESS__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return true;
-#endif
-#endif
-  long pages = 0;
-  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
-    std::fclose(statm);
-  }
-  const rlim_t limit =
-      static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + (rlim_t{256} << 20);
-  const rlimit cap{limit, limit};
-  return pages > 0 && ::setrlimit(RLIMIT_AS, &cap) == 0;
-}
-
 /// One mutated input and the fuzz target that checks it.
 struct Case {
   std::string what;
@@ -436,7 +412,9 @@ struct Case {
 /// 1 if a check failed or an unexpected exception escaped, 4 on a signal or a hang.
 [[noreturn]] void run_cases(const std::string& label, int count, const std::function<Case(int)>& make,
                             fuzz::Outcome (*target)(fuzz::Input)) {
-  if (!cap_address_space()) std::_Exit(3);
+  // 256 MiB: more than any valid file here needs, far less than a size taken from a hostile header
+  // would ask for.
+  if (!fuzz::cap_address_space(std::size_t{256} << 20)) std::_Exit(3);
   for (int signal_number : {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGALRM}) std::signal(signal_number, report_death);
   ::alarm(60);
   int read = 0, refused = 0;
