@@ -36,10 +36,14 @@ template <class T>
 struct CachingAllocator {
   using value_type = T;
   CachingAllocator() = default;
-  template <class U> CachingAllocator(const CachingAllocator<U>&) noexcept {}
+  template <class U>
+  CachingAllocator(const CachingAllocator<U>&) noexcept {}
   T* allocate(std::size_t n) { return static_cast<T*>(allocate_block(n * sizeof(T))); }
   void deallocate(T* p, std::size_t n) noexcept { free_block(p, n * sizeof(T)); }
-  template <class U> bool operator==(const CachingAllocator<U>&) const noexcept { return true; }
+  template <class U>
+  bool operator==(const CachingAllocator<U>&) const noexcept {
+    return true;
+  }
 };
 
 /// An uninitialised array of n T's in one cached block, shared like a Tensor's storage (its control
@@ -48,8 +52,8 @@ template <class T>
 std::shared_ptr<T[]> make_cached_array(std::size_t n) {
   static_assert(std::is_trivially_copyable_v<T> && alignof(T) <= 64);
   T* p = static_cast<T*>(allocate_block(n * sizeof(T)));
-  return std::shared_ptr<T[]>(p, [n](T* q) { free_block(q, n * sizeof(T)); },
-                              CachingAllocator<T>{});
+  return std::shared_ptr<T[]>(
+      p, [n](T* q) { free_block(q, n * sizeof(T)); }, CachingAllocator<T>{});
 }
 
 }  // namespace ag

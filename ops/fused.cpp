@@ -24,13 +24,17 @@ kernels::PoolGeometry pool_geometry(const ConvGeometry& g, const ConvPoolOptions
   if (kernel < 1 || kernel > 15)
     fail("conv2d_max_pool2d", "pool kernel must be in [1, 15], got " + std::to_string(kernel));
   if (stride < 0)
-    fail("conv2d_max_pool2d", "pool stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
+    fail("conv2d_max_pool2d",
+         "pool stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
   if (kernel > g.out_h || kernel > g.out_w)
     fail("conv2d_max_pool2d", "pool kernel " + std::to_string(kernel) + " is larger than the " +
                                   std::to_string(g.out_h) + "x" + std::to_string(g.out_w) +
                                   " convolution output");
-  return {.kernel = kernel, .stride = stride, .out_h = (g.out_h - kernel) / stride + 1,
-          .out_w = (g.out_w - kernel) / stride + 1, .relu = options.relu};
+  return {.kernel = kernel,
+          .stride = stride,
+          .out_h = (g.out_h - kernel) / stride + 1,
+          .out_w = (g.out_w - kernel) / stride + 1,
+          .relu = options.relu};
 }
 
 }  // namespace
@@ -67,24 +71,27 @@ Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable&
   return record(std::move(y), std::move(op), std::move(inputs),
                 [g, pool, has_bias, winners = std::move(winners), x_value = x.value(),
                  w_value = w.value()](const Tensor& dy, const std::vector<bool>& needs) {
-    // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's backward of that
-    // sparse dz: grad_x (through w), grad_w (through x), grad_b.
-    std::vector<Tensor> grads(has_bias ? 3 : 2);
-    if (needs[0]) grads[0] = Tensor(x_value.shape(), dy.dtype());
-    if (needs[1]) grads[1] = Tensor(w_value.shape(), dy.dtype());
-    if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
-    dispatch(dy.dtype(), [&]<class T>() {
-      const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-      T *grad_x = out(grads[0]), *grad_w = out(grads[1]), *grad_b = has_bias ? out(grads[2]) : nullptr;
-      if constexpr (std::is_same_v<T, float>)
-        if (kernels::conv_pool_backward_avx512(g, pool, x_value.data<T>(), w_value.data<T>(),
-                                               dy.data<T>(), winners.get(), grad_x, grad_w, grad_b))
-          return;
-      kernels::conv_pool_backward(g, pool, x_value.data<T>(), w_value.data<T>(), dy.data<T>(),
-                                  winners.get(), grad_x, grad_w, grad_b);
-    });
-    return grads;
-  });
+                  // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's
+                  // backward of that sparse dz: grad_x (through w), grad_w (through x), grad_b.
+                  std::vector<Tensor> grads(has_bias ? 3 : 2);
+                  if (needs[0]) grads[0] = Tensor(x_value.shape(), dy.dtype());
+                  if (needs[1]) grads[1] = Tensor(w_value.shape(), dy.dtype());
+                  if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
+                  dispatch(dy.dtype(), [&]<class T>() {
+                    const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+                    T *grad_x = out(grads[0]), *grad_w = out(grads[1]),
+                      *grad_b = has_bias ? out(grads[2]) : nullptr;
+                    if constexpr (std::is_same_v<T, float>)
+                      if (kernels::conv_pool_backward_avx512(g, pool, x_value.data<T>(),
+                                                             w_value.data<T>(), dy.data<T>(),
+                                                             winners.get(), grad_x, grad_w, grad_b))
+                        return;
+                    kernels::conv_pool_backward(g, pool, x_value.data<T>(), w_value.data<T>(),
+                                                dy.data<T>(), winners.get(), grad_x, grad_w,
+                                                grad_b);
+                  });
+                  return grads;
+                });
 }
 
 // ---- Fusion rules ----
@@ -107,8 +114,13 @@ class DeferredConv2d final : public Deferred {
  public:
   DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
                  std::int64_t padding, Variable conv = {})
-      : Deferred(std::move(shape), dtype), x(std::move(x)), w(std::move(w)), b(std::move(b)),
-        stride(stride), padding(padding), conv(std::move(conv)) {}
+      : Deferred(std::move(shape), dtype),
+        x(std::move(x)),
+        w(std::move(w)),
+        b(std::move(b)),
+        stride(stride),
+        padding(padding),
+        conv(std::move(conv)) {}
 
   bool relu() const { return conv.defined(); }
 
@@ -125,7 +137,8 @@ class DeferredConv2d final : public Deferred {
 
 const DeferredConv2d* deferred_conv2d(const Variable& x) {
   const Deferred* d = x.deferred();
-  return d && typeid(*d) == typeid(DeferredConv2d) ? static_cast<const DeferredConv2d*>(d) : nullptr;
+  return d && typeid(*d) == typeid(DeferredConv2d) ? static_cast<const DeferredConv2d*>(d)
+                                                   : nullptr;
 }
 
 }  // namespace
@@ -143,10 +156,10 @@ Variable fuse_relu(const Variable& x) {
   if (!fusion_mode) return {};
   const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || pending->relu()) return {};
-  return Variable::defer(std::make_shared<DeferredConv2d>(x.shape(), x.dtype(), pending->x,
-                                                          pending->w, pending->b, pending->stride,
-                                                          pending->padding, /*conv=*/x),
-                         needs_grad({x}));
+  return Variable::defer(
+      std::make_shared<DeferredConv2d>(x.shape(), x.dtype(), pending->x, pending->w, pending->b,
+                                       pending->stride, pending->padding, /*conv=*/x),
+      needs_grad({x}));
 }
 
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
@@ -159,8 +172,11 @@ Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t st
   // The fused op must record what the unfused ones would (a grad mode change in between).
   if (needs_grad({x}) != needs_grad({pending->x, pending->w, pending->b})) return {};
   return conv2d_max_pool2d(pending->x, pending->w, pending->b,
-                           {.stride = pending->stride, .padding = pending->padding,
-                            .relu = pending->relu(), .pool_kernel = kernel, .pool_stride = stride});
+                           {.stride = pending->stride,
+                            .padding = pending->padding,
+                            .relu = pending->relu(),
+                            .pool_kernel = kernel,
+                            .pool_stride = stride});
 }
 
 }  // namespace ag

@@ -45,7 +45,8 @@ std::vector<std::int64_t> parse_list(const std::string& option, const std::strin
       used = 0;
     }
     if (used != item.size() || value < 1)
-      throw UsageError("--" + option + " takes positive integers separated by commas, got '" + text + "'");
+      throw UsageError("--" + option + " takes positive integers separated by commas, got '" +
+                       text + "'");
     values.push_back(value);
   }
   if (values.empty()) throw UsageError("--" + option + " is empty");
@@ -81,23 +82,33 @@ nn::MnistSplit synthetic_split(std::int64_t count) {
 class Runner {
  public:
   Runner(bool training, std::int64_t batch, int threads, const nn::MnistSplit& data)
-      : training_(training), batch_(batch), data_(data), gen_(1), model_(gen_),
+      : training_(training),
+        batch_(batch),
+        data_(data),
+        gen_(1),
+        model_(gen_),
         parallel_(model_, threads),
-        optimizer_(model_.parameters(), nn::SGDOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}),
+        optimizer_(
+            model_.parameters(),
+            nn::SGDOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}),
         shards_(static_cast<int>(std::min<std::int64_t>(threads, batch))),
-        images_(static_cast<std::size_t>(threads)), targets_(static_cast<std::size_t>(threads)),
-        indices_(static_cast<std::size_t>(batch)), outputs_(static_cast<std::size_t>(threads)) {}
+        images_(static_cast<std::size_t>(threads)),
+        targets_(static_cast<std::size_t>(threads)),
+        indices_(static_cast<std::size_t>(batch)),
+        outputs_(static_cast<std::size_t>(threads)) {}
 
   // One step on the next `batch` examples: a training step (batch preparation, forward, loss,
   // backward, gradient sum, SGD update) or an inference pass (preparation, forward, argmax).
   void step() {
-    for (std::int64_t i = 0; i < batch_; ++i) indices_[static_cast<std::size_t>(i)] = (next_ + i) % data_.count;
+    for (std::int64_t i = 0; i < batch_; ++i)
+      indices_[static_cast<std::size_t>(i)] = (next_ + i) % data_.count;
     next_ = (next_ + batch_) % data_.count;
     for (int s = 0; s < shards_; ++s) {
       const std::int64_t lo = batch_ * s / shards_, hi = batch_ * (s + 1) / shards_;
-      nn::fill_batch(images_[static_cast<std::size_t>(s)], targets_[static_cast<std::size_t>(s)], data_,
-                     std::span<const std::int64_t>(indices_).subspan(static_cast<std::size_t>(lo),
-                                                                     static_cast<std::size_t>(hi - lo)),
+      nn::fill_batch(images_[static_cast<std::size_t>(s)], targets_[static_cast<std::size_t>(s)],
+                     data_,
+                     std::span<const std::int64_t>(indices_).subspan(
+                         static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)),
                      options_);
     }
     if (training_) {
@@ -107,7 +118,8 @@ class Runner {
     }
     parallel_.run(shards_, [&](int shard, nn::LeNet5& net) {
       ag::NoGradGuard no_grad;
-      outputs_[static_cast<std::size_t>(shard)] = net(ag::Variable(images_[static_cast<std::size_t>(shard)])).value();
+      outputs_[static_cast<std::size_t>(shard)] =
+          net(ag::Variable(images_[static_cast<std::size_t>(shard)])).value();
     });
   }
 
@@ -175,17 +187,23 @@ int bench(const std::vector<std::string>& args) {
   double seconds = 0.5;
   int rounds = 3;
   po::options_description options("options");
+  // clang-format off
   options.add_options()
-      ("data", po::value(&data_dir)->default_value(data_dir), "MNIST directory (synthetic images if absent)")
+      ("data", po::value(&data_dir)->default_value(data_dir),
+       "MNIST directory (synthetic images if absent)")
       ("synthetic", "use random images even if MNIST is present")
       ("batch", po::value(&batches_text)->default_value(batches_text), "batch sizes, comma-separated")
-      ("threads", po::value(&threads_text)->default_value(threads_text), "thread counts, comma-separated")
+      ("threads", po::value(&threads_text)->default_value(threads_text),
+       "thread counts, comma-separated")
       ("modes", po::value(&modes_text)->default_value(modes_text), "any of train,infer,latency")
       ("seconds", po::value(&seconds)->default_value(seconds), "time per cell and round")
-      ("rounds", po::value(&rounds)->default_value(rounds), "interleaved rounds (the median is reported)")
+      ("rounds", po::value(&rounds)->default_value(rounds),
+       "interleaved rounds (the median is reported)")
       ("csv", "print comma-separated values instead of the table");
+  // clang-format on
   po::variables_map vm;
-  if (!parse("bench", "[--batch 1,10,100,1000] [--threads 1,2] [--modes train,infer,latency] [--csv]",
+  if (!parse("bench",
+             "[--batch 1,10,100,1000] [--threads 1,2] [--modes train,infer,latency] [--csv]",
              options, args, vm))
     return 0;
   require_positive("seconds", seconds);
@@ -198,10 +216,14 @@ int bench(const std::vector<std::string>& args) {
   {
     std::stringstream in(modes_text);
     for (std::string mode; std::getline(in, mode, ',');) {
-      if (mode == "train") train_mode = true;
-      else if (mode == "infer") infer_mode = true;
-      else if (mode == "latency") latency_mode = true;
-      else throw UsageError("--modes takes train, infer and latency, got '" + mode + "'");
+      if (mode == "train")
+        train_mode = true;
+      else if (mode == "infer")
+        infer_mode = true;
+      else if (mode == "latency")
+        latency_mode = true;
+      else
+        throw UsageError("--modes takes train, infer and latency, got '" + mode + "'");
     }
   }
   const bool csv = vm.count("csv") > 0;
@@ -226,7 +248,9 @@ int bench(const std::vector<std::string>& args) {
     if ((training && !train_mode) || (!training && !infer_mode)) continue;
     for (std::int64_t threads : thread_counts)
       for (std::int64_t batch : batches)
-        cells.push_back({training, batch, static_cast<int>(threads),
+        cells.push_back({training,
+                         batch,
+                         static_cast<int>(threads),
                          std::make_unique<Runner>(training, batch, static_cast<int>(threads),
                                                   training ? train_set : test_set),
                          {}});
@@ -278,13 +302,15 @@ int bench(const std::vector<std::string>& args) {
     if (!latencies_us.empty())
       std::cout << "latency_median_us,1,1," << median(latencies_us) << "\nlatency_p99_us,1,1,"
                 << percentile(latencies_us, 99) << '\n';
-    std::cout << "peak_rss_mb,0,0," << peak_rss_mb() << "\nfresh_blocks,0,0," << fresh_blocks << '\n';
+    std::cout << "peak_rss_mb,0,0," << peak_rss_mb() << "\nfresh_blocks,0,0," << fresh_blocks
+              << '\n';
     return 0;
   }
 
   if (!cells.empty()) {
     std::cout << '\n' << std::left << std::setw(18) << "" << std::right;
-    for (std::int64_t batch : batches) std::cout << std::setw(12) << ("batch " + std::to_string(batch));
+    for (std::int64_t batch : batches)
+      std::cout << std::setw(12) << ("batch " + std::to_string(batch));
     std::cout << '\n';
     for (std::size_t row = 0; row < cells.size(); row += batches.size()) {
       const Cell& first = cells[row];
@@ -299,9 +325,10 @@ int bench(const std::vector<std::string>& args) {
     std::cout << "(a batch smaller than the thread count runs on fewer threads)\n";
   }
   if (!latencies_us.empty())
-    std::cout << std::fixed << std::setprecision(1) << "\nsingle image (inference, 1 thread): median "
-              << median(latencies_us) << " us, p99 " << percentile(latencies_us, 99) << " us over "
-              << latencies_us.size() << " runs\n";
+    std::cout << std::fixed << std::setprecision(1)
+              << "\nsingle image (inference, 1 thread): median " << median(latencies_us)
+              << " us, p99 " << percentile(latencies_us, 99) << " us over " << latencies_us.size()
+              << " runs\n";
   std::cout << std::fixed << std::setprecision(0) << "\npeak RSS " << peak_rss_mb()
             << " MB; tensor blocks taken from the system while timing: " << fresh_blocks << '\n';
   return 0;

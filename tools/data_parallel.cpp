@@ -41,13 +41,15 @@ void DataParallel::worker(int index) {
   std::uint64_t seen = 0;
   for (;;) {
     std::uint64_t now = generation_.load(std::memory_order_acquire);
-    for (int spin = 0; spin < kSpins && now == seen && !stopping_.load(std::memory_order_relaxed); ++spin) {
+    for (int spin = 0; spin < kSpins && now == seen && !stopping_.load(std::memory_order_relaxed);
+         ++spin) {
       pause();
       now = generation_.load(std::memory_order_acquire);
     }
     if (now == seen && !stopping_) {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
+      wake_.wait(lock,
+                 [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
       now = generation_.load(std::memory_order_acquire);
     }
     if (stopping_) return;
@@ -108,7 +110,8 @@ double DataParallel::step(const std::vector<ag::Tensor>& images,
     out.resize(static_cast<std::size_t>(rows));
     for (std::int64_t i = 0; i < rows; ++i) {
       const float* row = p.data<float>() + i * classes;
-      out[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(std::max_element(row, row + classes) - row);
+      out[static_cast<std::size_t>(i)] =
+          static_cast<std::uint8_t>(std::max_element(row, row + classes) - row);
     }
     losses_[s] = loss.value().item();
     loss.backward();
@@ -119,15 +122,18 @@ double DataParallel::step(const std::vector<ag::Tensor>& images,
   auto& master_params = parameters_[0];
   for (int shard = 0; shard < shards; ++shard) {
     const auto s = static_cast<std::size_t>(shard);
-    const auto weight = static_cast<float>(static_cast<double>(targets[s].size()) / static_cast<double>(batch));
+    const auto weight =
+        static_cast<float>(static_cast<double>(targets[s].size()) / static_cast<double>(batch));
     loss += weight * losses_[s];
-    predictions.insert(predictions.end(), shard_predictions_[s].begin(), shard_predictions_[s].end());
+    predictions.insert(predictions.end(), shard_predictions_[s].begin(),
+                       shard_predictions_[s].end());
     auto& params = parameters_[s];
     for (std::size_t k = 0; k < params.size(); ++k) {
       const float* g = params[k].grad().data<float>();
       float* sum = master_params[k].mutable_grad().data<float>();
       const std::int64_t count = params[k].value().numel();
-      for (std::int64_t e = 0; e < count; ++e) sum[e] = shard == 0 ? weight * g[e] : sum[e] + weight * g[e];
+      for (std::int64_t e = 0; e < count; ++e)
+        sum[e] = shard == 0 ? weight * g[e] : sum[e] + weight * g[e];
     }
   }
   return loss;

@@ -52,7 +52,9 @@ class DataParallel {
   using Call = void (*)(void* work, int shard, nn::LeNet5& model);
   void run_erased(int shards, void* work, Call call);
   void worker(int index);
-  nn::LeNet5& model(int shard) { return shard == 0 ? master_ : *replicas_[static_cast<std::size_t>(shard - 1)]; }
+  nn::LeNet5& model(int shard) {
+    return shard == 0 ? master_ : *replicas_[static_cast<std::size_t>(shard - 1)];
+  }
 
   nn::LeNet5& master_;
   std::vector<std::unique_ptr<nn::LeNet5>> replicas_;

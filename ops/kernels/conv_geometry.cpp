@@ -15,8 +15,8 @@ ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable&
   if (x.shape().size() != 4) fail("conv2d", "expected x of shape [N, Cin, H, W], got " + xs());
   if (w.shape().size() != 4) fail("conv2d", "expected w of shape [Cout, Cin, KH, KW], got " + ws());
   if (x.shape()[1] != w.shape()[1])
-    fail("conv2d", "x " + xs() + " has " + std::to_string(x.shape()[1]) + " channels but w " + ws() +
-                       " expects " + std::to_string(w.shape()[1]));
+    fail("conv2d", "x " + xs() + " has " + std::to_string(x.shape()[1]) + " channels but w " +
+                       ws() + " expects " + std::to_string(w.shape()[1]));
   if (shape_numel(w.shape()) == 0) fail("conv2d", "w " + ws() + " is empty");
   if (b.defined() && (b.shape().size() != 1 || b.shape()[0] != w.shape()[0]))
     fail("conv2d", "bias of shape " + shape_str(b.shape()) + " does not match w " + ws() +

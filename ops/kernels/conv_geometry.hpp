@@ -1,4 +1,5 @@
-// The sizes of one 2-d convolution, checked once, shared by conv2d and the fused convolution kernels.
+// The sizes of one 2-d convolution, checked once, shared by conv2d and the fused convolution
+// kernels.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +10,9 @@ namespace ag {
 
 // Named once (like llm.c's B, T, C).
 struct ConvGeometry {
-  std::int64_t batch, in_channels, height, width;         // x:[N, Cin, H, W]
-  std::int64_t out_channels, kernel_h, kernel_w;          // w:[Cout, Cin, KH, KW]
-  std::int64_t out_h, out_w;                              // y:[N, Cout, Ho, Wo]
+  std::int64_t batch, in_channels, height, width;  // x:[N, Cin, H, W]
+  std::int64_t out_channels, kernel_h, kernel_w;   // w:[Cout, Cin, KH, KW]
+  std::int64_t out_h, out_w;                       // y:[N, Cout, Ho, Wo]
   std::int64_t stride, padding;
   std::int64_t patch() const { return in_channels * kernel_h * kernel_w; }  // K, rows of cols
   std::int64_t pixels() const { return out_h * out_w; }                     // P, columns of cols

@@ -22,8 +22,8 @@ struct PoolGeometry {
 
 // z[n, o, h, w] = b[o] + sum_{c, p, q} w[o, c, p, q] * x_padded[n, c, h*stride + p, w*stride + q]
 template <class T>
-T conv_at(const ConvGeometry& g, const T* x, const T* w, const T* b, std::int64_t n,
-          std::int64_t o, std::int64_t h, std::int64_t col) {
+T conv_at(const ConvGeometry& g, const T* x, const T* w, const T* b, std::int64_t n, std::int64_t o,
+          std::int64_t h, std::int64_t col) {
   T z = b ? b[o] : T(0);
   for (std::int64_t c = 0; c < g.in_channels; ++c)
     for (std::int64_t p = 0; p < g.kernel_h; ++p) {
@@ -65,7 +65,8 @@ void conv_pool_forward(const ConvGeometry& g, const PoolGeometry& pool, const T*
 }
 
 // Backward, plain loops over the winners only: with dz = dy at each winner (0 elsewhere),
-//   db[o] += sum dz;  dw[o, c, p, q] += sum dz * x_padded[...];  dx[n, c, ...] += sum dz * w[o, ...]
+//   db[o] += sum dz;  dw[o, c, p, q] += sum dz * x_padded[...];  dx[n, c, ...] += sum dz * w[o,
+//   ...]
 // Each of dx, dw, db may be null (not wanted); the others are accumulated into (+=).
 template <class T>
 void conv_pool_backward(const ConvGeometry& g, const PoolGeometry& pool, const T* x, const T* w,

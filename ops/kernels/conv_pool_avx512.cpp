@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -34,29 +35,28 @@ namespace ag::kernels {
 
 namespace {
 
-// Images copied into a zero border of `padding` on every side, rows of padded_w floats, with slack
-// after the last row so that vector loads running past a row's end stay inside the buffer (the
-// lanes they read there are never used).
-struct PaddedImages {
-  std::int64_t padded_h, padded_w, plane, image;  // floats per row, per channel, per image
+// One image copied into a zero border of `padding` on every side, rows of padded_w floats, with
+// slack after the last row so that vector loads running past a row's end stay inside the buffer
+// (the lanes they read there are never used).
+struct PaddedImage {
+  std::int64_t padded_h, padded_w, plane;  // floats per row, per channel
   std::shared_ptr<float[]> data;
   static constexpr std::int64_t kSlack = 64;
 
-  PaddedImages(const ConvGeometry& g, std::int64_t images)
-      : padded_h(g.height + 2 * g.padding), padded_w(g.width + 2 * g.padding),
-        plane(padded_h * padded_w), image(g.in_channels * plane),
-        data(make_cached_array<float>(static_cast<std::size_t>(images * image + kSlack))) {
-    std::memset(data.get(), 0, static_cast<std::size_t>(images * image + kSlack) * sizeof(float));
+  explicit PaddedImage(const ConvGeometry& g)
+      : padded_h(g.height + 2 * g.padding),
+        padded_w(g.width + 2 * g.padding),
+        plane(padded_h * padded_w),
+        data(make_cached_array<float>(static_cast<std::size_t>(g.in_channels * plane + kSlack))) {
+    std::memset(data.get(), 0,
+                static_cast<std::size_t>(g.in_channels * plane + kSlack) * sizeof(float));
   }
 
-  float* at(std::int64_t slot) { return data.get() + slot * image; }
-
-  // Copies image x_n:[Cin, H, W] into slot `slot`'s interior; the border stays zero.
-  void fill(const ConvGeometry& g, const float* x_n, std::int64_t slot) {
-    float* out = at(slot);
+  // Copies image x_n:[Cin, H, W] into the interior; the border stays zero.
+  void fill(const ConvGeometry& g, const float* x_n) {
     for (std::int64_t c = 0; c < g.in_channels; ++c)
       for (std::int64_t h = 0; h < g.height; ++h)
-        std::memcpy(out + c * plane + (h + g.padding) * padded_w + g.padding,
+        std::memcpy(data.get() + c * plane + (h + g.padding) * padded_w + g.padding,
                     x_n + (c * g.height + h) * g.width, static_cast<std::size_t>(g.width) * 4);
   }
 };
@@ -72,8 +72,10 @@ void with_constant(std::int64_t n, Fn&& fn) {
 
 // Lanes (0, 2, 4, ...) and (1, 3, 5, ...) of the 32 lanes of two registers: the left and right
 // columns of each 2x2 window.
-const __m512i kEvenLanes = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-const __m512i kOddLanes = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+const __m512i kEvenLanes =
+    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+const __m512i kOddLanes =
+    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
 
 // The pooled value and winner slot of 16 windows given their four elements, in window order
 // (top-left, top-right, bottom-left, bottom-right): the first maximum wins, as in max_pool2d. The
@@ -106,12 +108,12 @@ inline Pooled pool_window(__m512 z0, __m512 z1, __m512 z2, __m512 z3, __m512 bia
 // ---- Forward, by width: CB channels (<= 6), V vectors of 16 columns (out_w <= 16 V) ----
 
 template <int CB, int V>
-void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, PaddedImages& xp,
+void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                             const float* w, const float* b, std::int64_t o0, float* y_n,
                             std::uint8_t* winners_n) {
   const std::int64_t taps = g.kernel_h * g.kernel_w, pooled = pool.out_h * pool.out_w;
   const __mmask16 store_mask = static_cast<__mmask16>((1u << pool.out_w) - 1);
-  const float* image = xp.at(0);
+  const float* image = xp.data.get();
   for (std::int64_t i = 0; i < pool.out_h; ++i) {
     __m512 top[V][CB], bottom[V][CB];  // conv rows 2i and 2i + 1
 #pragma GCC unroll 8
@@ -160,7 +162,7 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, Pad
 }
 
 template <int V>
-void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, PaddedImages& xp,
+void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                       const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
   for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 6)
     with_constant<6>(std::min<std::int64_t>(6, g.out_channels - o0), [&](auto channels) {
@@ -172,10 +174,10 @@ void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, PaddedIma
 
 // w_t:[Cout / 16][Cin][KH][KW][16], the weights with 16 output channels innermost.
 template <int PB>
-void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool,
-                              const float* image, std::int64_t plane, std::int64_t row_stride,
-                              const float* w_t, const float* b, std::int64_t o0, std::int64_t i,
-                              std::int64_t j0, float* y_n, std::uint8_t* winners_n) {
+void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
+                              std::int64_t plane, std::int64_t row_stride, const float* w_t,
+                              const float* b, std::int64_t o0, std::int64_t i, std::int64_t j0,
+                              float* y_n, std::uint8_t* winners_n) {
   constexpr int C = 2 * PB;  // conv columns
   __m512 top[C], bottom[C];
 #pragma GCC unroll 16
@@ -201,14 +203,14 @@ void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool,
       }
     }
   const std::int64_t pooled = pool.out_h * pool.out_w;
-  const __m512i channel_offsets = _mm512_mullo_epi32(
-      _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-      _mm512_set1_epi32(static_cast<int>(pooled)));
+  const __m512i channel_offsets =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32(static_cast<int>(pooled)));
   const __m512 bias = b ? _mm512_loadu_ps(b + o0) : _mm512_setzero_ps();
 #pragma GCC unroll 8
   for (int k = 0; k < PB; ++k) {
-    const Pooled r = pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1],
-                                 bias, pool.relu);
+    const Pooled r =
+        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu);
     const std::int64_t out = o0 * pooled + i * pool.out_w + j0 + k;  // channel o0's element
     _mm512_i32scatter_ps(y_n + out, channel_offsets, r.value, 4);
     if (winners_n) {
@@ -243,7 +245,9 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
 struct Interleaved {
   std::int64_t row_floats;  // S
   std::int64_t padded_h;    // H + 2 padding
-  std::int64_t floats(const ConvGeometry& g) const { return padded_h * g.in_channels * row_floats + 16; }
+  std::int64_t floats(const ConvGeometry& g) const {
+    return padded_h * g.in_channels * row_floats + 16;
+  }
 };
 
 // Which lanes of the 16-float pieces of a padded row are image columns.
@@ -251,7 +255,8 @@ struct ImageColumns {
   __mmask16 lanes[4] = {};
   ImageColumns(const ConvGeometry& g, std::int64_t row_floats) {
     for (std::int64_t j = 0; j < row_floats; ++j)
-      if (j >= g.padding && j < g.padding + g.width) lanes[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
+      if (j >= g.padding && j < g.padding + g.width)
+        lanes[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
   }
 };
 
@@ -266,7 +271,8 @@ void fill_interleaved(const ConvGeometry& g, const Interleaved& layout, const Im
       // (fault suppression covers the lanes before the row's start).
       const float* in = x_n + (c * g.height + (inside ? image_y : 0)) * g.width - g.padding;
       for (std::int64_t j = 0; j < layout.row_floats; j += 16)
-        _mm512_storeu_ps(out + j, _mm512_maskz_loadu_ps(inside ? columns.lanes[j / 16] : 0, in + j));
+        _mm512_storeu_ps(out + j,
+                         _mm512_maskz_loadu_ps(inside ? columns.lanes[j / 16] : 0, in + j));
     }
 }
 
@@ -281,11 +287,13 @@ void add_interleaved(const ConvGeometry& g, const Interleaved& layout, const Ima
         float* out = dx_n + (c * g.height + image_y) * g.width - g.padding;
         for (std::int64_t j = 0; j < layout.row_floats; j += 16) {
           const __mmask16 lanes = columns.lanes[j / 16];
-          _mm512_mask_storeu_ps(out + j, lanes, _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + j),
-                                                              _mm512_loadu_ps(row + j)));
+          _mm512_mask_storeu_ps(
+              out + j, lanes,
+              _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + j), _mm512_loadu_ps(row + j)));
         }
       }
-      for (std::int64_t j = 0; j < layout.row_floats; j += 16) _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+      for (std::int64_t j = 0; j < layout.row_floats; j += 16)
+        _mm512_storeu_ps(row + j, _mm512_setzero_ps());
     }
 }
 
@@ -297,9 +305,9 @@ struct LiveWinners {
   std::int32_t* patch;
   float* grad;
 };
-std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o,
-                             const float* dy_o, const std::int32_t* window_offset,
-                             __m512i slot_offset, LiveWinners out, float* grad_b) {
+std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o, const float* dy_o,
+                             const std::int32_t* window_offset, __m512i slot_offset,
+                             LiveWinners out, float* grad_b) {
   std::int64_t live_count = 0;
   __m512 grad_sum = _mm512_setzero_ps();
   for (std::int64_t k = 0; k < windows; k += 16) {
@@ -307,8 +315,9 @@ std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o
         windows - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (windows - k)) - 1);
     const __m512i slot = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, winners_o + k));
     const __m512 grad = _mm512_maskz_loadu_ps(lanes, dy_o + k);
-    const __mmask16 live = _mm512_mask_cmpneq_epi32_mask(lanes, slot, _mm512_set1_epi32(kNoWinner)) &
-                           _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    const __mmask16 live =
+        _mm512_mask_cmpneq_epi32_mask(lanes, slot, _mm512_set1_epi32(kNoWinner)) &
+        _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
     const __m512i patch = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, window_offset + k),
                                            _mm512_permutexvar_epi32(slot, slot_offset));
     // Compressed in a register, then stored whole (the lanes past the live ones land in the
@@ -350,14 +359,16 @@ void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_co
     const float* patch = image + live.patch[e];
     const __m256 scale = _mm256_set1_ps(live.grad[e]);
 #pragma GCC unroll 16
-    for (int r = 0; r < R; ++r) sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
+    for (int r = 0; r < R; ++r)
+      sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
     for (int set = 1; set < kSets; ++set) sum[0][r] = _mm256_add_ps(sum[0][r], sum[set][r]);
-    _mm256_mask_storeu_ps(sums + 8 * r, kernel_lanes,
-                          _mm256_add_ps(_mm256_maskz_loadu_ps(kernel_lanes, sums + 8 * r), sum[0][r]));
+    _mm256_mask_storeu_ps(
+        sums + 8 * r, kernel_lanes,
+        _mm256_add_ps(_mm256_maskz_loadu_ps(kernel_lanes, sums + 8 * r), sum[0][r]));
   }
 }
 
@@ -367,13 +378,16 @@ void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_co
 // to 8 lanes, so the lanes a sum adds past the patch are zero.
 template <int S, int R>
 void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                 const float* grads, const std::int32_t* window_offset, const std::int32_t* slot_offset,
-                 const float* w8, std::int64_t rows_total, float* image) {
-  const __mmask64 channels = out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
+                 const float* grads, const std::int32_t* window_offset,
+                 const std::int32_t* slot_offset, const float* w8, std::int64_t rows_total,
+                 float* image) {
+  const __mmask64 channels =
+      out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
   for (std::int64_t k = 0; k < windows; ++k) {
     const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
     for (int slot = 0; slot < 4; ++slot) {
-      __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots, _mm512_set1_epi8(static_cast<char>(slot)));
+      __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots,
+                                                  _mm512_set1_epi8(static_cast<char>(slot)));
       if (!won) continue;
       __m256 sum[R];
 #pragma GCC unroll 16
@@ -383,7 +397,8 @@ void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uin
         const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
         const float* w_rows = w8 + o * rows_total * 8;
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+        for (int r = 0; r < R; ++r)
+          sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
       }
       float* patch = image + window_offset[k] + slot_offset[slot];
 #pragma GCC unroll 16
@@ -405,19 +420,20 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
   if (g.out_channels % 16 == 0) {
     // Weights with 16 output channels innermost.
     const std::int64_t taps = g.in_channels * g.kernel_h * g.kernel_w;
-    std::shared_ptr<float[]> w_t = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
+    std::shared_ptr<float[]> w_t =
+        make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
     for (std::int64_t o = 0; o < g.out_channels; ++o)
       for (std::int64_t t = 0; t < taps; ++t)
         w_t[static_cast<std::size_t>(((o / 16) * taps + t) * 16 + o % 16)] = w[o * taps + t];
     // Broadcast loads read only inside the padded image, so unpadded input is read in place.
-    std::unique_ptr<PaddedImages> xp;
-    if (g.padding > 0) xp = std::make_unique<PaddedImages>(g, 1);
+    std::optional<PaddedImage> xp;
+    if (g.padding > 0) xp.emplace(g);
     for (std::int64_t n = 0; n < g.batch; ++n) {
       const float* image = x + n * g.image_size();
       std::int64_t plane = g.height * g.width, row_stride = g.width;
       if (xp) {
-        xp->fill(g, image, 0);
-        image = xp->at(0), plane = xp->plane, row_stride = xp->padded_w;
+        xp->fill(g, image);
+        image = xp->data.get(), plane = xp->plane, row_stride = xp->padded_w;
       }
       forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
                          winners ? winners + n * pooled : nullptr);
@@ -425,12 +441,14 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
     return true;
   }
   if (g.out_w > 32) return false;
-  PaddedImages xp(g, 1);
+  PaddedImage xp(g);
   for (std::int64_t n = 0; n < g.batch; ++n) {
-    xp.fill(g, x + n * g.image_size(), 0);
+    xp.fill(g, x + n * g.image_size());
     std::uint8_t* winners_n = winners ? winners + n * pooled : nullptr;
-    if (g.out_w > 16) forward_by_width<2>(g, pool, xp, w, b, y + n * pooled, winners_n);
-    else forward_by_width<1>(g, pool, xp, w, b, y + n * pooled, winners_n);
+    if (g.out_w > 16)
+      forward_by_width<2>(g, pool, xp, w, b, y + n * pooled, winners_n);
+    else
+      forward_by_width<1>(g, pool, xp, w, b, y + n * pooled, winners_n);
   }
   return true;
 #else
@@ -446,7 +464,9 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
   if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2 || g.kernel_w > 8) return false;
   const std::int64_t padded_w = g.width + 2 * g.padding;
   if (padded_w > 64 || (dx && g.out_channels > 64)) return false;
-  const Interleaved layout{.row_floats = padded_w <= 16 ? 16 : padded_w <= 32 ? 32 : 64,
+  const Interleaved layout{.row_floats = padded_w <= 16   ? 16
+                                         : padded_w <= 32 ? 32
+                                                          : 64,
                            .padded_h = g.height + 2 * g.padding};
   const std::int64_t S = layout.row_floats;
   const ImageColumns columns(g, S);
@@ -459,7 +479,8 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
   // other elements' start relative to it (slot 1 right, 2 below, 3 below right).
   auto window_offset = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows));
   for (std::int64_t k = 0; k < windows; ++k)
-    window_offset[k] = static_cast<std::int32_t>(2 * (k / pool.out_w) * conv_row + 2 * (k % pool.out_w));
+    window_offset[k] =
+        static_cast<std::int32_t>(2 * (k / pool.out_w) * conv_row + 2 * (k % pool.out_w));
   const std::int32_t slot_offsets[4] = {0, 1, static_cast<std::int32_t>(conv_row),
                                         static_cast<std::int32_t>(conv_row + 1)};
   const __m512i slot_offset = _mm512_maskz_loadu_epi32(0xF, slot_offsets);
@@ -472,7 +493,8 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
   std::memset(x_image.get(), 0, image_floats * sizeof(float));
   // grad_w summed in r = p * Cin + c row order, 8 floats a row, reordered at the end.
   auto w_sums = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * R * 8));
-  if (dw) std::memset(w_sums.get(), 0, static_cast<std::size_t>(g.out_channels * R * 8) * sizeof(float));
+  if (dw)
+    std::memset(w_sums.get(), 0, static_cast<std::size_t>(g.out_channels * R * 8) * sizeof(float));
 
   // For grad_x: kernel rows in r order zero-padded to 8 lanes, each image's winners and
   // gradients with channels innermost, and a zeroed interleaved image to sum into.
@@ -485,25 +507,30 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
         for (std::int64_t c = 0; c < g.in_channels; ++c)
           for (std::int64_t q = 0; q < 8; ++q)
             w8[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q] =
-                q < g.kernel_w ? w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q] : 0.0f;
+                q < g.kernel_w ? w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q]
+                               : 0.0f;
     window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
-    window_slots = make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
+    window_slots =
+        make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
     dx_image = make_cached_array<float>(image_floats);
     std::memset(dx_image.get(), 0, image_floats * sizeof(float));
   }
 
   const auto with_row_floats = [&](auto&& fn) {
-    if (S == 16) fn(std::integral_constant<int, 16>{});
-    else if (S == 32) fn(std::integral_constant<int, 32>{});
-    else fn(std::integral_constant<int, 64>{});
+    if (S == 16)
+      fn(std::integral_constant<int, 16>{});
+    else if (S == 32)
+      fn(std::integral_constant<int, 32>{});
+    else
+      fn(std::integral_constant<int, 64>{});
   };
   for (std::int64_t n = 0; n < g.batch; ++n) {
     const std::int64_t image_out = n * g.out_channels * windows;
     if (dw) fill_interleaved(g, layout, columns, x + n * g.image_size(), x_image.get());
     for (std::int64_t o = 0; o < g.out_channels; ++o) {
-      const std::int64_t count = compact_winners(windows, winners + image_out + o * windows,
-                                                 dy + image_out + o * windows, window_offset.get(),
-                                                 slot_offset, live, db ? db + o : nullptr);
+      const std::int64_t count =
+          compact_winners(windows, winners + image_out + o * windows, dy + image_out + o * windows,
+                          window_offset.get(), slot_offset, live, db ? db + o : nullptr);
       if (!dw) continue;
       for (std::int64_t r0 = 0; r0 < R; r0 += kRowChunk)
         with_row_floats([&](auto row_floats) {

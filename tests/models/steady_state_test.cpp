@@ -39,7 +39,8 @@ namespace {
 struct Training {
   ag::Generator gen{3};
   nn::LeNet5 model{gen};
-  nn::SGD sgd{model.parameters(), {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}};
+  nn::SGD sgd{model.parameters(),
+              {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}};
   ag::Tensor images = ag::Tensor::uniform({32, 1, 28, 28}, -1, 2, gen);
   std::vector<std::int64_t> targets = std::vector<std::int64_t>(32, 7);
 
@@ -57,7 +58,8 @@ TEST(SteadyState, TrainingStepTakesNoTensorMemoryFromTheSystem) {
   const std::int64_t served_before = ag::allocator_stats().cached_allocations;
   for (int i = 0; i < 5; ++i) t.step();
   EXPECT_EQ(ag::allocator_stats().system_allocations - before, 0);
-  EXPECT_GT(ag::allocator_stats().cached_allocations - served_before, 5 * 20)  // the cache did serve them
+  EXPECT_GT(ag::allocator_stats().cached_allocations - served_before,
+            5 * 20)  // the cache did serve them
       << "each step makes a few dozen tensors";
 }
 

@@ -56,7 +56,10 @@ Inputs random_inputs(const Geometry& g, DType dtype = DType::Float64) {
 }
 
 ConvPoolOptions options_of(const Geometry& g) {
-  return {.stride = g.stride, .padding = g.padding, .relu = g.relu, .pool_kernel = g.pool_kernel,
+  return {.stride = g.stride,
+          .padding = g.padding,
+          .relu = g.relu,
+          .pool_kernel = g.pool_kernel,
           .pool_stride = g.pool_stride};
 }
 
@@ -118,7 +121,8 @@ TEST_P(FusedGeometry, GradientsEqualUnfusedOps) {
   std::vector<Tensor> grads[2];
   for (int path = 0; path < 2; ++path) {
     const Inputs in = random_inputs(g);
-    const Variable y = path == 0 ? conv2d_max_pool2d(in.x, in.w, in.b, options_of(g)) : unfused(g, in);
+    const Variable y =
+        path == 0 ? conv2d_max_pool2d(in.x, in.w, in.b, options_of(g)) : unfused(g, in);
     Generator gen(99);
     y.backward(Tensor::uniform(y.shape(), -1, 1, gen, DType::Float64));
     grads[path] = {in.x.grad(), in.w.grad()};
@@ -150,11 +154,11 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, FusedGeometry,
     ::testing::Values(
         // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride, seed
-        Geometry{2, 1, 12, 12, 3, 5, 1, 2, true, true, 2, 0, 1},   // LeNet's conv1, smaller
-        Geometry{2, 3, 9, 9, 4, 3, 1, 0, true, true, 2, 2, 2},     // odd output: last row dropped
-        Geometry{1, 2, 11, 11, 2, 3, 2, 1, false, true, 2, 0, 3},  // strided, no relu
-        Geometry{2, 2, 9, 8, 3, 2, 1, 0, true, false, 3, 2, 4},    // overlapping windows, no bias
-        Geometry{1, 2, 6, 7, 2, 3, 1, 1, true, true, 1, 0, 5},     // 1x1 pool: conv + relu
+        Geometry{2, 1, 12, 12, 3, 5, 1, 2, true, true, 2, 0, 1},     // LeNet's conv1, smaller
+        Geometry{2, 3, 9, 9, 4, 3, 1, 0, true, true, 2, 2, 2},       // odd output: last row dropped
+        Geometry{1, 2, 11, 11, 2, 3, 2, 1, false, true, 2, 0, 3},    // strided, no relu
+        Geometry{2, 2, 9, 8, 3, 2, 1, 0, true, false, 3, 2, 4},      // overlapping windows, no bias
+        Geometry{1, 2, 6, 7, 2, 3, 1, 1, true, true, 1, 0, 5},       // 1x1 pool: conv + relu
         Geometry{1, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 6}));  // LeNet's conv2
 
 // ---- The fusion rules, through the ordinary ops ----
@@ -263,10 +267,11 @@ struct KernelRun {
 KernelRun run_kernels(const Geometry& geometry, bool fast) {
   const Inputs in = random_inputs(geometry, DType::Float32);
   ConvGeometry g = conv_geometry(in.x, in.w, in.b, geometry.stride, geometry.padding);
-  const std::int64_t pool_stride = geometry.pool_stride ? geometry.pool_stride : geometry.pool_kernel;
-  const kernels::PoolGeometry pool{geometry.pool_kernel, pool_stride,
-                                   (g.out_h - geometry.pool_kernel) / pool_stride + 1,
-                                   (g.out_w - geometry.pool_kernel) / pool_stride + 1, geometry.relu};
+  const std::int64_t pool_stride =
+      geometry.pool_stride ? geometry.pool_stride : geometry.pool_kernel;
+  const kernels::PoolGeometry pool{
+      geometry.pool_kernel, pool_stride, (g.out_h - geometry.pool_kernel) / pool_stride + 1,
+      (g.out_w - geometry.pool_kernel) / pool_stride + 1, geometry.relu};
   const auto count = static_cast<std::size_t>(g.batch * g.out_channels * pool.out_h * pool.out_w);
   KernelRun run;
   run.y.assign(count, -7);
@@ -280,10 +285,11 @@ KernelRun run_kernels(const Geometry& geometry, bool fast) {
   Generator gen(5);
   const Tensor dy = Tensor::uniform({static_cast<std::int64_t>(count)}, -1, 1, gen);
   if (fast) {
-    run.fast_forward = kernels::conv_pool_forward_avx512(g, pool, x, w, b, run.y.data(), run.winners.data());
-    run.fast_backward = kernels::conv_pool_backward_avx512(g, pool, x, w, dy.data<float>(),
-                                                           run.winners.data(), run.dx.data(),
-                                                           run.dw.data(), run.db.data());
+    run.fast_forward =
+        kernels::conv_pool_forward_avx512(g, pool, x, w, b, run.y.data(), run.winners.data());
+    run.fast_backward =
+        kernels::conv_pool_backward_avx512(g, pool, x, w, dy.data<float>(), run.winners.data(),
+                                           run.dx.data(), run.dw.data(), run.db.data());
   } else {
     kernels::conv_pool_forward(g, pool, x, w, b, run.y.data(), run.winners.data());
     kernels::conv_pool_backward(g, pool, x, w, dy.data<float>(), run.winners.data(), run.dx.data(),
@@ -319,11 +325,11 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, Avx512Geometry,
     ::testing::Values(
         // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride, seed
-        Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},    // LeNet's conv1
-        Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},   // LeNet's conv2
-        Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},  // no relu, no bias
-        Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},    // odd sizes, 7 channels
-        Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},     // 32 output channels
+        Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},     // LeNet's conv1
+        Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},    // LeNet's conv2
+        Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},   // no relu, no bias
+        Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},     // odd sizes, 7 channels
+        Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},      // 32 output channels
         Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26}));  // wider channel kernel
 
 TEST(Avx512Kernels, DeclineWhatTheyDoNotCover) {
