@@ -1,9 +1,11 @@
 // lenet graph: LeNet-5's computation graph through the engine's DOT export.
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "autograd/dot.hpp"
 #include "models/lenet.hpp"
+#include "ops/fused.hpp"
 #include "ops/loss.hpp"
 #include "tools/cli.hpp"
 
@@ -18,9 +20,10 @@ int graph(const std::vector<std::string>& args) {
       ("format", po::value(&format), "dot, svg or png (default: from the file's extension)")
       ("backward", "label each op with the backward it runs")
       ("loss", "include the nll_loss node (the graph that backward walks)")
+      ("no-fusion", "record the ops one by one, as the model script writes them, instead of fused")
       ("batch", po::value(&batch)->default_value(1), "batch size shown in the shapes");
   po::variables_map vm;
-  if (!parse("graph", "-o FILE [--format dot|svg|png] [--backward] [--loss]", options, args, vm))
+  if (!parse("graph", "-o FILE [--format dot|svg|png] [--backward] [--loss] [--no-fusion]", options, args, vm))
     return 0;
   if (format.empty()) {
     const std::string extension = std::filesystem::path(out).extension().string();
@@ -32,6 +35,8 @@ int graph(const std::vector<std::string>& args) {
 
   ag::Generator gen(0);
   nn::LeNet5 model(gen);
+  std::optional<ag::NoFusionGuard> unfused;
+  if (vm.count("no-fusion")) unfused.emplace();
   ag::Variable input(ag::Tensor({batch, 1, 28, 28}), false, "input");
   ag::Variable output = model(input);
   if (vm.count("loss")) {

@@ -278,6 +278,11 @@ TEST(Graph, WritesDotAndSvg) {
   EXPECT_EQ(dot.rfind("digraph", 0), 0u);
   EXPECT_NE(dot.find("conv1.weight"), std::string::npos);
   EXPECT_NE(dot.find("[1, 10]"), std::string::npos);
+  EXPECT_NE(dot.find("conv2d+relu+max_pool2d"), std::string::npos) << "fused by default";
+  ASSERT_EQ(run({"graph", "--no-fusion", "-o", dir / "unfused.dot"}).status, 0);
+  const std::string unfused = ag::read_file(dir / "unfused.dot");
+  EXPECT_EQ(unfused.find("conv2d+relu"), std::string::npos);
+  EXPECT_NE(unfused.find("max_pool2d\\n[1, 6, 14, 14]"), std::string::npos) << unfused;
   ASSERT_EQ(run({"graph", "--loss", "--backward", "-o", dir / "g.svg"}).status, 0);
   EXPECT_NE(ag::read_file(dir / "g.svg").find("<svg"), std::string::npos);
 }
