@@ -34,7 +34,11 @@ DataParallel::~DataParallel() {
 namespace {
 // About 20 microseconds of polling before a thread goes to sleep.
 constexpr int kSpins = 4000;
-inline void pause() { __builtin_ia32_pause(); }
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();  // lets the other hardware thread run, saves power while polling
+#endif
+}
 }  // namespace
 
 void DataParallel::worker(int index) {
