@@ -5,35 +5,10 @@
 #include <gtest/gtest.h>
 
 #include "autograd/gradcheck.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
-
-namespace {
-
-Variable var(Shape shape, std::vector<double> values, bool requires_grad = true) {
-  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
-}
-
-Variable random_var(Shape shape, Generator& gen) {
-  return Variable(Tensor::uniform(std::move(shape), -1, 1, gen, DType::Float64), true);
-}
-
-void expect_values(const Variable& v, const std::vector<double>& expected) {
-  ASSERT_EQ(v.value().numel(), static_cast<std::int64_t>(expected.size()));
-  for (std::size_t i = 0; i < expected.size(); ++i)
-    EXPECT_DOUBLE_EQ(v.value().at(static_cast<std::int64_t>(i)), expected[i]) << "element " << i;
-}
-
-std::string thrown_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(nothing thrown)";
-}
-
-}  // namespace
+using namespace ag::testing;
 
 TEST(BroadcastShapes, AlignsFromTheRightAndStretchesOnes) {
   EXPECT_EQ(broadcast_shapes({2, 3}, {3}, "add"), (Shape{2, 3}));
@@ -49,32 +24,32 @@ TEST(BroadcastShapes, IncompatibleShapesThrowNamingOpAndShapes) {
 }
 
 TEST(Add, SameShapeIsElementwise) {
-  Variable y = add(var({2, 2}, {1, 2, 3, 4}), var({2, 2}, {10, 20, 30, 40}));
+  Variable y = add(variable({2, 2}, {1, 2, 3, 4}), variable({2, 2}, {10, 20, 30, 40}));
   EXPECT_EQ(y.shape(), (Shape{2, 2}));
   expect_values(y, {11, 22, 33, 44});
 }
 
 TEST(Add, BiasRowBroadcastsOverBatch) {
-  Variable y = add(var({2, 3}, {1, 2, 3, 4, 5, 6}), var({3}, {10, 20, 30}));
+  Variable y = add(variable({2, 3}, {1, 2, 3, 4, 5, 6}), variable({3}, {10, 20, 30}));
   EXPECT_EQ(y.shape(), (Shape{2, 3}));
   expect_values(y, {11, 22, 33, 14, 25, 36});
 }
 
 TEST(Add, ColumnPlusRowGivesOuterSum) {
-  Variable y = add(var({2, 1}, {1, 2}), var({1, 3}, {10, 20, 30}));
+  Variable y = add(variable({2, 1}, {1, 2}), variable({1, 3}, {10, 20, 30}));
   EXPECT_EQ(y.shape(), (Shape{2, 3}));
   expect_values(y, {11, 21, 31, 12, 22, 32});
 }
 
 TEST(Add, ChannelBiasBroadcastsOverBatchAndPixels) {
   // [N=2, C=2, H=1, W=2] + [C=2, 1, 1]
-  Variable y = add(var({2, 2, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8}), var({2, 1, 1}, {100, 200}));
+  Variable y = add(variable({2, 2, 1, 2}, {1, 2, 3, 4, 5, 6, 7, 8}), variable({2, 1, 1}, {100, 200}));
   EXPECT_EQ(y.shape(), (Shape{2, 2, 1, 2}));
   expect_values(y, {101, 102, 203, 204, 105, 106, 207, 208});
 }
 
 TEST(Add, ScalarBroadcastsToAnyShape) {
-  Variable y = add(var({}, {0.5}), var({3}, {1, 2, 3}));
+  Variable y = add(variable({}, {0.5}), variable({3}, {1, 2, 3}));
   expect_values(y, {1.5, 2.5, 3.5});
 }
 
@@ -95,16 +70,16 @@ TEST(Add, DtypeMismatchThrowsNamingShapesAndDtypes) {
 }
 
 TEST(Add, IncompatibleShapesThrow) {
-  Variable a = var({2, 3}, std::vector<double>(6)), b = var({4}, {1, 2, 3, 4});
+  Variable a = variable({2, 3}, std::vector<double>(6)), b = variable({4}, {1, 2, 3, 4});
   EXPECT_EQ(thrown_message([&] { add(a, b); }),
             "add: cannot broadcast [2, 3] with [4]");
 }
 
 TEST(Add, GradientOfBroadcastInputIsSummedBackToItsShape) {
-  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6});
-  Variable b = var({3}, {0, 0, 0});
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable b = variable({3}, {0, 0, 0});
   // d/db sum(w * (x + b)) = sum over rows of w.
-  Variable w = var({2, 3}, {1, 2, 3, 4, 5, 6}, false);
+  Variable w = variable({2, 3}, {1, 2, 3, 4, 5, 6}, false);
   sum(mul(w, add(x, b))).backward();
   EXPECT_EQ(b.grad().shape(), (Shape{3}));
   EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{5, 7, 9}));
@@ -117,7 +92,7 @@ TEST(Add, GradMatchesNumericForSeveralShapes) {
       {{1}, {1}},       {{3, 5}, {3, 5}}, {{1, 5}, {5}},         {{4, 3}, {3}},
       {{2, 1}, {1, 3}}, {{}, {2, 3}},     {{2, 3, 2, 3}, {3, 1, 1}}, {{3, 1, 5}, {1, 4, 1}}};
   for (const auto& [shape_a, shape_b] : cases) {
-    std::vector<Variable> inputs{random_var(shape_a, gen), random_var(shape_b, gen)};
+    std::vector<Variable> inputs{random_variable(shape_a, gen), random_variable(shape_b, gen)};
     auto result = gradcheck([](const auto& v) { return add(v[0], v[1]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape_a) << " + " << shape_str(shape_b) << ": "
                            << result.message;
@@ -125,20 +100,20 @@ TEST(Add, GradMatchesNumericForSeveralShapes) {
 }
 
 TEST(Mul, BroadcastMultipliesHandValues) {
-  Variable y = mul(var({2, 2}, {1, 2, 3, 4}), var({2}, {10, -1}));
+  Variable y = mul(variable({2, 2}, {1, 2, 3, 4}), variable({2}, {10, -1}));
   expect_values(y, {10, -2, 30, -4});
 }
 
 TEST(Mul, GradientsAreTheOtherFactorReduced) {
-  Variable a = var({2, 2}, {1, 2, 3, 4});
-  Variable b = var({2}, {10, -1});
+  Variable a = variable({2, 2}, {1, 2, 3, 4});
+  Variable b = variable({2}, {10, -1});
   sum(mul(a, b)).backward();
   EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{10, -1, 10, -1}));
   EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{4, 6}));  // column sums of a
 }
 
 TEST(Mul, SquareOfOneInputGetsBothTerms) {
-  Variable x = var({2}, {3, -2});
+  Variable x = variable({2}, {3, -2});
   sum(mul(x, x)).backward();
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{6, -4}));
 }
@@ -149,7 +124,7 @@ TEST(Mul, GradMatchesNumericForSeveralShapes) {
       {{1}, {1}},    {{3, 5}, {3, 5}},     {{4, 3}, {3}},           {{2, 1}, {1, 3}},
       {{}, {2, 3}},  {{2, 3, 2, 3}, {3, 1, 1}}, {{3, 1, 5}, {1, 4, 1}}};
   for (const auto& [shape_a, shape_b] : cases) {
-    std::vector<Variable> inputs{random_var(shape_a, gen), random_var(shape_b, gen)};
+    std::vector<Variable> inputs{random_variable(shape_a, gen), random_variable(shape_b, gen)};
     auto result = gradcheck([](const auto& v) { return mul(v[0], v[1]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape_a) << " * " << shape_str(shape_b) << ": "
                            << result.message;
@@ -158,16 +133,16 @@ TEST(Mul, GradMatchesNumericForSeveralShapes) {
 
 TEST(Mul, SavesOnlyTheFactorAGradientNeeds) {
   // x requires grad, c does not: dx = dy * c needs c, and nothing needs x.
-  Variable x = var({3}, {1, 2, 3});
-  Variable c = var({3}, {4, 5, 6}, false);
+  Variable x = variable({3}, {1, 2, 3});
+  Variable c = variable({3}, {4, 5, 6}, false);
   Variable y = mul(x, c);
   EXPECT_TRUE(x.value().is_unique());
   EXPECT_FALSE(c.value().is_unique());
 }
 
 TEST(Mul, SavesNothingUnderNoGrad) {
-  Variable x = var({3}, {1, 2, 3});
-  Variable c = var({3}, {4, 5, 6});
+  Variable x = variable({3}, {1, 2, 3});
+  Variable c = variable({3}, {4, 5, 6});
   NoGradGuard no_grad;
   Variable y = mul(x, c);
   EXPECT_TRUE(y.is_leaf());
@@ -176,13 +151,13 @@ TEST(Mul, SavesNothingUnderNoGrad) {
 }
 
 TEST(Sum, AddsEverythingIntoAScalar) {
-  Variable y = sum(var({2, 3}, {1, 2, 3, 4, 5, 6}));
+  Variable y = sum(variable({2, 3}, {1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(y.shape(), Shape{});
   EXPECT_DOUBLE_EQ(y.value().item(), 21);
 }
 
 TEST(Mean, DividesTheSumByTheCount) {
-  Variable x = var({2, 2}, {1, 2, 3, 6});
+  Variable x = variable({2, 2}, {1, 2, 3, 6});
   Variable y = mean(x);
   EXPECT_EQ(y.shape(), Shape{});
   EXPECT_DOUBLE_EQ(y.value().item(), 3);
@@ -198,7 +173,7 @@ TEST(Mean, OfEmptyTensorThrows) {
 TEST(SumAndMean, GradMatchNumeric) {
   Generator gen(3);
   for (const Shape& shape : std::vector<Shape>{{}, {1}, {5}, {2, 3, 4}}) {
-    std::vector<Variable> inputs{random_var(shape, gen)};
+    std::vector<Variable> inputs{random_variable(shape, gen)};
     auto s = gradcheck([](const auto& v) { return sum(v[0]); }, inputs);
     EXPECT_TRUE(s.ok) << "sum " << shape_str(shape) << ": " << s.message;
     auto m = gradcheck([](const auto& v) { return mean(v[0]); }, inputs);

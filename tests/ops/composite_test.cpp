@@ -11,16 +11,10 @@
 #include "autograd/engine.hpp"
 #include "autograd/gradcheck.hpp"
 #include "ops/ops.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
-
-namespace {
-
-Variable random_var(Shape shape, Generator& gen, double low = -1, double high = 1) {
-  return Variable(Tensor::uniform(std::move(shape), low, high, gen, DType::Float64), true);
-}
-
-}  // namespace
+using namespace ag::testing;
 
 TEST(Composite, DiamondSumsBothBranches) {
   // y = sum(x * x + x): dy/dx = 2x + 1, through add's two inputs sharing x.
@@ -32,7 +26,7 @@ TEST(Composite, DiamondSumsBothBranches) {
 TEST(Composite, DiamondOfRealOpsMatchesNumeric) {
   Generator gen(60);
   // x feeds a linear branch and a log_softmax branch, which are added.
-  std::vector<Variable> inputs{random_var({3, 4}, gen), random_var({4, 4}, gen)};
+  std::vector<Variable> inputs{random_variable({3, 4}, gen), random_variable({4, 4}, gen)};
   auto f = [](const std::vector<Variable>& v) {
     return add(linear(v[0], v[1]), log_softmax(v[0], 1));
   };
@@ -43,8 +37,8 @@ TEST(Composite, DiamondOfRealOpsMatchesNumeric) {
 TEST(Composite, WeightUsedTwiceMatchesNumeric) {
   Generator gen(61);
   // linear(linear(x, W), W): W gets the sum of the gradients of both uses.
-  std::vector<Variable> inputs{random_var({2, 5}, gen), random_var({5, 5}, gen),
-                               random_var({5}, gen)};
+  std::vector<Variable> inputs{random_variable({2, 5}, gen), random_variable({5, 5}, gen),
+                               random_variable({5}, gen)};
   auto f = [](const std::vector<Variable>& v) {
     return linear(linear(v[0], v[1], v[2]), v[1], v[2]);
   };
@@ -76,7 +70,7 @@ TEST(Composite, ChainOf100000RealOpsBackwardsWithExactGradient) {
 
 TEST(Composite, NoGradForwardRecordsNoNode) {
   Generator gen(62);
-  Variable x = random_var({2, 4}, gen), w = random_var({3, 4}, gen), b = random_var({3}, gen);
+  Variable x = random_variable({2, 4}, gen), w = random_variable({3, 4}, gen), b = random_variable({3}, gen);
   const std::vector<std::int64_t> targets{0, 2};
   Variable loss;
   {

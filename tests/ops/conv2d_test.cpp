@@ -11,26 +11,12 @@
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
-
-Variable variable(Shape shape, const std::vector<double>& values, bool requires_grad = true) {
-  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
-}
-
-Variable random_variable(Shape shape, Generator& gen, bool requires_grad = true) {
-  return Variable(Tensor::uniform(std::move(shape), -1.0, 1.0, gen, DType::Float64),
-                  requires_grad);
-}
-
-void expect_values(const Tensor& actual, const Shape& shape, const std::vector<double>& expected) {
-  ASSERT_EQ(actual.shape(), shape);
-  const std::vector<double> values = actual.to_vector();
-  for (std::size_t i = 0; i < expected.size(); ++i)
-    EXPECT_DOUBLE_EQ(values[i], expected[i]) << "element " << i;
-}
 
 // The definition, written as plainly as possible (at() and bounds checks per term), to compare
 // the im2col + GEMM path against.
@@ -57,15 +43,6 @@ Tensor direct_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, std::int
           y.set(((n * cout + o) * ho + i) * wo + j, total);
         }
   return y;
-}
-
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 void expect_contains(const std::string& message, std::initializer_list<std::string> parts) {
@@ -226,42 +203,42 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Conv2dErrors, InputNotFourDimensionalNamesOpAndShape) {
   Variable x = variable({1, 3, 3}, std::vector<double>(9, 1.0));
   Variable w = variable({1, 1, 2, 2}, kernel_1234);
-  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 3, 3]"});
+  expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "[1, 3, 3]"});
 }
 
 TEST(Conv2dErrors, WeightNotFourDimensionalNamesOpAndShape) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 4}, kernel_1234);
-  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 4]"});
+  expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "[1, 4]"});
 }
 
 TEST(Conv2dErrors, ChannelMismatchNamesBothShapes) {
   Variable x = variable({1, 2, 3, 3}, std::vector<double>(18, 1.0));
   Variable w = variable({1, 3, 2, 2}, std::vector<double>(12, 1.0));
-  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 2, 3, 3]", "[1, 3, 2, 2]"});
+  expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "[1, 2, 3, 3]", "[1, 3, 2, 2]"});
 }
 
 TEST(Conv2dErrors, BiasOfWrongSizeNamesShapes) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
   Variable b = variable({2}, {0, 0});
-  expect_contains(error_message([&] { conv2d(x, w, b); }), {"conv2d", "[2]", "[1, 1, 2, 2]"});
+  expect_contains(thrown_message([&] { conv2d(x, w, b); }), {"conv2d", "[2]", "[1, 1, 2, 2]"});
 }
 
 TEST(Conv2dErrors, KernelLargerThanPaddedInputNamesShapes) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9);
   Variable w = variable({1, 1, 5, 5}, std::vector<double>(25, 1.0));
-  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "[1, 1, 3, 3]", "[1, 1, 5, 5]"});
+  expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "[1, 1, 3, 3]", "[1, 1, 5, 5]"});
   // Padding 1 makes the input 5x5, which the kernel fits exactly.
   EXPECT_EQ(conv2d(x, w, {}, 1, 1).shape(), (Shape{1, 1, 1, 1}));
 }
 
 TEST(Conv2dErrors, StrideAndPaddingOutOfRange) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9), w = variable({1, 1, 2, 2}, kernel_1234);
-  expect_contains(error_message([&] { conv2d(x, w, {}, 0, 0); }), {"conv2d", "stride"});
-  expect_contains(error_message([&] { conv2d(x, w, {}, 1, -1); }), {"conv2d", "padding"});
+  expect_contains(thrown_message([&] { conv2d(x, w, {}, 0, 0); }), {"conv2d", "stride"});
+  expect_contains(thrown_message([&] { conv2d(x, w, {}, 1, -1); }), {"conv2d", "padding"});
 }
 
 TEST(Conv2dErrors, MixedDtypesNameOpAndTypes) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9);
   Variable w(Tensor::from({1, 1, 2, 2}, kernel_1234, DType::Float32));
-  expect_contains(error_message([&] { conv2d(x, w); }), {"conv2d", "float64", "float32"});
+  expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "float64", "float32"});
 }

@@ -6,33 +6,14 @@
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
-
-namespace {
-
-Variable var(Shape shape, std::vector<double> values, bool requires_grad = true) {
-  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
-}
-
-Variable random_var(Shape shape, Generator& gen) {
-  return Variable(Tensor::uniform(std::move(shape), -1, 1, gen, DType::Float64), true);
-}
-
-std::string thrown_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(nothing thrown)";
-}
-
-}  // namespace
+using namespace ag::testing;
 
 TEST(Matmul, MultipliesHandValues) {
   // [[1, 2, 3], [4, 5, 6]] [[1, 0], [0, 1], [2, -1]] = [[7, -1], [16, -1]]
-  Variable y = matmul(var({2, 3}, {1, 2, 3, 4, 5, 6}), var({3, 2}, {1, 0, 0, 1, 2, -1}));
+  Variable y = matmul(variable({2, 3}, {1, 2, 3, 4, 5, 6}), variable({3, 2}, {1, 0, 0, 1, 2, -1}));
   EXPECT_EQ(y.shape(), (Shape{2, 2}));
   EXPECT_EQ(y.value().to_vector(), (std::vector<double>{7, -1, 16, -1}));
 }
@@ -53,10 +34,10 @@ TEST(Matmul, EmptyInnerDimensionGivesZeros) {
 }
 
 TEST(Matmul, MismatchedShapesThrowNamingBoth) {
-  Variable a = var({2, 3}, std::vector<double>(6)), b = var({2, 2}, std::vector<double>(4));
+  Variable a = variable({2, 3}, std::vector<double>(6)), b = variable({2, 2}, std::vector<double>(4));
   EXPECT_EQ(thrown_message([&] { matmul(a, b); }),
             "matmul: cannot multiply [2, 3] by [2, 2] (need [M, K] and [K, N])");
-  Variable v = var({3}, std::vector<double>(3));
+  Variable v = variable({3}, std::vector<double>(3));
   EXPECT_THROW(matmul(a, v), std::invalid_argument);
 }
 
@@ -71,7 +52,7 @@ TEST(Matmul, GradMatchesNumericForSeveralShapes) {
   const std::vector<std::pair<Shape, Shape>> cases = {
       {{1, 1}, {1, 1}}, {{1, 4}, {4, 3}}, {{3, 5}, {5, 2}}, {{4, 1}, {1, 3}}, {{2, 7}, {7, 1}}};
   for (const auto& [shape_a, shape_b] : cases) {
-    std::vector<Variable> inputs{random_var(shape_a, gen), random_var(shape_b, gen)};
+    std::vector<Variable> inputs{random_variable(shape_a, gen), random_variable(shape_b, gen)};
     auto result = gradcheck([](const auto& v) { return matmul(v[0], v[1]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape_a) << " x " << shape_str(shape_b) << ": "
                            << result.message;
@@ -79,8 +60,8 @@ TEST(Matmul, GradMatchesNumericForSeveralShapes) {
 }
 
 TEST(Matmul, ComputesOnlyTheGradientsThatAreNeeded) {
-  Variable a = var({2, 2}, {1, 2, 3, 4});
-  Variable b = var({2, 2}, {5, 6, 7, 8}, /*requires_grad=*/false);
+  Variable a = variable({2, 2}, {1, 2, 3, 4});
+  Variable b = variable({2, 2}, {5, 6, 7, 8}, /*requires_grad=*/false);
   Variable y = matmul(a, b);
   EXPECT_TRUE(a.value().is_unique());  // only b is saved, for da = dy b^T
   sum(y).backward();
@@ -91,9 +72,9 @@ TEST(Matmul, ComputesOnlyTheGradientsThatAreNeeded) {
 
 TEST(Linear, ComputesXWTransposePlusBias) {
   // x [2, 3], w [2, 3] (out = 2), b [2]
-  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6});
-  Variable w = var({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
-  Variable b = var({2}, {10, 20});
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable b = variable({2}, {10, 20});
   Variable y = linear(x, w, b);
   EXPECT_EQ(y.shape(), (Shape{2, 2}));
   // row 0: [1 - 3, 0.5 * 6] + b = [8, 23]; row 1: [4 - 6, 0.5 * 15] + b = [8, 27.5]
@@ -102,9 +83,9 @@ TEST(Linear, ComputesXWTransposePlusBias) {
 }
 
 TEST(Linear, GradientsMatchTheirFormulas) {
-  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6});
-  Variable w = var({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
-  Variable b = var({2}, {10, 20});
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable b = variable({2}, {10, 20});
   sum(linear(x, w, b)).backward();
   // dy = ones [2, 2]: dx = dy w (column sums of w on every row), dw = dy^T x (column sums of x
   // on every row), db = N.
@@ -114,10 +95,10 @@ TEST(Linear, GradientsMatchTheirFormulas) {
 }
 
 TEST(Linear, WrongShapesThrowNamingAllShapes) {
-  Variable x = var({2, 3}, std::vector<double>(6));
-  Variable w = var({4, 2}, std::vector<double>(8));
-  Variable w_ok = var({4, 3}, std::vector<double>(12));
-  Variable b = var({3}, std::vector<double>(3));
+  Variable x = variable({2, 3}, std::vector<double>(6));
+  Variable w = variable({4, 2}, std::vector<double>(8));
+  Variable w_ok = variable({4, 3}, std::vector<double>(12));
+  Variable b = variable({3}, std::vector<double>(3));
   EXPECT_EQ(thrown_message([&] { linear(x, w); }),
             "linear: need x [N, in] and w [out, in], got x [2, 3], w [4, 2]");
   EXPECT_EQ(thrown_message([&] { linear(x, w_ok, b); }),
@@ -150,8 +131,8 @@ TEST(Linear, GradMatchesNumericWithAndWithoutBias) {
   const std::vector<std::array<std::int64_t, 3>> cases = {
       {1, 1, 1}, {1, 4, 3}, {5, 3, 2}, {3, 7, 5}, {2, 1, 6}};
   for (const auto& [N, in, out] : cases) {
-    std::vector<Variable> inputs{random_var({N, in}, gen), random_var({out, in}, gen),
-                                 random_var({out}, gen)};
+    std::vector<Variable> inputs{random_variable({N, in}, gen), random_variable({out, in}, gen),
+                                 random_variable({out}, gen)};
     auto with_bias =
         gradcheck([](const auto& v) { return linear(v[0], v[1], v[2]); }, inputs);
     EXPECT_TRUE(with_bias.ok) << N << "x" << in << " -> " << out << ": " << with_bias.message;
@@ -163,8 +144,8 @@ TEST(Linear, GradMatchesNumericWithAndWithoutBias) {
 }
 
 TEST(Linear, InputWithoutGradGetsNoneAndIsSavedOnlyForTheWeightGradient) {
-  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6}, /*requires_grad=*/false);
-  Variable w = var({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6}, /*requires_grad=*/false);
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
   Variable y = linear(x, w);
   EXPECT_FALSE(x.value().is_unique());  // saved for dw = dy^T x
   EXPECT_TRUE(w.value().is_unique());   // nobody needs dx = dy w
@@ -174,8 +155,8 @@ TEST(Linear, InputWithoutGradGetsNoneAndIsSavedOnlyForTheWeightGradient) {
 }
 
 TEST(Linear, RecordsNothingUnderNoGrad) {
-  Variable x = var({2, 3}, {1, 2, 3, 4, 5, 6});
-  Variable w = var({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
   NoGradGuard no_grad;
   Variable y = linear(x, w);
   EXPECT_TRUE(y.is_leaf());

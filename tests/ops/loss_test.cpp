@@ -7,22 +7,15 @@
 
 #include "autograd/gradcheck.hpp"
 #include "ops/softmax.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
 
 Variable logp_2x3() {
   return Variable(Tensor::from({2, 3}, {-1.0, -2.0, -3.0, -0.5, -1.5, -2.5}, DType::Float64), true);
-}
-
-std::string thrown_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(nothing thrown)";
 }
 
 }  // namespace

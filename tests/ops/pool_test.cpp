@@ -12,14 +12,12 @@
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
-
-Variable variable(Shape shape, const std::vector<double>& values, bool requires_grad = true) {
-  return Variable(Tensor::from(std::move(shape), values, DType::Float64), requires_grad);
-}
 
 // A random permutation of 0, 1, ..., n-1, scaled by 0.1: every pair of values is 0.1 apart, so a
 // finite-difference nudge of 1e-6 can never change which element is a window's maximum.
@@ -30,22 +28,6 @@ Variable tie_free_variable(const Shape& shape, Generator& gen) {
     std::swap(values[i - 1], values[gen.below(i)]);
   for (double& v : values) v = 0.1 * v - 1.0;
   return variable(shape, values);
-}
-
-void expect_values(const Tensor& actual, const Shape& shape, const std::vector<double>& expected) {
-  ASSERT_EQ(actual.shape(), shape);
-  const std::vector<double> values = actual.to_vector();
-  for (std::size_t i = 0; i < expected.size(); ++i)
-    EXPECT_DOUBLE_EQ(values[i], expected[i]) << "element " << i;
-}
-
-std::string error_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(no exception)";
 }
 
 // 4x4 image whose 2x2 windows have their maxima at four different corners.
@@ -163,20 +145,20 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(MaxPool2dErrors, KernelLargerThanInputNamesOpAndShape) {
   Variable x = variable({1, 1, 2, 3}, {1, 2, 3, 4, 5, 6});
-  const std::string message = error_message([&] { max_pool2d(x, 3); });
+  const std::string message = thrown_message([&] { max_pool2d(x, 3); });
   EXPECT_NE(message.find("max_pool2d"), std::string::npos) << message;
   EXPECT_NE(message.find("[1, 1, 2, 3]"), std::string::npos) << message;
 }
 
 TEST(MaxPool2dErrors, InputNotFourDimensionalNamesOpAndShape) {
   Variable x = variable({2, 2}, {1, 2, 3, 4});
-  const std::string message = error_message([&] { max_pool2d(x, 2); });
+  const std::string message = thrown_message([&] { max_pool2d(x, 2); });
   EXPECT_NE(message.find("max_pool2d"), std::string::npos) << message;
   EXPECT_NE(message.find("[2, 2]"), std::string::npos) << message;
 }
 
 TEST(MaxPool2dErrors, NonPositiveKernelOrNegativeStride) {
   Variable x = variable({1, 1, 2, 2}, {1, 2, 3, 4});
-  EXPECT_NE(error_message([&] { max_pool2d(x, 0); }).find("max_pool2d"), std::string::npos);
-  EXPECT_NE(error_message([&] { max_pool2d(x, 2, -1); }).find("max_pool2d"), std::string::npos);
+  EXPECT_NE(thrown_message([&] { max_pool2d(x, 0); }).find("max_pool2d"), std::string::npos);
+  EXPECT_NE(thrown_message([&] { max_pool2d(x, 2, -1); }).find("max_pool2d"), std::string::npos);
 }

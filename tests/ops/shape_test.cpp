@@ -5,8 +5,10 @@
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
 
@@ -14,15 +16,6 @@ Variable iota(Shape shape, bool requires_grad = true) {
   Tensor t(std::move(shape), DType::Float64);
   for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, static_cast<double>(i));
   return Variable(t, requires_grad);
-}
-
-std::string thrown_message(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  return "(nothing thrown)";
 }
 
 }  // namespace
