@@ -175,6 +175,9 @@ GrayImage decode_pgm(std::string_view bytes, std::string_view name) {
   const bool plain = bytes[1] == '2';
   PgmReader reader(bytes, name);
   reader.advance(2);
+  // Netpbm puts whitespace (or a comment) after the magic: "P23 1 255" is not a 3-pixel-wide PGM.
+  if (bytes.size() < 3 || !(std::isspace(static_cast<unsigned char>(bytes[2])) || bytes[2] == '#'))
+    image_error(name, "bad PGM: no whitespace after the magic number P" + std::string(1, bytes[1]));
   const std::uint64_t width = reader.number("width");
   const std::uint64_t height = reader.number("height");
   const std::uint64_t maxval = reader.number("maxval");
@@ -183,7 +186,11 @@ GrayImage decode_pgm(std::string_view bytes, std::string_view name) {
   if (maxval < 1 || maxval > 65535)
     image_error(name, "PGM maxval " + std::to_string(maxval) + " is outside [1, 65535]");
   const std::uint64_t count = width * height;
-  const float to_255 = 255.0F / static_cast<float>(maxval);
+  // In double, sample * 255 / maxval is 255 exactly for sample == maxval; a float factor
+  // 255 / maxval can overshoot (505 * (255 / 505) = 255.00002, found by fuzzing).
+  const auto to_255 = [maxval](std::uint64_t sample) {
+    return static_cast<float>(static_cast<double>(sample) * 255.0 / static_cast<double>(maxval));
+  };
 
   GrayImage image{.width = static_cast<std::int64_t>(width),
                   .height = static_cast<std::int64_t>(height),
@@ -204,7 +211,7 @@ GrayImage decode_pgm(std::string_view bytes, std::string_view name) {
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::uint64_t sample = reader.number("sample " + std::to_string(i));
       check_sample(i, sample);
-      image.pixels[i] = static_cast<float>(sample) * to_255;
+      image.pixels[i] = to_255(sample);
     }
     return image;
   }
@@ -224,7 +231,7 @@ GrayImage decode_pgm(std::string_view bytes, std::string_view name) {
                                      ? reader.byte(at)
                                      : (std::uint64_t{reader.byte(at)} << 8) | reader.byte(at + 1);
     check_sample(i, sample);
-    image.pixels[i] = static_cast<float>(sample) * to_255;
+    image.pixels[i] = to_255(sample);
   }
   return image;
 }

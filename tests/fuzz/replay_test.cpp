@@ -106,4 +106,27 @@ TEST(FuzzRegressions, PngChunkClaimingNineHundredMegabytesIsRefusedBeforeLibpngA
               "bytes follow its header, CRC included");
 }
 
+TEST(FuzzRegressions, PgmSampleAtMaxvalScalesToExactly255ForEveryMaxval) {
+  // fuzz_image, run 3: "P2 3 1 505 5 505 0" decoded its middle pixel as 255.00002, outside the
+  // documented 0..255, because the scale factor 255/505 was rounded to float first.
+  for (int maxval = 1; maxval <= 65535; ++maxval) {
+    const std::string pgm = "P2 2 1 " + std::to_string(maxval) + " 0 " + std::to_string(maxval) + "\n";
+    const nn::GrayImage image = nn::decode_pgm(pgm);
+    ASSERT_EQ(image.pixels[0], 0.0F) << pgm;
+    ASSERT_EQ(image.pixels[1], 255.0F) << pgm;
+  }
+}
+
+TEST(FuzzRegressions, PgmMagicNumberMustBeFollowedByWhitespace) {
+  // The same input began "P23 1 505": read as a 3-pixel-wide P2 image. Netpbm requires whitespace
+  // (or a comment) after the magic number.
+  try {
+    nn::decode_pgm("P23 1 505  5\n  505  0", "x.pgm");
+    ADD_FAILURE() << "accepted";
+  } catch (const nn::ImageError& e) {
+    EXPECT_STREQ(e.what(), "x.pgm: bad PGM: no whitespace after the magic number P2");
+  }
+  EXPECT_EQ(nn::decode_pgm("P2#comment\n1 1 9 9").pixels.at(0), 255.0F);
+}
+
 }  // namespace
