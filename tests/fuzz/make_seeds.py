@@ -92,6 +92,18 @@ overlap = json.dumps({"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]
 overlap += b" " * ((8 - len(overlap) % 8) % 8)
 write("safetensors", "overlap", struct.pack("<Q", len(overlap)) + overlap + f32([1]))
 
+def header_only(entries):
+    text = json.dumps(entries, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+# Sizes whose byte count overflows 64 bits, and a size beyond int64 in a zero-element shape.
+write("safetensors", "shape-overflows", header_only(
+    {"w": {"dtype": "F32", "shape": [4294967296, 4294967296], "data_offsets": [0, 0]}}))
+write("safetensors", "shape-beyond-int64", header_only(
+    {"w": {"dtype": "F64", "shape": [0, 9223372036854775808], "data_offsets": [0, 0]}}))
+
 # ---- images: mode bit 0 = fix PNG CRCs in the target ----
 def chunk(kind, data):
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
