@@ -32,8 +32,8 @@ DataParallel::~DataParallel() {
 }
 
 namespace {
-// About 20 microseconds of polling before a thread goes to sleep.
-constexpr int kSpins = 4000;
+// About 25 microseconds of polling (a pause takes about 25 ns on Zen 4) before a thread sleeps.
+constexpr int kSpins = 1000;
 inline void pause() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();  // lets the other hardware thread run, saves power while polling
@@ -76,7 +76,7 @@ void DataParallel::run_erased(int shards, void* work, Call call) {
   shards = std::clamp(shards, 1, threads());
   work_ = work, call_ = call, shards_ = shards, error_ = nullptr;
   busy_.store(shards - 1, std::memory_order_relaxed);
-  if (!workers_.empty()) {
+  if (shards > 1) {  // a one-shard batch leaves the workers alone
     {
       std::lock_guard lock(mutex_);
       generation_.fetch_add(1, std::memory_order_release);
