@@ -394,6 +394,11 @@ void DigitServer::Impl::set_limits() {
     const int yes = 1;
     ::setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
   });
+  // httplib sends a response's headers and body in two writes. With Nagle's algorithm the body then
+  // waits for the client's delayed ACK of the headers: 40 ms per request on a keep-alive
+  // connection (tools/load_test; docs/reliability.md, "Server under load"). Accepted sockets
+  // inherit TCP_NODELAY from the listening one.
+  http.set_tcp_nodelay(true);
   http.set_payload_max_length(options.max_body_bytes);  // behind the pre-routing check, as a backstop
   http.set_read_timeout(options.read_timeout_seconds, 0);
   http.set_write_timeout(options.write_timeout_seconds, 0);
