@@ -26,7 +26,9 @@
 #define AG_HAVE_AVX512 1
 // GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
 // (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #endif
 
 namespace ag::kernels {
@@ -66,7 +68,7 @@ struct PaddedImage {
 template <int Max, class Fn>
 void with_constant(std::int64_t n, Fn&& fn) {
   [&]<int... K>(std::integer_sequence<int, K...>) {
-    ((n == K + 1 ? (fn(std::integral_constant<int, K + 1>{}), true) : false) || ...);
+    (void)((n == K + 1 ? (fn(std::integral_constant<int, K + 1>{}), true) : false) || ...);
   }(std::make_integer_sequence<int, Max>{});
 }
 
