@@ -39,7 +39,7 @@ extern "C" void request_stop(int signal) { stop_signal = signal; }
 
 struct TrainConfig {
   std::string data = "data/mnist";
-  std::int64_t epochs = 10;
+  std::int64_t epochs = 15;
   std::int64_t batch_size = 64;
   double lr = 0.05;
   double momentum = 0.9;
