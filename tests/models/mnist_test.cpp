@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/fuzz/targets.hpp"
+
 namespace {
 
 using Bytes = std::vector<std::uint8_t>;
@@ -217,15 +219,7 @@ TEST_F(MnistFilesTest, ImpossibleClaimedSizeIsReportedAsTruncation) {
 /// Reads `path` with the address space capped at its current size + 64 MiB, then exits: 0 with the
 /// message on stderr for a DataError, 2 if an allocation failed. Meant to run in a death test's child.
 [[noreturn]] void read_images_with_little_memory(const std::string& path) {
-  long pages = 0;
-  if (FILE* statm = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(statm, "%ld", &pages) != 1) pages = 0;
-    std::fclose(statm);
-  }
-  const rlim_t limit = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) +
-                       (rlim_t{64} << 20);
-  const rlimit cap{limit, limit};
-  if (pages == 0 || ::setrlimit(RLIMIT_AS, &cap) != 0) std::_Exit(3);
+  if (!fuzz::cap_address_space(std::size_t{64} << 20)) std::_Exit(3);
   try {
     nn::read_idx_images(path);
   } catch (const nn::DataError& e) {
