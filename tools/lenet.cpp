@@ -1,6 +1,7 @@
 // The `lenet` command: one binary, one subcommand per file in tools/.
 #include <array>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,9 @@ int main(int argc, char** argv) {
     } catch (const cli::UsageError& e) {
       std::cerr << "lenet " << name << ": " << e.what() << " (see lenet " << name << " --help)\n";
       return 2;
+    } catch (const std::bad_alloc&) {
+      std::cerr << "lenet " << name << ": out of memory (a smaller batch size or image may fit)\n";
+      return 1;
     } catch (const std::exception& e) {
       std::cerr << "lenet " << name << ": " << e.what() << '\n';
       return 1;

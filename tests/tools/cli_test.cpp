@@ -124,7 +124,8 @@ TEST(CommandLine, BadArgumentsAreOneLineExit2) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"train", "--bogus"}, {"train", "--threads", "0"},
         {"train", "--epochs", "many"}, {"train", "--optimizer", "rmsprop"}, {"train", "--lr", "-1"},
-        {"eval", "--errors"}, {"graph"}, {"graph", "-o", "x.gif"}, {"predict"}}) {
+        {"eval", "--errors"}, {"graph"}, {"graph", "-o", "x.gif"}, {"predict"},
+        {"bench", "--batch", "100000000000"}, {"bench", "--threads", "0,2"}}) {
     const Outcome r = run(args);
     EXPECT_EQ(r.status, 2) << args[0] << " " << args[1] << ": " << r.output;
     EXPECT_EQ(line_count(r.output), 1) << r.output;
