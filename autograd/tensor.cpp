@@ -2,6 +2,7 @@
 #include "autograd/tensor.hpp"
 
 #include "autograd/allocator.hpp"
+#include "autograd/eigen.hpp"
 
 #include <algorithm>
 #include <cmath>
@@ -234,11 +235,7 @@ void Tensor::add_(const Tensor& other, std::string_view op) {
     fail(op, "shape " + shape_str(shape_) + " " + std::string(dtype_name(dtype_)) +
                  " cannot take " + shape_str(other.shape_) + " " +
                  std::string(dtype_name(other.dtype_)));
-  dispatch(dtype_, [&]<class T>() {
-    T* a = data<T>();
-    const T* b = other.data<T>();
-    for (std::int64_t i = 0; i < numel_; ++i) a[i] += b[i];
-  });
+  dispatch(dtype_, [&]<class T>() { as_array<T>(*this) += as_array<T>(other); });
 }
 
 }  // namespace ag
