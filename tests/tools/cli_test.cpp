@@ -226,7 +226,7 @@ TEST(Train, ResumeRefusesContradictingOptions) {
 TEST(Train, SigtermSavesACheckpointAndExits) {
   if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
   TempDir dir;
-  std::vector<std::string> args = small_run(dir, "t", {"--checkpoint", dir / "ck"}, "50");
+  std::vector<std::string> args = small_run(dir, "t", {"--checkpoint", dir / "ck"}, "500");  // far longer than the 2 s before the signal
   std::string command = shell_word(lenet());
   for (const auto& a : args) command += shell_word(a);
   // The shell runs lenet in the background, signals it after a moment, and reports its status.
