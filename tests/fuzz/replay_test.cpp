@@ -79,17 +79,7 @@ TEST(FuzzReplay, PredictBodiesAreParsedOrRefusedWithAClientError) {
 
 /// decode_png's message for `bytes` in a child with 256 MiB to spare, or "allocation failed".
 [[noreturn]] void decode_png_with_little_memory(const std::string& bytes) {
-  if (!fuzz::cap_address_space(std::size_t{256} << 20)) std::_Exit(3);
-  try {
-    nn::decode_png(bytes, "body.png");
-  } catch (const nn::ImageError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    std::_Exit(0);
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "allocation failed\n");
-    std::_Exit(2);
-  }
-  std::_Exit(1);
+  fuzz::exit_with_read_outcome<nn::ImageError>(std::size_t{256} << 20, [&] { nn::decode_png(bytes, "body.png"); });
 }
 
 TEST(FuzzRegressions, PngChunkClaimingNineHundredMegabytesIsRefusedBeforeLibpngAllocatesIt) {

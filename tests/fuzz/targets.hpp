@@ -11,6 +11,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <new>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -36,6 +39,24 @@ void check(bool holds, const char* target, const std::string& what);
 /// allocation sized by a hostile header fails instead of succeeding on an overcommitting kernel.
 /// Meant for a test's child process. Returns false if the cap cannot be set.
 bool cap_address_space(std::size_t extra_bytes);
+
+/// For a death test's child: caps the address space at its size + `extra_bytes` and runs `read`.
+/// Exits 0 with the message on stderr if it throws `Refusal`, 2 if an allocation fails, 1 if it
+/// returns, 3 if the cap cannot be set.
+template <class Refusal, class Read>
+[[noreturn]] void exit_with_read_outcome(std::size_t extra_bytes, Read&& read) {
+  if (!cap_address_space(extra_bytes)) std::_Exit(3);
+  try {
+    read();
+  } catch (const Refusal& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    std::_Exit(0);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "allocation failed\n");
+    std::_Exit(2);
+  }
+  std::_Exit(1);
+}
 
 /// IDX reader (nn::read_idx_images / read_idx_labels) on a file holding the input.
 /// Byte 0 selects: bit 0 labels (else images), bit 1 gzip the rest before writing it. The rest is

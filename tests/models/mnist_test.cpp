@@ -219,17 +219,7 @@ TEST_F(MnistFilesTest, ImpossibleClaimedSizeIsReportedAsTruncation) {
 /// Reads `path` with the address space capped at its current size + 64 MiB, then exits: 0 with the
 /// message on stderr for a DataError, 2 if an allocation failed. Meant to run in a death test's child.
 [[noreturn]] void read_images_with_little_memory(const std::string& path) {
-  if (!fuzz::cap_address_space(std::size_t{64} << 20)) std::_Exit(3);
-  try {
-    nn::read_idx_images(path);
-  } catch (const nn::DataError& e) {
-    std::fprintf(stderr, "%s\n", e.what());
-    std::_Exit(0);
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "allocation failed\n");
-    std::_Exit(2);
-  }
-  std::_Exit(1);
+  fuzz::exit_with_read_outcome<nn::DataError>(std::size_t{64} << 20, [&] { nn::read_idx_images(path); });
 }
 
 TEST_F(MnistFilesTest, LargeClaimedCountNeverAllocatesTheClaim) {
