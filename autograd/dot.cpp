@@ -44,7 +44,7 @@ std::string label_of(const Variable& v, const DotOptions& options) {
     std::string label = escape_label(node->op) + "\\n" + shape;
     if (options.show_backward) {
       if (node->freed) label += "\\n(graph freed)";
-      else if (node->backward) label += "\\n" + escape_label(node->op + "_backward");
+      else if (node->backward) label += "\\n" + escape_label(std::string(node->op) + "_backward");
       else label += "\\n(no backward)";
     }
     return label;
@@ -75,7 +75,7 @@ std::string to_dot(const Variable& output, const DotOptions& options) {
 
   // The engine's order puts the output first; reversed, every input comes before its consumers,
   // which is the order the DOT text is read in. Ids are positions in it: n0 is computed first.
-  const std::vector<Variable> reverse_order = reverse_topological_order(output, true);
+  const VariableOrder reverse_order = reverse_topological_order(output, true);
   const std::vector<Variable> order(reverse_order.rbegin(), reverse_order.rend());
   std::unordered_map<const void*, std::size_t> id_of;
   for (std::size_t i = 0; i < order.size(); ++i) id_of.emplace(order[i].id(), i);

@@ -1,16 +1,22 @@
 // Reverse topological order (iterative DFS) and the backward pass over it.
 #include "autograd/engine.hpp"
 
+#include <algorithm>
+#include <functional>
 #include <unordered_set>
 #include <utility>
 
 namespace ag {
 
-std::vector<Variable> reverse_topological_order(const Variable& output, bool include_constants) {
-  std::vector<Variable> post_order;
-  std::unordered_set<const void*> visited{output.id()};
+VariableOrder reverse_topological_order(const Variable& output, bool include_constants) {
+  // The traversal's own bookkeeping also comes from the caching allocator: backward runs every step.
+  VariableOrder order;
+  std::unordered_set<const void*, std::hash<const void*>, std::equal_to<>,
+                     CachingAllocator<const void*>>
+      visited{output.id()};
   // Each frame is a Variable and the index of the next input of its node to visit.
-  std::vector<std::pair<Variable, std::size_t>> stack{{output, 0}};
+  using Frame = std::pair<Variable, std::size_t>;
+  std::vector<Frame, CachingAllocator<Frame>> stack{{output, 0}};
   while (!stack.empty()) {
     auto& [v, next] = stack.back();
     const Node* node = v.node().get();
@@ -21,11 +27,12 @@ std::vector<Variable> reverse_topological_order(const Variable& output, bool inc
         stack.emplace_back(input, 0);  // invalidates v and next; the loop re-reads stack.back()
       continue;
     }
-    post_order.push_back(std::move(v));
+    order.push_back(std::move(v));
     stack.pop_back();
   }
   // Post-order puts every input before its consumers; reversed, consumers come first.
-  return {post_order.rbegin(), post_order.rend()};
+  std::reverse(order.begin(), order.end());
+  return order;
 }
 
 void backward(const Variable& output, const Tensor& grad_output, bool retain_graph) {
@@ -41,10 +48,10 @@ void backward(const Variable& output, const Tensor& grad_output, bool retain_gra
     seed = Tensor::ones(output.shape(), output.dtype());
   }
 
-  const std::vector<Variable> order = reverse_topological_order(output);
+  const VariableOrder order = reverse_topological_order(output);
   for (const Variable& v : order)
     if (v.node() && v.node()->freed)
-      fail("backward", "the graph through '" + v.node()->op +
+      fail("backward", "the graph through '" + std::string(v.node()->op) +
                            "' was already freed by an earlier backward; pass retain_graph = true "
                            "to the first backward to run it twice");
 
@@ -55,9 +62,9 @@ void backward(const Variable& output, const Tensor& grad_output, bool retain_gra
     if (!node) continue;  // a leaf keeps its .grad
     Tensor grad_output_of_node = std::exchange(v.mutable_grad(), Tensor{});
     if (grad_output_of_node.defined()) {
-      std::vector<bool> needs(node->inputs.size());
+      GradMask needs(node->inputs.size());
       for (std::size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].requires_grad();
-      std::vector<Tensor> grads = node->backward(grad_output_of_node, needs);
+      const TensorList grads = node->backward(grad_output_of_node, needs);
       if (grads.size() != node->inputs.size())
         fail(node->op, "backward returned " + std::to_string(grads.size()) +
                            " gradients for " + std::to_string(node->inputs.size()) + " inputs");
@@ -65,7 +72,7 @@ void backward(const Variable& output, const Tensor& grad_output, bool retain_gra
         if (needs[i] && grads[i].defined()) node->inputs[i].accumulate_grad(grads[i], node->op);
     }
     if (!retain_graph) {
-      node->backward = nullptr;  // releases the tensors the forward saved
+      node->backward.reset();  // releases the tensors the forward saved
       node->freed = true;
     }
   }

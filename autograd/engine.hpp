@@ -3,16 +3,20 @@
 
 #include <vector>
 
+#include "autograd/allocator.hpp"
 #include "autograd/variable.hpp"
 
 namespace ag {
+
+/// A list of Variables in the caching allocator, so that a traversal in a training loop reuses the
+/// memory of the one before.
+using VariableOrder = std::vector<Variable, CachingAllocator<Variable>>;
 
 /// Every Variable the output depends on through requires-grad edges, each once, ordered so that
 /// every Variable comes after all Variables computed from it (the output first, leaves last).
 /// Iterative depth-first search: the depth of the graph does not touch the C++ stack. The DOT
 /// export walks the same order with `include_constants` so that it also shows non-grad inputs.
-std::vector<Variable> reverse_topological_order(const Variable& output,
-                                                bool include_constants = false);
+VariableOrder reverse_topological_order(const Variable& output, bool include_constants = false);
 
 /// Reverse-mode differentiation: seeds d(output) with `grad_output` (or 1 for a one-element output
 /// when grad_output is undefined), calls each node's backward once in reverse topological order,

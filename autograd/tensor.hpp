@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace ag {
 
 enum class DType { Float32, Float64 };
@@ -18,7 +20,9 @@ enum class DType { Float32, Float64 };
 std::string_view dtype_name(DType dtype);  // "float32" / "float64"
 std::size_t dtype_size(DType dtype);       // 4 / 8
 
-using Shape = std::vector<std::int64_t>;
+/// Dimensions, outermost first. Up to five are stored inline (as PyTorch does), so making a tensor
+/// does not allocate for its shape; more spill to the heap.
+using Shape = boost::container::small_vector<std::int64_t, 5>;
 
 std::string shape_str(const Shape& shape);  // "[2, 3, 4]"
 /// Product of the dimensions; throws if any is negative or the product overflows.

@@ -14,14 +14,14 @@ bool grad_enabled() { return grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
 NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
 
-Node::Node(std::string op, std::vector<Variable> inputs, BackwardFn backward)
-    : op(std::move(op)), inputs(std::move(inputs)), backward(std::move(backward)) {}
+Node::Node(OpName op, VariableList inputs, BackwardFn backward)
+    : op(op.c_str()), inputs(std::move(inputs)), backward(std::move(backward)) {}
 
 Node::~Node() {
   // Destroying the last handle to a long chain would otherwise recurse once per op
   // (Variable -> Node -> input Variable -> Node ...). Instead, whenever we hold the last reference
   // to an input and to its node, we move that node's inputs onto our own list before letting go.
-  std::vector<Variable> pending = std::move(inputs);
+  VariableList pending = std::move(inputs);
   while (!pending.empty()) {
     Variable v = std::move(pending.back());
     pending.pop_back();
@@ -34,7 +34,7 @@ Node::~Node() {
 }
 
 Variable::Variable(Tensor value, bool requires_grad, std::string name)
-    : impl_(std::make_shared<Impl>()) {
+    : impl_(std::allocate_shared<Impl>(CachingAllocator<Impl>{})) {
   if (!value.defined()) fail("Variable", "cannot wrap an undefined tensor");
   impl_->value = std::move(value);
   impl_->requires_grad = requires_grad;
@@ -44,7 +44,7 @@ Variable::Variable(Tensor value, bool requires_grad, std::string name)
 Variable Variable::defer(std::shared_ptr<const Deferred> deferred, bool requires_grad) {
   if (!deferred) fail("Variable::defer", "null deferred computation");
   Variable out;
-  out.impl_ = std::make_shared<Impl>();
+  out.impl_ = std::allocate_shared<Impl>(CachingAllocator<Impl>{});
   out.impl_->requires_grad = requires_grad;
   out.impl_->deferred = std::move(deferred);
   out.impl_->deferred_grad_mode = grad_mode;
@@ -74,7 +74,7 @@ void Variable::materialize() const {
 void Variable::set_requires_grad(bool requires_grad) {
   if (!is_leaf())
     fail("set_requires_grad", "only leaves can change requires_grad (this is the output of '" +
-                                  impl_->node->op + "'); use detach()");
+                                  std::string(impl_->node->op) + "'); use detach()");
   impl_->requires_grad = requires_grad;
 }
 
@@ -105,18 +105,19 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
   ag::backward(*this, grad_output, retain_graph);
 }
 
-bool needs_grad(const std::vector<Variable>& inputs) {
+bool needs_grad(const VariableList& inputs) {
   if (!grad_mode) return false;
   for (const auto& v : inputs)
     if (v.defined() && v.requires_grad()) return true;
   return false;
 }
 
-Variable record(Tensor value, std::string op, std::vector<Variable> inputs, BackwardFn backward) {
+Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backward) {
   Variable out(std::move(value));
   if (needs_grad(inputs)) {
     out.impl_->requires_grad = true;
-    out.impl_->node = std::make_shared<Node>(std::move(op), std::move(inputs), std::move(backward));
+    out.impl_->node = std::allocate_shared<Node>(CachingAllocator<Node>{}, op, std::move(inputs),
+                                                 std::move(backward));
   }
   return out;
 }

@@ -2,17 +2,24 @@
 // gradient accumulation, and the no-grad guard. The traversal lives in engine.hpp.
 #pragma once
 
-#include <functional>
-#include <utility>
+#include <cstddef>
 #include <memory>
+#include <new>
 #include <string>
-#include <vector>
+#include <string_view>
+#include <type_traits>
+#include <utility>
 
+#include <boost/container/small_vector.hpp>
+
+#include "autograd/allocator.hpp"
 #include "autograd/tensor.hpp"
 
 namespace ag {
 
 class Variable;
+class BackwardFn;
+struct Node;
 
 /// A result that an op has not computed yet, so that the op consuming it may fuse both into one
 /// kernel (conv2d -> relu -> max_pool2d; see ops/fused.hpp). It knows the shape and dtype it will
@@ -34,26 +41,25 @@ class Deferred {
   DType dtype_;
 };
 
-/// An op's backward: given the gradient of its output, return one gradient per input, in input
-/// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
-/// so an op can skip work nobody needs (the gradient of the input image, say).
-using BackwardFn =
-    std::function<std::vector<Tensor>(const Tensor& grad_output, const std::vector<bool>& needs)>;
+/// An op's name as the graph, the DOT export and error messages show it ("conv2d"). It must be a
+/// string literal (checked at compile time): a node keeps only the pointer, so recording an op copies
+/// no string.
+class OpName {
+ public:
+  consteval OpName(const char* name) : name_(name) {}
+  const char* c_str() const { return name_; }
 
-/// One recorded op. The node owns its inputs (the graph's edges) and its backward closure, which
-/// holds the tensors saved by the forward by value and never the output, so there are no cycles.
-struct Node {
-  std::string op;                // "conv2d", "relu", ...
-  std::vector<Variable> inputs;  // edges, in data-flow order: inputs -> this node's output
-  BackwardFn backward;           // empty once the graph has been freed
-  bool freed = false;            // backward ran without retain_graph
-
-  Node(std::string op, std::vector<Variable> inputs, BackwardFn backward);
-  /// Releases the chain of inputs iteratively: a 100,000-op graph must not recurse 100,000 deep.
-  ~Node();
-  Node(const Node&) = delete;
-  Node& operator=(const Node&) = delete;
+ private:
+  const char* name_;
 };
+
+/// Short lists: an op has at most three inputs, so four are kept inline and a node's input list, its
+/// gradients and its mask of wanted gradients take no allocation of their own.
+template <class T>
+using SmallList = boost::container::small_vector<T, 4>;
+using TensorList = SmallList<Tensor>;
+/// needs[i]: whether input i of a node wants a gradient.
+using GradMask = SmallList<bool>;
 
 /// A Variable is a cheap handle (like torch.Tensor): copies share the value, gradient and node.
 /// A leaf is a Variable made by the user (no node); only leaves keep .grad after backward.
@@ -134,7 +140,87 @@ class Variable {
   void materialize() const;
 
   friend struct Node;
-  friend Variable record(Tensor, std::string, std::vector<Variable>, BackwardFn);
+  friend Variable record(Tensor, OpName, SmallList<Variable>, BackwardFn);
+};
+
+using VariableList = SmallList<Variable>;
+
+/// An op's backward: given the gradient of its output, return one gradient per input, in input
+/// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
+/// so an op can skip work nobody needs (the gradient of the input image, say).
+///
+/// Like a move-only std::function, except that the closure (the tensors the forward saved) lives in
+/// a block of the caching allocator: a training step reuses the blocks of the step before and makes
+/// no heap allocation (std::function would allocate every closure larger than two pointers).
+class BackwardFn {
+ public:
+  BackwardFn() = default;
+  BackwardFn(std::nullptr_t) {}
+  template <class Closure>
+    requires(!std::is_same_v<std::decay_t<Closure>, BackwardFn> &&
+             std::is_invocable_r_v<TensorList, const std::decay_t<Closure>&, const Tensor&,
+                                   const GradMask&>)
+  BackwardFn(Closure&& closure) {
+    using F = std::decay_t<Closure>;
+    static_assert(alignof(F) <= 64, "the caching allocator's blocks are 64-byte aligned");
+    void* block = allocate_block(sizeof(F));
+    try {
+      closure_ = new (block) F(std::forward<Closure>(closure));
+    } catch (...) {
+      free_block(block, sizeof(F));
+      throw;
+    }
+    call_ = [](const void* f, const Tensor& grad_output, const GradMask& needs) -> TensorList {
+      return (*static_cast<const F*>(f))(grad_output, needs);
+    };
+    destroy_ = [](void* f) noexcept {
+      static_cast<F*>(f)->~F();
+      free_block(f, sizeof(F));
+    };
+  }
+  BackwardFn(BackwardFn&& other) noexcept
+      : closure_(std::exchange(other.closure_, nullptr)), call_(other.call_),
+        destroy_(other.destroy_) {}
+  BackwardFn& operator=(BackwardFn&& other) noexcept {
+    if (this != &other) {
+      reset();
+      closure_ = std::exchange(other.closure_, nullptr);
+      call_ = other.call_;
+      destroy_ = other.destroy_;
+    }
+    return *this;
+  }
+  ~BackwardFn() { reset(); }
+
+  explicit operator bool() const { return closure_ != nullptr; }
+  TensorList operator()(const Tensor& grad_output, const GradMask& needs) const {
+    return call_(closure_, grad_output, needs);
+  }
+  /// Destroys the closure and what it saved.
+  void reset() noexcept {
+    if (closure_) destroy_(std::exchange(closure_, nullptr));
+  }
+
+ private:
+  void* closure_ = nullptr;
+  TensorList (*call_)(const void*, const Tensor&, const GradMask&) = nullptr;
+  void (*destroy_)(void*) noexcept = nullptr;
+};
+
+/// One recorded op. The node owns its inputs (the graph's edges) and its backward closure, which
+/// holds the tensors saved by the forward by value and never the output, so there are no cycles.
+/// Nodes, like Variables' shared state, come from the caching allocator.
+struct Node {
+  std::string_view op;   // "conv2d", "relu", ... (a string literal)
+  VariableList inputs;   // edges, in data-flow order: inputs -> this node's output
+  BackwardFn backward;   // empty once the graph has been freed
+  bool freed = false;    // backward ran without retain_graph
+
+  Node(OpName op, VariableList inputs, BackwardFn backward);
+  /// Releases the chain of inputs iteratively: a 100,000-op graph must not recurse 100,000 deep.
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
 };
 
 /// True unless a NoGradGuard is alive on this thread.
@@ -154,10 +240,10 @@ class NoGradGuard {
 
 /// True when gradients are being recorded and at least one of `inputs` requires grad. Ops call it
 /// before saving anything for backward, so inference saves nothing.
-bool needs_grad(const std::vector<Variable>& inputs);
+bool needs_grad(const VariableList& inputs);
 
 /// Wraps an op's forward result. If needs_grad(inputs), records a node with the inputs and the
 /// backward; otherwise returns a plain Variable and drops the backward (and what it saved).
-Variable record(Tensor value, std::string op, std::vector<Variable> inputs, BackwardFn backward);
+Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backward);
 
 }  // namespace ag

@@ -23,7 +23,10 @@ std::int64_t Module::parameter_count() const {
 }
 
 void Module::zero_grad() {
-  for (auto& p : parameters()) p.zero_grad();
+  // Walks the tree rather than calling parameters(): it runs every training step, and building the
+  // list (and the dotted names) would allocate.
+  for (auto& [name, p] : parameters_) p.zero_grad();
+  for (auto& [name, child] : children_) child->zero_grad();
 }
 
 void Module::train(bool on) {

@@ -17,7 +17,7 @@ Variable relu(const Variable& x) {
   });
   // Saves x (shared, not copied) for the mask [x > 0].
   Tensor saved_x = needs_grad({x}) ? x.value() : Tensor{};
-  return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const std::vector<bool>&) {
+  return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const GradMask&) {
     Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
       const T* x_data = saved_x.data<T>();
@@ -26,7 +26,7 @@ Variable relu(const Variable& x) {
       for (std::int64_t i = 0; i < dx.numel(); ++i)
         dx_data[i] = x_data[i] > T(0) ? dy_data[i] : T(0);
     });
-    return std::vector<Tensor>{dx};
+    return TensorList{dx};
   });
 }
 

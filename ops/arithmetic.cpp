@@ -117,8 +117,8 @@ Variable add(const Variable& a, const Variable& b) {
   // Saves only the input shapes.
   return record(std::move(y), "add", {a, b},
                 [a_shape = a.shape(), b_shape = b.shape()](const Tensor& dy,
-                                                           const std::vector<bool>& needs) {
-                  return std::vector<Tensor>{needs[0] ? sum_to_shape(dy, a_shape) : Tensor{},
+                                                           const GradMask& needs) {
+                  return TensorList{needs[0] ? sum_to_shape(dy, a_shape) : Tensor{},
                                              needs[1] ? sum_to_shape(dy, b_shape) : Tensor{}};
                 });
 }
@@ -145,7 +145,7 @@ Variable mul(const Variable& a, const Variable& b) {
   return record(
       std::move(y), "mul", {a, b},
       [saved_a, saved_b, a_shape = a.shape(), b_shape = b.shape(), stride_a, stride_b](
-          const Tensor& dy, const std::vector<bool>& needs) {
+          const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_b.defined()) || (needs[1] && !saved_a.defined()))
           fail("mul", "an input began requiring grad after the forward; its factor was not saved");
         Tensor grad_a = needs[0] ? Tensor(a_shape, dy.dtype()) : Tensor{};
@@ -169,7 +169,7 @@ Variable mul(const Variable& a, const Variable& b) {
                                });
           }
         });
-        return std::vector<Tensor>{grad_a, grad_b};
+        return TensorList{grad_a, grad_b};
       });
 }
 
@@ -178,8 +178,8 @@ Variable sum(const Variable& x) {
   Tensor y = Tensor::full({}, sum_of(x.value()), x.dtype());
   // Saves only x's shape.
   return record(std::move(y), "sum", {x},
-                [x_shape = x.shape()](const Tensor& dy, const std::vector<bool>&) {
-                  return std::vector<Tensor>{Tensor::full(x_shape, dy.item(), dy.dtype())};
+                [x_shape = x.shape()](const Tensor& dy, const GradMask&) {
+                  return TensorList{Tensor::full(x_shape, dy.item(), dy.dtype())};
                 });
 }
 
@@ -190,8 +190,8 @@ Variable mean(const Variable& x) {
   Tensor y = Tensor::full({}, sum_of(x.value()) / static_cast<double>(n), x.dtype());
   // Saves only x's shape.
   return record(std::move(y), "mean", {x},
-                [x_shape = x.shape(), n](const Tensor& dy, const std::vector<bool>&) {
-                  return std::vector<Tensor>{
+                [x_shape = x.shape(), n](const Tensor& dy, const GradMask&) {
+                  return TensorList{
                       Tensor::full(x_shape, dy.item() / static_cast<double>(n), dy.dtype())};
                 });
 }

@@ -110,7 +110,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
     }
   });
 
-  std::vector<Variable> inputs{x, w};
+  VariableList inputs{x, w};
   if (has_bias) inputs.push_back(b);
   if (!needs_grad(inputs)) return record(std::move(y), "conv2d", std::move(inputs), nullptr);
 
@@ -119,7 +119,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   // the GEMMs and keeping cols would hold K/Cin = KH*KW times the memory of x.
   const Tensor x_value = x.value(), w_value = w.value();
   return record(std::move(y), "conv2d", std::move(inputs),
-                [g, x_value, w_value, has_bias](const Tensor& dy, const std::vector<bool>& needs) {
+                [g, x_value, w_value, has_bias](const Tensor& dy, const GradMask& needs) {
     // dy:[N, Cout, Ho, Wo]; per image dy[n]:[Cout, P].
     //   grad_w:[Cout, K]    = sum_n dy[n] cols[n]^T
     //   grad_x[n]:[Cin,H,W] = col2im(w^T:[K, Cout] dy[n])
@@ -127,7 +127,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
     const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
               p = static_cast<int>(g.pixels());
     const std::int64_t image_size = g.in_channels * g.height * g.width;
-    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    TensorList grads(has_bias ? 3 : 2);
     dispatch(dy.dtype(), [&]<class T>() {
       const T* dy_data = dy.data<T>();
       Tensor cols({g.patch(), g.pixels()}, dy.dtype());  // scratch: cols[n], then w^T dy[n]

@@ -45,7 +45,7 @@ Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable&
   const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
   const kernels::PoolGeometry pool = pool_geometry(g, options);
   const bool has_bias = b.defined();
-  std::vector<Variable> inputs{x, w};
+  VariableList inputs{x, w};
   if (has_bias) inputs.push_back(b);
   const bool save = needs_grad(inputs);
 
@@ -66,14 +66,14 @@ Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable&
     kernels::conv_pool_forward(g, pool, x_data, w_data, b_data, y.data<T>(), winners.get());
   });
 
-  std::string op = options.relu ? "conv2d+relu+max_pool2d" : "conv2d+max_pool2d";
-  if (!save) return record(std::move(y), std::move(op), std::move(inputs), nullptr);
-  return record(std::move(y), std::move(op), std::move(inputs),
+  const OpName op = options.relu ? OpName("conv2d+relu+max_pool2d") : OpName("conv2d+max_pool2d");
+  if (!save) return record(std::move(y), op, std::move(inputs), nullptr);
+  return record(std::move(y), op, std::move(inputs),
                 [g, pool, has_bias, winners = std::move(winners), x_value = x.value(),
-                 w_value = w.value()](const Tensor& dy, const std::vector<bool>& needs) {
+                 w_value = w.value()](const Tensor& dy, const GradMask& needs) {
                   // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's
                   // backward of that sparse dz: grad_x (through w), grad_w (through x), grad_b.
-                  std::vector<Tensor> grads(has_bias ? 3 : 2);
+                  TensorList grads(has_bias ? 3 : 2);
                   if (needs[0]) grads[0] = Tensor(x_value.shape(), dy.dtype());
                   if (needs[1]) grads[1] = Tensor(w_value.shape(), dy.dtype());
                   if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
@@ -147,7 +147,7 @@ Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, s
                       std::int64_t padding) {
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   return Variable::defer(
-      std::make_shared<DeferredConv2d>(Shape{g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(),
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, Shape{g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(),
                                        x, w, b, stride, padding),
       needs_grad({x, w, b}));
 }
@@ -157,7 +157,7 @@ Variable fuse_relu(const Variable& x) {
   const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || pending->relu()) return {};
   return Variable::defer(
-      std::make_shared<DeferredConv2d>(x.shape(), x.dtype(), pending->x, pending->w, pending->b,
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, x.shape(), x.dtype(), pending->x, pending->w, pending->b,
                                        pending->stride, pending->padding, /*conv=*/x),
       needs_grad({x}));
 }

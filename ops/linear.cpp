@@ -83,7 +83,7 @@ Variable matmul(const Variable& a, const Variable& b) {
   Tensor saved_a = saving && b.requires_grad() ? a.value() : Tensor{};
   Tensor saved_b = saving && a.requires_grad() ? b.value() : Tensor{};
   return record(std::move(y), "matmul", {a, b},
-                [saved_a, saved_b, M, K, N](const Tensor& dy, const std::vector<bool>& needs) {
+                [saved_a, saved_b, M, K, N](const Tensor& dy, const GradMask& needs) {
                   if ((needs[0] && !saved_b.defined()) || (needs[1] && !saved_a.defined()))
                     fail("matmul", "an input began requiring grad after the forward");
                   Tensor grad_a = needs[0] ? Tensor({M, K}, dy.dtype()) : Tensor{};
@@ -98,7 +98,7 @@ Variable matmul(const Variable& a, const Variable& b) {
                       gemm<T>(true, false, K, N, M, saved_a.data<T>(), dy.data<T>(), 0,
                               grad_b.data<T>());
                   });
-                  return std::vector<Tensor>{grad_a, grad_b};
+                  return TensorList{grad_a, grad_b};
                 });
 }
 
@@ -135,17 +135,17 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
   });
 
   // Saves x (shared, not copied) if w needs a gradient, w if x does; the bias needs nothing.
-  std::vector<Variable> inputs{x, w};
+  VariableList inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   const bool saving = needs_grad(inputs);
   Tensor saved_x = saving && w.requires_grad() ? x.value() : Tensor{};
   Tensor saved_w = saving && x.requires_grad() ? w.value() : Tensor{};
   return record(
       std::move(y), "linear", std::move(inputs),
-      [saved_x, saved_w, N, in, out](const Tensor& dy, const std::vector<bool>& needs) {
+      [saved_x, saved_w, N, in, out](const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
           fail("linear", "an input began requiring grad after the forward");
-        std::vector<Tensor> grads(needs.size());
+        TensorList grads(needs.size());
         dispatch(dy.dtype(), [&]<class T>() {
           const T* dy_data = dy.data<T>();
           if (needs[0]) {  // dx:[N, in] = dy:[N, out] w:[out, in]

@@ -1,8 +1,10 @@
 // Loss functions: nll_loss.
 #include "ops/loss.hpp"
 
+#include <algorithm>
 #include <string>
-#include <vector>
+
+#include "autograd/allocator.hpp"
 
 namespace ag {
 
@@ -32,19 +34,22 @@ Variable nll_loss(const Variable& logp, std::span<const std::int64_t> targets) {
   Tensor y = Tensor::full({}, -total / static_cast<double>(N), logp.dtype());
 
   // Saves a copy of the targets (the caller's span may not outlive the graph) and logp's shape.
-  std::vector<std::int64_t> saved_targets;
-  if (needs_grad({logp})) saved_targets.assign(targets.begin(), targets.end());
+  std::shared_ptr<std::int64_t[]> saved_targets;
+  if (needs_grad({logp})) {
+    saved_targets = make_cached_array<std::int64_t>(static_cast<std::size_t>(N));
+    std::copy(targets.begin(), targets.end(), saved_targets.get());
+  }
   return record(std::move(y), "nll_loss", {logp},
                 [saved_targets = std::move(saved_targets), N, C](const Tensor& dy,
-                                                                 const std::vector<bool>&) {
+                                                                 const GradMask&) {
                   Tensor dlogp({N, C}, dy.dtype());
                   dispatch(dy.dtype(), [&]<class T>() {
                     const T scale = -dy.data<T>()[0] / static_cast<T>(N);
                     T* d = dlogp.data<T>();
                     for (std::int64_t n = 0; n < N; ++n)
-                      d[n * C + saved_targets[static_cast<std::size_t>(n)]] = scale;
+                      d[n * C + saved_targets[n]] = scale;
                   });
-                  return std::vector<Tensor>{dlogp};
+                  return TensorList{dlogp};
                 });
 }
 

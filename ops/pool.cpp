@@ -59,7 +59,7 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   const Shape x_shape = x.shape();
   return record(std::move(y), "max_pool2d", {x},
                 [argmax = std::move(argmax), x_shape, planes, plane_in, plane_out](
-                    const Tensor& dy, const std::vector<bool>&) {
+                    const Tensor& dy, const GradMask&) {
     // dx[argmax] += dy: overlapping windows (stride < kernel) may pick the same input.
     Tensor grad_x(x_shape, dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
@@ -69,7 +69,7 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
         for (std::int64_t out = plane * plane_out; out < (plane + 1) * plane_out; ++out)
           dx_data[plane * plane_in + argmax[static_cast<std::size_t>(out)]] += dy_data[out];
     });
-    return std::vector<Tensor>{grad_x};
+    return TensorList{grad_x};
   });
 }
 

@@ -11,8 +11,8 @@ Variable reshape(const Variable& x, Shape shape) {
   Tensor y = x.value().reshape(std::move(shape));  // a view; throws naming reshape and both shapes
   // Saves only x's shape.
   return record(std::move(y), "reshape", {x},
-                [x_shape = x.shape()](const Tensor& dy, const std::vector<bool>&) {
-                  return std::vector<Tensor>{dy.reshape(x_shape)};
+                [x_shape = x.shape()](const Tensor& dy, const GradMask&) {
+                  return TensorList{dy.reshape(x_shape)};
                 });
 }
 

@@ -57,7 +57,7 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
 
   // Saves the output y (softmax = exp(y)), shared with the result; not x.
   Tensor saved_y = needs_grad({x}) ? y : Tensor{};
-  auto backward = [saved_y, f](const Tensor& dy, const std::vector<bool>&) {
+  auto backward = [saved_y, f](const Tensor& dy, const GradMask&) {
     Tensor dx(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
       for (std::int64_t o = 0; o < f.outer; ++o)
@@ -72,7 +72,7 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
             dxs[k * f.inner] = dys[k * f.inner] - std::exp(ys[k * f.inner]) * sum_dy;
         }
     });
-    return std::vector<Tensor>{dx};
+    return TensorList{dx};
   };
   return record(std::move(y), "log_softmax", {x}, std::move(backward));
 }

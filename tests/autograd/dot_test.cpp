@@ -26,13 +26,13 @@ Variable mul(const Variable& a, const Variable& b) {
   Tensor y = a.value().clone();
   for (std::int64_t i = 0; i < y.numel(); ++i) y.set(i, a.value().at(i) * b.value().at(i));
   Tensor av = a.value(), bv = b.value();
-  return record(std::move(y), "mul", {a, b}, [av, bv](const Tensor& dy, const std::vector<bool>&) {
+  return record(std::move(y), "mul", {a, b}, [av, bv](const Tensor& dy, const GradMask&) {
     Tensor da = dy.clone(), db = dy.clone();
     for (std::int64_t i = 0; i < dy.numel(); ++i) {
       da.set(i, dy.at(i) * bv.at(i));
       db.set(i, dy.at(i) * av.at(i));
     }
-    return std::vector<Tensor>{da, db};
+    return TensorList{da, db};
   });
 }
 
@@ -42,15 +42,15 @@ Variable sum(const Variable& x) {
   for (std::int64_t i = 0; i < x.value().numel(); ++i) total += x.value().at(i);
   const Shape shape = x.shape();
   return record(Tensor::full({}, total, x.dtype()), "sum", {x},
-                [shape](const Tensor& dy, const std::vector<bool>&) {
-                  return std::vector<Tensor>{Tensor::full(shape, dy.item(), dy.dtype())};
+                [shape](const Tensor& dy, const GradMask&) {
+                  return TensorList{Tensor::full(shape, dy.item(), dy.dtype())};
                 });
 }
 
 // y = x, under any op name (to test how names are escaped).
-Variable identity(const Variable& x, std::string op) {
-  return record(x.value().clone(), std::move(op), {x},
-                [](const Tensor& dy, const std::vector<bool>&) { return std::vector<Tensor>{dy}; });
+Variable identity(const Variable& x, OpName op) {
+  return record(x.value().clone(), op, {x},
+                [](const Tensor& dy, const GradMask&) { return TensorList{dy}; });
 }
 
 // The graph of tests/autograd/golden/small_graph.dot:
@@ -131,7 +131,7 @@ TEST(ToDot, ParsesBackWithOneNodePerVariableAndOneEdgePerInputSlot) {
   EXPECT_EQ(agdegree(graph.get(), output, /*in=*/0, /*out=*/1), 0);
 
   // Every op node has as many incoming edges as its op has inputs; leaves have none.
-  const std::vector<Variable> reverse_order = reverse_topological_order(g.loss, true);
+  const VariableOrder reverse_order = reverse_topological_order(g.loss, true);
   for (std::size_t i = 0; i < reverse_order.size(); ++i) {
     const Variable& v = reverse_order[reverse_order.size() - 1 - i];
     const std::string id = node_id(i);

@@ -14,10 +14,10 @@ namespace {
 Variable scale(const Variable& x, double c) {
   Tensor y = x.value().clone();
   for (std::int64_t i = 0; i < y.numel(); ++i) y.set(i, c * y.at(i));
-  return record(std::move(y), "scale", {x}, [c](const Tensor& dy, const std::vector<bool>&) {
+  return record(std::move(y), "scale", {x}, [c](const Tensor& dy, const GradMask&) {
     Tensor dx = dy.clone();
     for (std::int64_t i = 0; i < dx.numel(); ++i) dx.set(i, c * dx.at(i));
-    return std::vector<Tensor>{dx};
+    return TensorList{dx};
   });
 }
 
@@ -27,13 +27,13 @@ Variable times(const Variable& a, const Variable& b) {
   for (std::int64_t i = 0; i < y.numel(); ++i) y.set(i, a.value().at(i) * b.value().at(i));
   Tensor av = a.value(), bv = b.value();
   return record(std::move(y), "times", {a, b},
-                [av, bv](const Tensor& dy, const std::vector<bool>&) {
+                [av, bv](const Tensor& dy, const GradMask&) {
                   Tensor da = dy.clone(), db = dy.clone();
                   for (std::int64_t i = 0; i < dy.numel(); ++i) {
                     da.set(i, dy.at(i) * bv.at(i));
                     db.set(i, dy.at(i) * av.at(i));
                   }
-                  return std::vector<Tensor>{da, db};
+                  return TensorList{da, db};
                 });
 }
 
@@ -105,8 +105,8 @@ TEST(Backward, NonScalarNeedsAnExplicitGradient) {
 
 TEST(Backward, WrongGradientShapeIsCaughtWhereItHappens) {
   Variable x(Tensor::ones({3}, DType::Float64), true);
-  Variable bad = record(x.value().clone(), "bad_op", {x}, [](const Tensor&, const std::vector<bool>&) {
-    return std::vector<Tensor>{Tensor::ones({2}, DType::Float64)};
+  Variable bad = record(x.value().clone(), "bad_op", {x}, [](const Tensor&, const GradMask&) {
+    return TensorList{Tensor::ones({2}, DType::Float64)};
   });
   try {
     bad.backward(Tensor::ones({3}, DType::Float64));
@@ -130,8 +130,8 @@ TEST(Backward, FreeingTheGraphReleasesWhatTheForwardSaved) {
   std::weak_ptr<int> watch = saved;
   Variable x = scalar(1.0);
   Variable y = record(x.value().clone(), "keeps", {x},
-                      [saved](const Tensor& dy, const std::vector<bool>&) {
-                        return std::vector<Tensor>{dy};
+                      [saved](const Tensor& dy, const GradMask&) {
+                        return TensorList{dy};
                       });
   saved.reset();
   EXPECT_FALSE(watch.expired());
@@ -144,8 +144,8 @@ TEST(Backward, RetainedGraphKeepsWhatTheForwardSaved) {
   std::weak_ptr<int> watch = saved;
   Variable x = scalar(1.0);
   Variable y = record(x.value().clone(), "keeps", {x},
-                      [saved](const Tensor& dy, const std::vector<bool>&) {
-                        return std::vector<Tensor>{dy};
+                      [saved](const Tensor& dy, const GradMask&) {
+                        return TensorList{dy};
                       });
   saved.reset();
   y.backward(/*retain_graph=*/true);
@@ -199,9 +199,9 @@ TEST(Backward, UndefinedInputSlotIsSkipped) {
   // An op may record an absent optional input (a missing bias) as an undefined Variable.
   Variable x = scalar(2.0);
   Variable y = record(x.value().clone(), "optional_input", {x, Variable()},
-                      [](const Tensor& dy, const std::vector<bool>& needs) {
+                      [](const Tensor& dy, const GradMask& needs) {
                         EXPECT_FALSE(needs[1]);
-                        return std::vector<Tensor>{dy, Tensor{}};
+                        return TensorList{dy, Tensor{}};
                       });
   EXPECT_EQ(reverse_topological_order(y, /*include_constants=*/true).size(), 2u);
   y.backward();

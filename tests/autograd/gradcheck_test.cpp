@@ -25,7 +25,7 @@ Variable product_plus_a(const Variable& a, const Variable& b, Bug bug) {
     y.set(i, a.value().at(i) * b.value().at(i) + a.value().at(i));
   Tensor av = a.value(), bv = b.value();
   return record(std::move(y), "product_plus_a", {a, b},
-                [av, bv, bug](const Tensor& dy, const std::vector<bool>&) {
+                [av, bv, bug](const Tensor& dy, const GradMask&) {
                   Tensor da(dy.shape(), DType::Float64), db(dy.shape(), DType::Float64);
                   bool all_zero = true;
                   for (std::int64_t i = 0; i < dy.numel(); ++i) all_zero &= dy.at(i) == 0;
@@ -36,7 +36,7 @@ Variable product_plus_a(const Variable& a, const Variable& b, Bug bug) {
                     if (bug == Bug::WrongAtElement5 && i == 5) db.set(i, 3 * g * av.at(i));
                   }
                   if (bug == Bug::NonzeroForZeroGrad && all_zero) da.set(0, 0.5);
-                  return std::vector<Tensor>{da, db};
+                  return TensorList{da, db};
                 });
 }
 

@@ -118,7 +118,7 @@ TEST_P(FusedGeometry, ForwardEqualsUnfusedOps) {
 TEST_P(FusedGeometry, GradientsEqualUnfusedOps) {
   const Geometry g = GetParam();
   ASSERT_GT(margin(g, random_inputs(g)), 1e-6) << "inputs too close to a kink or tie: change seed";
-  std::vector<Tensor> grads[2];
+  TensorList grads[2];
   for (int path = 0; path < 2; ++path) {
     const Inputs in = random_inputs(g);
     const Variable y =
