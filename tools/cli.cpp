@@ -13,7 +13,7 @@ namespace {
 
 // The binary is <root>/build*/tools/lenet: the root is two levels up; one more allows a build
 // directory nested one deeper.
-constexpr int kLevelsAboveBinary = 3;
+constexpr std::size_t kLevelsAboveBinary = 3;
 
 // The lenet binary's directory and its parents up to kLevelsAboveBinary, nearest first; empty if
 // /proc/self/exe cannot be read.

@@ -48,8 +48,8 @@ struct TrainConfig {
   std::string optimizer = "sgd";
   std::string schedule = "cosine";
   std::int64_t warmup_steps = 0;  // linear ramp from lr/N to lr over the first N steps (0: none)
-  std::int64_t step_epochs = 5;  // --schedule step
-  double gamma = 0.1;            // --schedule step
+  std::int64_t step_epochs = 5;   // --schedule step
+  double gamma = 0.1;             // --schedule step
   int augment = 2;
   std::uint64_t seed = 1;
   // One worker per core, up to 4: the shards of a batch of 64 stay large enough to be efficient.
@@ -184,7 +184,8 @@ int train(const std::vector<std::string>& args) {
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "L2 penalty")
       ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer), "sgd or adam")
       ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant, step or cosine")
-      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps), "lr rises linearly to --lr over the first N steps (0: none)")
+      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps),
+       "lr rises linearly to --lr over the first N steps (0: none)")
       ("step-epochs", po::value(&c.step_epochs)->default_value(c.step_epochs), "--schedule step: epochs between decays")
       ("gamma", po::value(&c.gamma)->default_value(c.gamma), "--schedule step: decay factor")
       ("augment", po::value(&c.augment)->default_value(c.augment), "random shifts of up to N pixels (0: off)")

@@ -42,7 +42,8 @@ std::string shell_word(const std::string& s) {
 }
 
 // Runs lenet with `args` in `directory` (the current one if empty); `binary` replaces $LENET.
-Outcome run_in(const std::string& directory, const std::vector<std::string>& args, const std::string& binary = lenet()) {
+Outcome run_in(const std::string& directory, const std::vector<std::string>& args,
+               const std::string& binary = lenet()) {
   std::string command = directory.empty() ? "" : "cd" + shell_word(directory) + " &&";
   command += shell_word(fs::absolute(binary).string());
   for (const auto& a : args) command += shell_word(a);
@@ -159,7 +160,8 @@ TEST(CommandLine, BadArgumentsAreOneLineExit2) {
 TEST(CommandLine, HelpListsTheOptionsAndExits0) {
   const Outcome r = run({"train", "--help"});
   EXPECT_EQ(r.status, 0);
-  for (const char* option : {"--epochs", "--batch-size", "--seed", "--threads", "--warmup-steps", "--checkpoint", "--resume"})
+  for (const char* option :
+       {"--epochs", "--batch-size", "--seed", "--threads", "--warmup-steps", "--checkpoint", "--resume"})
     EXPECT_NE(r.output.find(option), std::string::npos) << option;
 }
 
@@ -265,7 +267,8 @@ TEST(Train, WarmupRampsTheLearningRateOfTheFirstSteps) {
   const std::vector<std::string> lrs = lrs_of(dir / "warm.csv");
   ASSERT_EQ(lrs.size(), 20u);
   const double expected[] = {0.0125, 0.025, 0.0375, 0.05, 0.05, 0.05};
-  for (std::size_t k = 0; k < std::size(expected); ++k) EXPECT_DOUBLE_EQ(std::stod(lrs[k]), expected[k]) << "step " << k;
+  for (std::size_t k = 0; k < std::size(expected); ++k)
+    EXPECT_DOUBLE_EQ(std::stod(lrs[k]), expected[k]) << "step " << k;
   for (const std::string& lr : lrs_of(dir / "flat.csv")) EXPECT_DOUBLE_EQ(std::stod(lr), 0.05);
   // The logged rate is the one used: the first loss comes before any update, the second after a
   // smaller one.
@@ -315,9 +318,10 @@ TEST(Train, ACheckpointWithoutWarmupResumesAsNoWarmup) {
 
   const Outcome refused = run({"train", "--data", "data/mnist", "--resume", dir / "old-ck", "--warmup-steps", "3"});
   EXPECT_EQ(refused.status, 2) << refused.output;
-  EXPECT_NE(refused.output.find("--warmup-steps 3 contradicts the checkpoint's 0"), std::string::npos) << refused.output;
-  const Outcome resumed = run({"train", "--data", "data/mnist", "--resume", dir / "old-ck", "--out", dir / "resumed.safetensors",
-                               "--metrics", "", "--plot", ""});
+  EXPECT_NE(refused.output.find("--warmup-steps 3 contradicts the checkpoint's 0"), std::string::npos)
+      << refused.output;
+  const Outcome resumed = run({"train", "--data", "data/mnist", "--resume", dir / "old-ck", "--out",
+                               dir / "resumed.safetensors", "--metrics", "", "--plot", ""});
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_EQ(resumed.output.find("warm-up"), std::string::npos) << resumed.output;
   EXPECT_EQ(weights_of(dir / "whole.safetensors"), weights_of(dir / "resumed.safetensors"));
