@@ -239,9 +239,11 @@ int bench(const std::vector<std::string>& args) {
   nn::MnistSplit train_set, test_set;
   if (!vm.count("synthetic")) {
     try {
+      data_dir = resolve_path(vm, "data");
       train_set = nn::load_mnist(data_dir, nn::Split::Train);
       test_set = nn::load_mnist(data_dir, nn::Split::Test);
       real = true;
+    } catch (const MissingPath&) {
     } catch (const nn::DataError&) {
     }
   }

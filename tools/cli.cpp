@@ -1,9 +1,36 @@
-// Option parsing shared by the subcommands.
+// Option parsing and default paths shared by the subcommands.
 #include "tools/cli.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
 
 namespace cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The binary is <root>/build*/tools/lenet: the root is two levels up; one more allows a build
+// directory nested one deeper.
+constexpr std::size_t kLevelsAboveBinary = 3;
+
+// The lenet binary's directory and its parents up to kLevelsAboveBinary, nearest first; empty if
+// /proc/self/exe cannot be read.
+std::vector<fs::path> directories_from_binary() {
+  std::error_code error;
+  const fs::path binary = fs::read_symlink("/proc/self/exe", error);
+  if (error) return {};
+  std::vector<fs::path> directories;
+  for (fs::path directory = binary.parent_path(); directories.size() <= kLevelsAboveBinary;
+       directory = directory.parent_path()) {
+    directories.push_back(directory);
+    if (directory == directory.root_path()) break;
+  }
+  return directories;
+}
+
+}  // namespace
 
 bool parse(std::string_view command, std::string_view synopsis, po::options_description& options,
            const std::vector<std::string>& args, po::variables_map& vm,
@@ -28,6 +55,23 @@ bool parse(std::string_view command, std::string_view synopsis, po::options_desc
 void require_positive(std::string_view option, double value) {
   if (!(value > 0))
     throw UsageError("--" + std::string(option) + " must be positive, got " + std::to_string(value));
+}
+
+std::string resolve_path(const po::variables_map& vm, const std::string& option, std::string_view hint) {
+  const std::string& given = vm[option].as<std::string>();
+  if (!vm[option].defaulted()) return given;
+  std::error_code ignored;
+  if (fs::exists(given, ignored)) return given;  // relative to the current directory, kept as such
+  std::vector<std::string> tried{fs::absolute(given, ignored).lexically_normal().string()};
+  for (const fs::path& directory : directories_from_binary()) {
+    const fs::path candidate = (directory / given).lexically_normal();
+    if (fs::exists(candidate, ignored)) return candidate.string();
+    if (std::find(tried.begin(), tried.end(), candidate.string()) == tried.end()) tried.push_back(candidate.string());
+  }
+  std::string list;
+  for (const std::string& path : tried) list += (list.empty() ? "" : ", ") + path;
+  throw MissingPath("no " + given + " for --" + option + " here or near the lenet binary; tried " + list +
+                    (hint.empty() ? "" : "; " + std::string(hint)));
 }
 
 }  // namespace cli

@@ -1,5 +1,5 @@
-// What every `lenet` subcommand shares: option parsing with --help, and the usage-error type that
-// main turns into one line and exit status 2.
+// What every `lenet` subcommand shares: option parsing with --help, the usage-error type that main
+// turns into one line and exit status 2, and where default files (weights, MNIST) are found.
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -25,6 +25,23 @@ bool parse(std::string_view command, std::string_view synopsis, po::options_desc
 
 /// Throws UsageError unless value > 0.
 void require_positive(std::string_view option, double value);
+
+/// A default file or directory found nowhere (see resolve_path): printed as one line, exit status 1.
+struct MissingPath : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+/// The path a file or directory option stands for. Given explicitly, it is used exactly as given
+/// (relative to the current directory, no searching). Left at its default, a path relative to the
+/// repository root such as models/lenet5.safetensors, it is looked for under the current directory,
+/// then under the lenet binary's directory and its parents, at most three levels up (the binary is
+/// <root>/build*/tools/lenet), so the shipped weights and data are found from anywhere. The first
+/// that exists wins; when none does, throws MissingPath naming every absolute path tried, then
+/// `hint` if given.
+std::string resolve_path(const po::variables_map& vm, const std::string& option, std::string_view hint = {});
+
+/// resolve_path's hint for the MNIST directory.
+inline constexpr std::string_view kFetchMnistHint = "tools/fetch-mnist downloads MNIST";
 
 int train(const std::vector<std::string>& args);
 int eval(const std::vector<std::string>& args);

@@ -23,6 +23,8 @@ int eval(const std::vector<std::string>& args) {
       ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits");
   po::variables_map vm;
   if (!parse("eval", "[--weights FILE] [--data DIR] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
+  weights = resolve_path(vm, "weights");
+  data = resolve_path(vm, "data", kFetchMnistHint);
   openblas_set_num_threads(1);
 
   ag::Generator gen(0);

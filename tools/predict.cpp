@@ -29,6 +29,7 @@ int predict(const std::vector<std::string>& args) {
              &positional))
     return 0;
   if (images.empty()) throw UsageError("no images given");
+  weights = resolve_path(vm, "weights");
   const bool json = vm.count("json") > 0, all_probabilities = vm.count("probabilities") > 0;
 
   ag::Generator gen(0);

@@ -34,6 +34,8 @@ int serve(const std::vector<std::string>& args) {
   if (server_options.threads < 1 || server_options.threads > 64)
     throw UsageError("--threads must be from 1 to 64, got " + std::to_string(server_options.threads));
 
+  server_options.weights = resolve_path(vm, "weights");
+
   // The workers serve one request each in parallel; OpenBLAS inside them must not add threads.
   openblas_set_num_threads(1);
 

@@ -47,8 +47,9 @@ struct TrainConfig {
   double weight_decay = 5e-4;
   std::string optimizer = "sgd";
   std::string schedule = "cosine";
-  std::int64_t step_epochs = 5;  // --schedule step
-  double gamma = 0.1;            // --schedule step
+  std::int64_t warmup_steps = 0;  // linear ramp from lr/N to lr over the first N steps (0: none)
+  std::int64_t step_epochs = 5;   // --schedule step
+  double gamma = 0.1;             // --schedule step
   int augment = 2;
   std::uint64_t seed = 1;
   // One worker per core, up to 4: the shards of a batch of 64 stay large enough to be efficient.
@@ -73,12 +74,15 @@ nn::Metadata run_defining(const TrainConfig& c) {
           {"lr", text(c.lr)},                         {"momentum", text(c.momentum)},
           {"nesterov", c.nesterov ? "1" : "0"},       {"weight-decay", text(c.weight_decay)},
           {"optimizer", c.optimizer},                 {"schedule", c.schedule},
+          {"warmup-steps", std::to_string(c.warmup_steps)},
           {"step-epochs", std::to_string(c.step_epochs)}, {"gamma", text(c.gamma)},
           {"augment", std::to_string(c.augment)},     {"seed", std::to_string(c.seed)},
           {"threads", std::to_string(c.threads)},     {"limit", std::to_string(c.limit)}};
 }
 
-void adopt_checkpoint_config(TrainConfig& c, const nn::Metadata& saved, const po::variables_map& vm) {
+void adopt_checkpoint_config(TrainConfig& c, nn::Metadata saved, const po::variables_map& vm) {
+  // Checkpoints written before --warmup-steps existed had none.
+  saved.try_emplace("warmup-steps", "0");
   const nn::Metadata mine = run_defining(c);
   for (const auto& [key, value] : saved) {
     const auto it = mine.find(key);
@@ -103,6 +107,7 @@ void adopt_checkpoint_config(TrainConfig& c, const nn::Metadata& saved, const po
     c.weight_decay = std::stod(get("weight-decay"));
     c.optimizer = get("optimizer");
     c.schedule = get("schedule");
+    c.warmup_steps = std::stoll(get("warmup-steps"));
     c.step_epochs = std::stoll(get("step-epochs"));
     c.gamma = std::stod(get("gamma"));
     c.augment = std::stoi(get("augment"));
@@ -121,6 +126,7 @@ void validate(const TrainConfig& c) {
   require_positive("log-every", static_cast<double>(c.log_every));
   if (c.threads < 1 || c.threads > 64) throw UsageError("--threads must be in [1, 64]");
   if (c.limit < 0) throw UsageError("--limit must not be negative");
+  if (c.warmup_steps < 0) throw UsageError("--warmup-steps must not be negative");
   if (c.checkpoint_every < 0) throw UsageError("--checkpoint-every must not be negative");
   if (c.augment < 0 || c.augment > 8) throw UsageError("--augment must be in [0, 8]");
   if (!(c.momentum >= 0 && c.momentum < 1)) throw UsageError("--momentum must be in [0, 1)");
@@ -178,6 +184,8 @@ int train(const std::vector<std::string>& args) {
       ("weight-decay", po::value(&c.weight_decay)->default_value(c.weight_decay), "L2 penalty")
       ("optimizer", po::value(&c.optimizer)->default_value(c.optimizer), "sgd or adam")
       ("schedule", po::value(&c.schedule)->default_value(c.schedule), "constant, step or cosine")
+      ("warmup-steps", po::value(&c.warmup_steps)->default_value(c.warmup_steps),
+       "lr rises linearly to --lr over the first N steps (0: none)")
       ("step-epochs", po::value(&c.step_epochs)->default_value(c.step_epochs), "--schedule step: epochs between decays")
       ("gamma", po::value(&c.gamma)->default_value(c.gamma), "--schedule step: decay factor")
       ("augment", po::value(&c.augment)->default_value(c.augment), "random shifts of up to N pixels (0: off)")
@@ -196,6 +204,7 @@ int train(const std::vector<std::string>& args) {
   c.nesterov = vm.count("no-nesterov") == 0;
   if (!c.resume.empty()) adopt_checkpoint_config(c, checkpoint_config(c.resume), vm);
   validate(c);
+  c.data = resolve_path(vm, "data", kFetchMnistHint);
 
   // Our own threads do the parallel work; OpenBLAS inside them must not start threads of its own.
   openblas_set_num_threads(1);
@@ -210,6 +219,10 @@ int train(const std::vector<std::string>& args) {
   const std::int64_t batch = std::min(c.batch_size, train_set.count);
   const std::int64_t steps_per_epoch = (train_set.count + batch - 1) / batch;
   const std::int64_t total_steps = steps_per_epoch * c.epochs;
+  if (c.warmup_steps >= total_steps)
+    throw UsageError("--warmup-steps " + std::to_string(c.warmup_steps) + " must be less than the run's " +
+                     std::to_string(total_steps) + " steps (" + std::to_string(c.epochs) + " epochs of " +
+                     std::to_string(steps_per_epoch) + ")");
 
   ag::Generator gen(c.seed);
   nn::LeNet5 model(gen);
@@ -221,7 +234,8 @@ int train(const std::vector<std::string>& args) {
         model.parameters(),
         nn::SGDOptions{.lr = c.lr, .momentum = c.momentum, .weight_decay = c.weight_decay, .nesterov = c.nesterov});
   nn::LrSchedule schedule{.base_lr = c.lr, .total_steps = total_steps,
-                          .step_size = c.step_epochs * steps_per_epoch, .gamma = c.gamma};
+                          .step_size = c.step_epochs * steps_per_epoch, .gamma = c.gamma,
+                          .warmup_steps = c.warmup_steps};
   schedule.kind = c.schedule == "cosine" ? nn::LrSchedule::Kind::Cosine
                   : c.schedule == "step" ? nn::LrSchedule::Kind::Step
                                          : nn::LrSchedule::Kind::Constant;
@@ -243,7 +257,9 @@ int train(const std::vector<std::string>& args) {
   std::cout << "lenet train: seed " << c.seed << ", " << c.threads << " thread(s), " << train_set.count
             << " training and " << test_set.count << " test images, " << c.epochs << " epochs of "
             << steps_per_epoch << " steps (batch " << batch << "), " << c.optimizer << " lr " << c.lr << " "
-            << c.schedule << ", " << model.parameter_count() << " parameters";
+            << c.schedule;
+  if (c.warmup_steps > 0) std::cout << " after " << c.warmup_steps << " warm-up steps";
+  std::cout << ", " << model.parameter_count() << " parameters";
   if (!c.resume.empty())
     std::cout << "; resuming " << c.resume << " at epoch " << position.epoch + 1 << " step " << position.step;
   std::cout << '\n' << std::flush;

@@ -1,11 +1,13 @@
 // The lenet command end to end: argument errors, training that learns, determinism, checkpoints
-// that survive SIGKILL, the NaN guard, eval and graph. The binary's path comes from $LENET.
+// that survive SIGKILL, the NaN guard, learning-rate warm-up, eval and graph, default paths found
+// from another directory. The binary's path comes from $LENET.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -39,8 +41,11 @@ std::string shell_word(const std::string& s) {
   return out + "'";
 }
 
-Outcome run(const std::vector<std::string>& args) {
-  std::string command = shell_word(lenet());
+// Runs lenet with `args` in `directory` (the current one if empty); `binary` replaces $LENET.
+Outcome run_in(const std::string& directory, const std::vector<std::string>& args,
+               const std::string& binary = lenet()) {
+  std::string command = directory.empty() ? "" : "cd" + shell_word(directory) + " &&";
+  command += shell_word(fs::absolute(binary).string());
   for (const auto& a : args) command += shell_word(a);
   command += " 2>&1";
   Outcome result;
@@ -52,6 +57,8 @@ Outcome run(const std::vector<std::string>& args) {
   result.status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
 }
+
+Outcome run(const std::vector<std::string>& args) { return run_in("", args); }
 
 int line_count(const std::string& s) {
   int lines = 0;
@@ -89,11 +96,11 @@ std::map<std::string, std::vector<double>> weights_of(const std::string& path) {
   return out;
 }
 
-// The loss column of the step rows of a metrics CSV.
-std::vector<std::string> losses_of(const std::string& csv_path) {
+// One column (0 = kind) of the step rows of a metrics CSV.
+std::vector<std::string> step_column(const std::string& csv_path, int column) {
   std::vector<std::string> out;
   const std::string csv = ag::read_file(csv_path);
-  const std::regex step_row(R"(^step,[^,]*,[^,]*,[^,]*,[^,]*,([^,]*),)");
+  const std::regex step_row("^step(?:,[^,]*){" + std::to_string(column - 1) + "},([^,]*)");
   std::size_t begin = 0;
   while (begin < csv.size()) {
     const std::size_t end = csv.find('\n', begin);
@@ -103,6 +110,22 @@ std::vector<std::string> losses_of(const std::string& csv_path) {
     begin = end == std::string::npos ? csv.size() : end + 1;
   }
   return out;
+}
+
+// The loss column (mean loss since the previous row) and the learning rate of the last step.
+std::vector<std::string> losses_of(const std::string& csv_path) { return step_column(csv_path, 5); }
+std::vector<std::string> lrs_of(const std::string& csv_path) { return step_column(csv_path, 10); }
+
+// A plain PGM of a vertical stroke, which the shipped weights read as a 1.
+void write_stroke_pgm(const std::string& path) {
+  std::string pgm = "P2 12 12 9\n";
+  for (int row = 0; row < 12; ++row) {
+    for (int column = 0; column < 12; ++column) {
+      pgm += column >= 5 && column <= 6 && row >= 1 && row <= 10 ? '0' : '9';  // 0: ink, 9: paper
+      pgm += column == 11 ? '\n' : ' ';
+    }
+  }
+  ag::write_file_atomically(path, pgm);
 }
 
 }  // namespace
@@ -124,6 +147,7 @@ TEST(CommandLine, BadArgumentsAreOneLineExit2) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"train", "--bogus"}, {"train", "--threads", "0"},
         {"train", "--epochs", "many"}, {"train", "--optimizer", "rmsprop"}, {"train", "--lr", "-1"},
+        {"train", "--warmup-steps", "-1"}, {"train", "--warmup-steps", "ten"},
         {"eval", "--errors"}, {"graph"}, {"graph", "-o", "x.gif"}, {"predict"},
         {"bench", "--batch", "100000000000"}, {"bench", "--threads", "0,2"}}) {
     const Outcome r = run(args);
@@ -136,7 +160,8 @@ TEST(CommandLine, BadArgumentsAreOneLineExit2) {
 TEST(CommandLine, HelpListsTheOptionsAndExits0) {
   const Outcome r = run({"train", "--help"});
   EXPECT_EQ(r.status, 0);
-  for (const char* option : {"--epochs", "--batch-size", "--seed", "--threads", "--checkpoint", "--resume"})
+  for (const char* option :
+       {"--epochs", "--batch-size", "--seed", "--threads", "--warmup-steps", "--checkpoint", "--resume"})
     EXPECT_NE(r.output.find(option), std::string::npos) << option;
 }
 
@@ -223,6 +248,85 @@ TEST(Train, ResumeRefusesContradictingOptions) {
   EXPECT_NE(r.output.find("--lr 0.2 contradicts the checkpoint's 0.05"), std::string::npos) << r.output;
 }
 
+TEST(Train, WarmupRampsTheLearningRateOfTheFirstSteps) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  // One epoch of 20 steps at a constant rate, a CSV row for every step.
+  auto every_step = [&](const std::string& name, std::vector<std::string> extra) {
+    extra.insert(extra.end(), {"--schedule", "constant"});
+    std::vector<std::string> args = small_run(dir, name, extra, "1");
+    *(std::find(args.begin(), args.end(), "--log-every") + 1) = "1";
+    return args;
+  };
+  ASSERT_EQ(run(every_step("flat", {})).status, 0);
+  const Outcome r = run(every_step("warm", {"--warmup-steps", "4"}));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("lr 0.05 constant after 4 warm-up steps"), std::string::npos) << r.output;
+
+  // Step k (from 0) of the warm-up uses lr * (k + 1) / 4, then the constant 0.05.
+  const std::vector<std::string> lrs = lrs_of(dir / "warm.csv");
+  ASSERT_EQ(lrs.size(), 20u);
+  const double expected[] = {0.0125, 0.025, 0.0375, 0.05, 0.05, 0.05};
+  for (std::size_t k = 0; k < std::size(expected); ++k)
+    EXPECT_DOUBLE_EQ(std::stod(lrs[k]), expected[k]) << "step " << k;
+  for (const std::string& lr : lrs_of(dir / "flat.csv")) EXPECT_DOUBLE_EQ(std::stod(lr), 0.05);
+  // The logged rate is the one used: the first loss comes before any update, the second after a
+  // smaller one.
+  const auto flat = losses_of(dir / "flat.csv"), warmed = losses_of(dir / "warm.csv");
+  ASSERT_EQ(flat.size(), 20u);
+  EXPECT_EQ(flat[0], warmed[0]);
+  EXPECT_NE(flat[1], warmed[1]);
+  EXPECT_NE(weights_of(dir / "flat.safetensors"), weights_of(dir / "warm.safetensors"));
+}
+
+TEST(Train, WarmupAsLongAsTheRunIsOneLineExit2) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome r = run(small_run(dir, "w", {"--warmup-steps", "20"}, "1"));  // 1 epoch of 20 steps
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(line_count(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("--warmup-steps 20 must be less than the run's 20 steps"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "w.safetensors"));
+}
+
+TEST(Train, ResumeRefusesAContradictingWarmup) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  ASSERT_EQ(run(small_run(dir, "a", {"--warmup-steps", "5", "--checkpoint", dir / "ck"})).status, 0);
+  const Outcome r = run({"train", "--data", "data/mnist", "--resume", dir / "ck", "--warmup-steps", "3"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(line_count(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("--warmup-steps 3 contradicts the checkpoint's 5"), std::string::npos) << r.output;
+}
+
+// A checkpoint from before --warmup-steps has no config.warmup-steps: it resumes as 0. Made from a
+// finished 1-epoch run with a constant rate, which is, but for config.epochs, the checkpoint a
+// 2-epoch run writes after its first epoch.
+TEST(Train, ACheckpointWithoutWarmupResumesAsNoWarmup) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const std::vector<std::string> constant{"--schedule", "constant"};
+  ASSERT_EQ(run(small_run(dir, "whole", constant, "2")).status, 0);
+  std::vector<std::string> first_epoch = constant;
+  first_epoch.insert(first_epoch.end(), {"--checkpoint", dir / "ck"});
+  ASSERT_EQ(run(small_run(dir, "half", first_epoch, "1")).status, 0);
+  nn::Safetensors checkpoint = nn::load_safetensors(dir / "ck");
+  ASSERT_EQ(checkpoint.metadata.erase("config.warmup-steps"), 1u);
+  checkpoint.metadata["config.epochs"] = "2";
+  nn::save_safetensors(dir / "old-ck", nn::NamedTensors(checkpoint.tensors.begin(), checkpoint.tensors.end()),
+                       checkpoint.metadata);
+
+  const Outcome refused = run({"train", "--data", "data/mnist", "--resume", dir / "old-ck", "--warmup-steps", "3"});
+  EXPECT_EQ(refused.status, 2) << refused.output;
+  EXPECT_NE(refused.output.find("--warmup-steps 3 contradicts the checkpoint's 0"), std::string::npos)
+      << refused.output;
+  const Outcome resumed = run({"train", "--data", "data/mnist", "--resume", dir / "old-ck", "--out",
+                               dir / "resumed.safetensors", "--metrics", "", "--plot", ""});
+  ASSERT_EQ(resumed.status, 0) << resumed.output;
+  EXPECT_EQ(resumed.output.find("warm-up"), std::string::npos) << resumed.output;
+  EXPECT_EQ(weights_of(dir / "whole.safetensors"), weights_of(dir / "resumed.safetensors"));
+}
+
 TEST(Train, SigtermSavesACheckpointAndExits) {
   if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
   TempDir dir;
@@ -286,4 +390,62 @@ TEST(Graph, WritesDotAndSvg) {
   EXPECT_NE(unfused.find("max_pool2d\\n[1, 6, 14, 14]"), std::string::npos) << unfused;
   ASSERT_EQ(run({"graph", "--loss", "--backward", "-o", dir / "g.svg"}).status, 0);
   EXPECT_NE(ag::read_file(dir / "g.svg").find("<svg"), std::string::npos);
+}
+
+// Run from a directory outside the repository, the default weights and MNIST are found through the
+// binary's location.
+TEST(DefaultPaths, PredictFindsTheShippedWeightsFromAnotherDirectory) {
+  if (!fs::exists("models/lenet5.safetensors")) GTEST_SKIP() << "no shipped weights";
+  TempDir dir;
+  write_stroke_pgm(dir / "stroke.pgm");
+  const Outcome r = run_in(dir.path.string(), {"predict", "stroke.pgm"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("stroke.pgm: 1 (", 0), 0u) << r.output;
+}
+
+TEST(DefaultPaths, EvalFindsTheShippedWeightsAndMnistFromAnotherDirectory) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome r = run_in(dir.path.string(), {"eval"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"(accuracy ([0-9.]+))"))) << r.output;
+  EXPECT_GE(std::stod(m[1]), 0.993);
+  EXPECT_NE(r.output.find(fs::absolute("models/lenet5.safetensors").lexically_normal().string()), std::string::npos)
+      << "names the weights it found: " << r.output;
+}
+
+// Given explicitly, a path is taken as it is: relative to the current directory, never searched for.
+TEST(DefaultPaths, AnExplicitWeightsPathIsNotSearchedFor) {
+  TempDir dir;
+  write_stroke_pgm(dir / "stroke.pgm");
+  const Outcome r = run_in(dir.path.string(), {"predict", "--weights", "models/lenet5.safetensors", "stroke.pgm"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(line_count(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("models/lenet5.safetensors: cannot open"), std::string::npos) << r.output;
+}
+
+// A binary with nothing near it, run where there is nothing either, names every place it looked.
+TEST(DefaultPaths, NotFoundAnywhereNamesEveryAbsolutePathTried) {
+  TempDir dir;
+  fs::create_directories(dir.path / "build/tools");
+  fs::create_directories(dir.path / "elsewhere");
+  const std::string binary = dir / "build/tools/lenet";
+  fs::copy_file(fs::absolute(lenet()), binary);
+  const std::string weights = fs::absolute("models/lenet5.safetensors").string();
+  struct Case {
+    std::vector<std::string> args;
+    std::string missing;
+  };
+  for (const Case& c : {Case{{"predict", "stroke.pgm"}, "models/lenet5.safetensors"},
+                        Case{{"serve", "--port", "0"}, "models/lenet5.safetensors"},
+                        Case{{"eval", "--weights", weights}, "data/mnist"},
+                        Case{{"train"}, "data/mnist"}}) {
+    const Outcome r = run_in(dir / "elsewhere", c.args, binary);
+    EXPECT_EQ(r.status, 1) << c.args[0] << ": " << r.output;
+    EXPECT_EQ(line_count(r.output), 1) << r.output;
+    for (const char* place : {"elsewhere", "build/tools", "build", "."})
+      EXPECT_NE(r.output.find((dir.path / place / c.missing).lexically_normal().string()), std::string::npos)
+          << c.args[0] << ": " << place << " in " << r.output;
+  }
 }
