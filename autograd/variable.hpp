@@ -27,8 +27,9 @@ struct Node;
 /// kernel (conv2d -> relu -> max_pool2d; see ops/fused.hpp). It knows the shape and dtype it will
 /// have and how to compute itself the ordinary, unfused way. The first use of the Variable's value
 /// or node runs compute() (under the grad mode of the op that deferred it) and from then on the
-/// Variable is like any other. Like a tensor saved for backward, a deferred result reads its inputs
-/// when it is computed: modifying them in place before that would change it.
+/// Variable is like any other. A deferred result reads its inputs when it is computed, later than
+/// the op was called: a Deferred checks that they were not written in place in between (by their
+/// versions, as SavedTensor does) so that the result is the one the op would have computed at once.
 class Deferred {
  public:
   Deferred(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {}
