@@ -104,7 +104,8 @@ void fill_fresh(Tensor& t, double value) {
 Tensor::Tensor(Shape shape, DType dtype)
     : shape_(std::move(shape)), numel_(shape_numel(shape_)), dtype_(dtype) {
   storage_ = allocate(nbytes());
-  std::memset(storage_->data(), 0, nbytes());
+  data_ = storage_->data();
+  std::memset(data_, 0, nbytes());
 }
 
 Tensor Tensor::empty(Shape shape, DType dtype) {
@@ -113,6 +114,7 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   t.numel_ = shape_numel(t.shape_);
   t.dtype_ = dtype;
   t.storage_ = allocate(t.nbytes());
+  t.data_ = t.storage_->data();
   return t;
 }
 

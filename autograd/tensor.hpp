@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
@@ -76,6 +77,20 @@ class Storage {
 class Tensor {
  public:
   Tensor() = default;
+  Tensor(const Tensor&) = default;
+  Tensor& operator=(const Tensor&) = default;
+  /// A moved-from Tensor is undefined.
+  Tensor(Tensor&& other) noexcept
+      : storage_(std::move(other.storage_)), data_(std::exchange(other.data_, nullptr)),
+        shape_(std::move(other.shape_)), numel_(other.numel_), dtype_(other.dtype_) {}
+  Tensor& operator=(Tensor&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    data_ = std::exchange(other.data_, nullptr);
+    shape_ = std::move(other.shape_);
+    numel_ = other.numel_;
+    dtype_ = other.dtype_;
+    return *this;
+  }
   /// Zero-filled tensor.
   explicit Tensor(Shape shape, DType dtype = DType::Float32);
 
@@ -104,8 +119,8 @@ class Tensor {
   /// Typed element pointer; throws if T does not match the dtype.
   template <class T> T* data();
   template <class T> const T* data() const;
-  void* raw_data() { return storage_ ? storage_->data() : nullptr; }
-  const void* raw_data() const { return storage_ ? storage_->data() : nullptr; }
+  void* raw_data() { return data_; }
+  const void* raw_data() const { return data_; }
 
   /// Element access by flat index, converting through double. For tests and tools, not hot loops.
   double at(std::int64_t flat_index) const;
@@ -138,6 +153,7 @@ class Tensor {
 
  private:
   std::shared_ptr<Storage> storage_;
+  std::byte* data_ = nullptr;  // storage_->data(), kept here so that data<T>() is one load
   Shape shape_;
   std::int64_t numel_ = 0;
   DType dtype_ = DType::Float32;

@@ -128,19 +128,29 @@ std::uint64_t version_of(const Variable& v) {
 
 // What a deferred conv2d remembers: its arguments, and the versions of their storage when conv2d
 // was called. A deferred "conv2d, then relu" also holds the deferred conv2d it was applied to, in
-// `conv`.
+// `conv`, and takes its versions from it.
 class DeferredConv2d final : public Deferred {
  public:
   DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
-                 std::int64_t padding, Variable conv = {})
+                 std::int64_t padding)
       : Deferred(std::move(shape), dtype),
         x(std::move(x)),
         w(std::move(w)),
         b(std::move(b)),
         stride(stride),
         padding(padding),
-        conv(std::move(conv)),
         versions{version_of(this->x), version_of(this->w), version_of(this->b)} {}
+
+  // relu over the deferred conv2d `pending`, held by the Variable `conv`.
+  DeferredConv2d(const DeferredConv2d& pending, Variable conv)
+      : Deferred(pending.shape(), pending.dtype()),
+        x(pending.x),
+        w(pending.w),
+        b(pending.b),
+        stride(pending.stride),
+        padding(pending.padding),
+        conv(std::move(conv)),
+        versions{pending.versions[0], pending.versions[1], pending.versions[2]} {}
 
   bool relu() const { return conv.defined(); }
 
@@ -197,12 +207,9 @@ Variable fuse_relu(const Variable& x) {
   if (!fusion_mode) return {};
   const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || pending->relu()) return {};
-  // Checked now, so that the versions the new deferred value takes are those conv2d saw.
-  pending->check_inputs_unchanged();
+  // The inputs' versions are checked when the chain is computed or pooled.
   return Variable::defer(
-      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, x.shape(), x.dtype(),
-                                           pending->x, pending->w, pending->b, pending->stride,
-                                           pending->padding, /*conv=*/x),
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, *pending, x),
       needs_grad({x}));
 }
 
