@@ -97,7 +97,8 @@ std::shared_ptr<Storage> allocate(std::size_t bytes) {
 
 // Writes value everywhere without counting it as an in-place write: for tensors being made.
 void fill_fresh(Tensor& t, double value) {
-  dispatch(t.dtype(), [&]<class T>() { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value)); });
+  dispatch(t.dtype(),
+           [&]<class T>() { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value)); });
 }
 }  // namespace
 

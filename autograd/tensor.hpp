@@ -49,12 +49,12 @@ class Generator {
 };
 
 /// The memory behind a Tensor and every copy or reshape view of it: a block from the caching
-/// allocator, and the storage's version counter. Every in-place write through the Tensor API (fill,
-/// set, add_) and Variable::mutable_value() bumps the version, so a tensor saved for backward can
-/// tell whether it still holds what the forward saw (SavedTensor, variable.hpp). Kernels that write
-/// a fresh output through data<T>() do not bump it: nobody can have saved a tensor that is being made.
-/// The counter is a relaxed atomic: data-parallel replicas read the version of shared parameters from
-/// several threads.
+/// allocator, and the storage's version counter. Every in-place write through the Tensor API
+/// (fill, set, add_) and Variable::mutable_value() bumps the version, so a tensor saved for
+/// backward can tell whether it still holds what the forward saw (SavedTensor, variable.hpp).
+/// Kernels that write a fresh output through data<T>() do not bump it: nobody can have saved a
+/// tensor that is being made. The counter is a relaxed atomic: data-parallel replicas read the
+/// version of shared parameters from several threads.
 class Storage {
  public:
   explicit Storage(std::size_t bytes);
@@ -140,7 +140,7 @@ class Tensor {
   /// this += other; same shape and dtype, else throws naming `op` and both shapes.
   void add_(const Tensor& other, std::string_view op = "add_");
 
-  /// How many in-place writes the storage has seen (shared with every view of it); 0 when undefined.
+  /// How many in-place writes the storage has seen (shared with its views); 0 when undefined.
   std::uint64_t version() const { return storage_ ? storage_->version() : 0; }
   /// Records an in-place write made some other way (through data<T>() into a tensor that may have
   /// been saved for backward). Variable::mutable_value() calls it.

@@ -114,7 +114,8 @@ std::string saved_what(int input) {
 SavedTensorModified::SavedTensorModified(int input, std::uint64_t saved_version,
                                          std::uint64_t current_version)
     : std::invalid_argument("backward: " + saved_what(input) + ", saved for backward at version " +
-                            std::to_string(saved_version) + ", was modified in place (now version " +
+                            std::to_string(saved_version) +
+                            ", was modified in place (now version " +
                             std::to_string(current_version) + ")"),
       input(input), saved_version(saved_version), current_version(current_version) {}
 

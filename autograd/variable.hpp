@@ -152,11 +152,12 @@ class Variable {
 using VariableList = SmallList<Variable>;
 
 /// A tensor an op saves for its backward, with the version of its storage when it was saved.
-/// Saving shares the storage (no copy), so the backward would silently compute the gradient of other
-/// numbers if the tensor were modified in place in between (an optimiser step run before backward, a
-/// fill, an add_). unpack() checks the version and throws SavedTensorModified instead; the engine
-/// turns that into one line naming the op and the input. Only what an op saves is checked: an op
-/// that saves nothing (add, sum, reshape) does not mind its inputs changing after its forward.
+/// Saving shares the storage (no copy), so the backward would silently compute the gradient of
+/// other numbers if the tensor were modified in place in between (an optimiser step run before
+/// backward, a fill, an add_). unpack() checks the version and throws SavedTensorModified instead;
+/// the engine turns that into one line naming the op and the input. Only what an op saves is
+/// checked: an op that saves nothing (add, sum, reshape) does not mind its inputs changing after its
+/// forward.
 class SavedTensor {
  public:
   /// `input` is the position of the saved tensor among the op's inputs, or kOutput for the op's

@@ -1,5 +1,6 @@
 // The engine on its own, with tiny ops defined here through record(): traversal order, gradient
-// accumulation, graph release, no-grad, the 100,000-node chain, and saved tensors modified in place.
+// accumulation, graph release, no-grad, the 100,000-node chain, and saved tensors modified in
+// place.
 #include "autograd/engine.hpp"
 
 #include <gtest/gtest.h>
@@ -275,7 +276,8 @@ TEST(SavedTensor, ModifiedSavedInputThrowsNamingOpInputAndVersions) {
   w.mutable_value().data<double>()[0] -= 0.1;  // an optimiser step before backward
   EXPECT_EQ(thrown_message([&] { y.backward(); }),
             "times: input 1 ('fc1.weight'), saved for backward at version 0, was modified in place "
-            "since (now version 1); run backward before modifying it, or give the op a clone of it");
+            "since (now version 1); run backward before modifying it, or give the op a clone of "
+            "it");
 }
 
 TEST(SavedTensor, UnnamedInputIsNamedByItsPosition) {
