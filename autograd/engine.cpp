@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <string>
 #include <unordered_set>
 #include <utility>
 
@@ -35,6 +36,26 @@ VariableOrder reverse_topological_order(const Variable& output, bool include_con
   return order;
 }
 
+namespace {
+// "input 1 ('fc1.weight'), saved for backward at version 0, was modified in place since (now
+// version 1); ..." with the advice that fits an input or the op's own output.
+std::string modified_saved_tensor_message(const Node& node, const SavedTensorModified& e) {
+  std::string what;
+  if (e.input == SavedTensor::kOutput) {
+    what = "its output";
+  } else {
+    what = "input " + std::to_string(e.input);
+    const auto i = static_cast<std::size_t>(e.input);
+    if (i < node.inputs.size() && !node.inputs[i].name().empty())
+      what += " ('" + node.inputs[i].name() + "')";
+  }
+  return what + ", saved for backward at version " + std::to_string(e.saved_version) +
+         ", was modified in place since (now version " + std::to_string(e.current_version) +
+         "); run backward before modifying it, or " +
+         (e.input == SavedTensor::kOutput ? "modify a clone of it" : "give the op a clone of it");
+}
+}  // namespace
+
 void backward(const Variable& output, const Tensor& grad_output, bool retain_graph) {
   if (!output.defined()) fail("backward", "undefined variable");
   if (!output.requires_grad())
@@ -64,7 +85,12 @@ void backward(const Variable& output, const Tensor& grad_output, bool retain_gra
     if (grad_output_of_node.defined()) {
       GradMask needs(node->inputs.size());
       for (std::size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].requires_grad();
-      const TensorList grads = node->backward(grad_output_of_node, needs);
+      TensorList grads;
+      try {
+        grads = node->backward(grad_output_of_node, needs);
+      } catch (const SavedTensorModified& e) {
+        fail(node->op, modified_saved_tensor_message(*node, e));
+      }
       if (grads.size() != node->inputs.size())
         fail(node->op, "backward returned " + std::to_string(grads.size()) +
                            " gradients for " + std::to_string(node->inputs.size()) + " inputs");

@@ -82,16 +82,31 @@ void Generator::set_state(const std::string& state) {
 
 // ---- Tensor ----
 
+// The data comes from the caching allocator (64-byte aligned: a full AVX-512 register, and a cache
+// line), and so does the Storage object with its shared_ptr control block (one block, from
+// allocate_shared): a steady training step allocates nothing new.
+Storage::Storage(std::size_t bytes)
+    : data_(static_cast<std::byte*>(allocate_block(bytes))), bytes_(bytes) {}
+
+Storage::~Storage() { free_block(data_, bytes_); }
+
 namespace {
-// Storage comes from the caching allocator (64-byte aligned: a full AVX-512 register, and a cache
-// line), and so does the shared_ptr's control block: a steady training step allocates nothing new.
-std::shared_ptr<std::byte[]> allocate(std::size_t bytes) { return make_cached_array<std::byte>(bytes); }
+std::shared_ptr<Storage> allocate(std::size_t bytes) {
+  return std::allocate_shared<Storage>(CachingAllocator<Storage>{}, bytes);
+}
+
+// Writes value everywhere without counting it as an in-place write: for tensors being made.
+void fill_fresh(Tensor& t, double value) {
+  dispatch(t.dtype(),
+           [&]<class T>() { std::fill_n(t.data<T>(), t.numel(), static_cast<T>(value)); });
+}
 }  // namespace
 
 Tensor::Tensor(Shape shape, DType dtype)
     : shape_(std::move(shape)), numel_(shape_numel(shape_)), dtype_(dtype) {
   storage_ = allocate(nbytes());
-  std::memset(storage_.get(), 0, nbytes());
+  data_ = storage_->data();
+  std::memset(data_, 0, nbytes());
 }
 
 Tensor Tensor::empty(Shape shape, DType dtype) {
@@ -100,6 +115,7 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   t.numel_ = shape_numel(t.shape_);
   t.dtype_ = dtype;
   t.storage_ = allocate(t.nbytes());
+  t.data_ = t.storage_->data();
   return t;
 }
 
@@ -108,8 +124,8 @@ Tensor Tensor::zeros(Shape shape, DType dtype) { return Tensor(std::move(shape),
 Tensor Tensor::ones(Shape shape, DType dtype) { return full(std::move(shape), 1.0, dtype); }
 
 Tensor Tensor::full(Shape shape, double value, DType dtype) {
-  Tensor t(std::move(shape), dtype);
-  t.fill(value);
+  Tensor t = empty(std::move(shape), dtype);
+  fill_fresh(t, value);
   return t;
 }
 
@@ -170,6 +186,7 @@ void Tensor::set(std::int64_t i, double value) {
     fail("Tensor::set", "index " + std::to_string(i) + " out of range for shape " +
                             shape_str(shape_));
   dispatch(dtype_, [&]<class T>() { data<T>()[i] = static_cast<T>(value); });
+  bump_version();
 }
 
 double Tensor::item() const {
@@ -227,7 +244,8 @@ Tensor Tensor::to(DType dtype) const {
 }
 
 void Tensor::fill(double value) {
-  dispatch(dtype_, [&]<class T>() { std::fill_n(data<T>(), numel_, static_cast<T>(value)); });
+  fill_fresh(*this, value);
+  bump_version();
 }
 
 void Tensor::add_(const Tensor& other, std::string_view op) {
@@ -236,6 +254,7 @@ void Tensor::add_(const Tensor& other, std::string_view op) {
                  " cannot take " + shape_str(other.shape_) + " " +
                  std::string(dtype_name(other.dtype_)));
   dispatch(dtype_, [&]<class T>() { as_array<T>(*this) += as_array<T>(other); });
+  bump_version();
 }
 
 }  // namespace ag

@@ -2,6 +2,7 @@
 // that fills it. No autodiff lives here; see variable.hpp for that.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -9,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/container/small_vector.hpp>
@@ -46,11 +48,49 @@ class Generator {
   std::mt19937_64 engine_;
 };
 
+/// The memory behind a Tensor and every copy or reshape view of it: a block from the caching
+/// allocator, and the storage's version counter. Every in-place write through the Tensor API
+/// (fill, set, add_) and Variable::mutable_value() bumps the version, so a tensor saved for
+/// backward can tell whether it still holds what the forward saw (SavedTensor, variable.hpp).
+/// Kernels that write a fresh output through data<T>() do not bump it: nobody can have saved a
+/// tensor that is being made. The counter is a relaxed atomic: data-parallel replicas read the
+/// version of shared parameters from several threads.
+class Storage {
+ public:
+  explicit Storage(std::size_t bytes);
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  std::byte* data() const { return data_; }
+  std::uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  std::byte* data_;
+  std::size_t bytes_;
+  std::atomic<std::uint64_t> version_{0};
+};
+
 /// A Tensor is a cheap handle: copies share storage (like torch.Tensor); clone() copies the data.
 /// A default-constructed Tensor is "undefined" (no storage), which is how "no gradient" is spelled.
 class Tensor {
  public:
   Tensor() = default;
+  Tensor(const Tensor&) = default;
+  Tensor& operator=(const Tensor&) = default;
+  /// A moved-from Tensor is undefined.
+  Tensor(Tensor&& other) noexcept
+      : storage_(std::move(other.storage_)), data_(std::exchange(other.data_, nullptr)),
+        shape_(std::move(other.shape_)), numel_(other.numel_), dtype_(other.dtype_) {}
+  Tensor& operator=(Tensor&& other) noexcept {
+    storage_ = std::move(other.storage_);
+    data_ = std::exchange(other.data_, nullptr);
+    shape_ = std::move(other.shape_);
+    numel_ = other.numel_;
+    dtype_ = other.dtype_;
+    return *this;
+  }
   /// Zero-filled tensor.
   explicit Tensor(Shape shape, DType dtype = DType::Float32);
 
@@ -79,11 +119,12 @@ class Tensor {
   /// Typed element pointer; throws if T does not match the dtype.
   template <class T> T* data();
   template <class T> const T* data() const;
-  void* raw_data() { return storage_.get(); }
-  const void* raw_data() const { return storage_.get(); }
+  void* raw_data() { return data_; }
+  const void* raw_data() const { return data_; }
 
   /// Element access by flat index, converting through double. For tests and tools, not hot loops.
   double at(std::int64_t flat_index) const;
+  /// An in-place write: bumps the version (see Storage).
   void set(std::int64_t flat_index, double value);
   /// The single element of a one-element tensor.
   double item() const;
@@ -94,15 +135,25 @@ class Tensor {
   Tensor clone() const;
   Tensor to(DType dtype) const;
 
+  // In-place writes: each bumps the storage's version (see Storage).
   void fill(double value);
   /// this += other; same shape and dtype, else throws naming `op` and both shapes.
   void add_(const Tensor& other, std::string_view op = "add_");
+
+  /// How many in-place writes the storage has seen (shared with its views); 0 when undefined.
+  std::uint64_t version() const { return storage_ ? storage_->version() : 0; }
+  /// Records an in-place write made some other way (through data<T>() into a tensor that may have
+  /// been saved for backward). Variable::mutable_value() calls it.
+  void bump_version() {
+    if (storage_) storage_->bump_version();
+  }
   /// True when no other Tensor shares this storage (so it may be adopted or written in place).
   bool is_unique() const { return storage_.use_count() == 1; }
   bool same_storage(const Tensor& other) const { return storage_ == other.storage_; }
 
  private:
-  std::shared_ptr<std::byte[]> storage_;
+  std::shared_ptr<Storage> storage_;
+  std::byte* data_ = nullptr;  // storage_->data(), kept here so that data<T>() is one load
   Shape shape_;
   std::int64_t numel_ = 0;
   DType dtype_ = DType::Float32;
@@ -115,7 +166,7 @@ template <> constexpr DType dtype_of<double>() { return DType::Float64; }
 template <class T> T* Tensor::data() {
   if (dtype_ != dtype_of<T>())
     throw std::invalid_argument("Tensor::data: tensor is " + std::string(dtype_name(dtype_)));
-  return reinterpret_cast<T*>(storage_.get());
+  return static_cast<T*>(raw_data());
 }
 template <class T> const T* Tensor::data() const {
   return const_cast<Tensor*>(this)->data<T>();

@@ -105,6 +105,24 @@ void Variable::backward(const Tensor& grad_output, bool retain_graph) const {
   ag::backward(*this, grad_output, retain_graph);
 }
 
+namespace {
+std::string saved_what(int input) {
+  return input == SavedTensor::kOutput ? "the output" : "input " + std::to_string(input);
+}
+}  // namespace
+
+SavedTensorModified::SavedTensorModified(int input, std::uint64_t saved_version,
+                                         std::uint64_t current_version)
+    : std::invalid_argument("backward: " + saved_what(input) + ", saved for backward at version " +
+                            std::to_string(saved_version) +
+                            ", was modified in place (now version " +
+                            std::to_string(current_version) + ")"),
+      input(input), saved_version(saved_version), current_version(current_version) {}
+
+void SavedTensor::throw_modified() const {
+  throw SavedTensorModified(input_, version_, tensor_.version());
+}
+
 bool needs_grad(const VariableList& inputs) {
   if (!grad_mode) return false;
   for (const auto& v : inputs)

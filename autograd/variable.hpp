@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -25,8 +27,9 @@ struct Node;
 /// kernel (conv2d -> relu -> max_pool2d; see ops/fused.hpp). It knows the shape and dtype it will
 /// have and how to compute itself the ordinary, unfused way. The first use of the Variable's value
 /// or node runs compute() (under the grad mode of the op that deferred it) and from then on the
-/// Variable is like any other. Like a tensor saved for backward, a deferred result reads its inputs
-/// when it is computed: modifying them in place before that would change it.
+/// Variable is like any other. A deferred result reads its inputs when it is computed, later than
+/// the op was called: a Deferred checks that they were not written in place in between (by their
+/// versions, as SavedTensor does) so that the result is the one the op would have computed at once.
 class Deferred {
  public:
   Deferred(Shape shape, DType dtype) : shape_(std::move(shape)), dtype_(dtype) {}
@@ -78,9 +81,12 @@ class Variable {
     if (impl_->deferred) [[unlikely]] materialize();
     return impl_->value;
   }
-  /// Writable access to the value, for optimisers updating parameters in place.
+  /// Writable access to the value, for optimisers updating parameters in place. Counts as an
+  /// in-place write (bumps the value's version, see SavedTensor) when called, whatever the caller
+  /// then does; reading needs only value().
   Tensor& mutable_value() {
     if (impl_->deferred) [[unlikely]] materialize();
+    impl_->value.bump_version();
     return impl_->value;
   }
   /// Shape and dtype are known without computing a deferred value.
@@ -144,6 +150,46 @@ class Variable {
 };
 
 using VariableList = SmallList<Variable>;
+
+/// A tensor an op saves for its backward, with the version of its storage when it was saved.
+/// Saving shares the storage (no copy), so the backward would silently compute the gradient of
+/// other numbers if the tensor were modified in place in between (an optimiser step run before
+/// backward, a fill, an add_). unpack() checks the version and throws SavedTensorModified instead;
+/// the engine turns that into one line naming the op and the input. Only what an op saves is
+/// checked: an op that saves nothing (add, sum, reshape) does not mind its inputs changing after its
+/// forward.
+class SavedTensor {
+ public:
+  /// `input` is the position of the saved tensor among the op's inputs, or kOutput for the op's
+  /// own result (log_softmax saves y); the error message names it.
+  static constexpr int kOutput = -1;
+
+  SavedTensor() = default;  // nothing saved
+  SavedTensor(Tensor tensor, int input)
+      : tensor_(std::move(tensor)), version_(tensor_.version()), input_(input) {}
+
+  bool defined() const { return tensor_.defined(); }
+  /// The saved tensor, after checking that its storage has not been written in place since.
+  const Tensor& unpack() const {
+    if (tensor_.version() != version_) [[unlikely]] throw_modified();
+    return tensor_;
+  }
+
+ private:
+  [[noreturn]] void throw_modified() const;
+
+  Tensor tensor_;
+  std::uint64_t version_ = 0;
+  int input_ = kOutput;
+};
+
+/// What SavedTensor::unpack throws. backward() catches it and throws std::invalid_argument naming
+/// the op and the input (by its Variable name when it has one).
+struct SavedTensorModified : std::invalid_argument {
+  SavedTensorModified(int input, std::uint64_t saved_version, std::uint64_t current_version);
+  int input;  // position among the op's inputs, or SavedTensor::kOutput
+  std::uint64_t saved_version, current_version;
+};
 
 /// An op's backward: given the gradient of its output, return one gradient per input, in input
 /// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,

@@ -16,11 +16,13 @@ Variable relu(const Variable& x) {
     for (std::int64_t i = 0; i < y.numel(); ++i) y_data[i] = x_data[i] > T(0) ? x_data[i] : T(0);
   });
   // Saves x (shared, not copied) for the mask [x > 0].
-  Tensor saved_x = needs_grad({x}) ? x.value() : Tensor{};
+  const SavedTensor saved_x =
+      needs_grad({x}) ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const GradMask&) {
+    const Tensor& x_value = saved_x.unpack();
     Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
-      const T* x_data = saved_x.data<T>();
+      const T* x_data = x_value.data<T>();
       const T* dy_data = dy.data<T>();
       T* dx_data = dx.data<T>();
       for (std::int64_t i = 0; i < dx.numel(); ++i)

@@ -140,8 +140,10 @@ Variable mul(const Variable& a, const Variable& b) {
   });
   // Saves b (shared, not copied) when a needs a gradient, and a when b does.
   const bool saving = needs_grad({a, b});
-  Tensor saved_a = saving && b.requires_grad() ? a.value() : Tensor{};
-  Tensor saved_b = saving && a.requires_grad() ? b.value() : Tensor{};
+  const SavedTensor saved_a =
+      saving && b.requires_grad() ? SavedTensor(a.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_b =
+      saving && a.requires_grad() ? SavedTensor(b.value(), /*input=*/1) : SavedTensor{};
   return record(
       std::move(y), "mul", {a, b},
       [saved_a, saved_b, a_shape = a.shape(), b_shape = b.shape(), stride_a, stride_b](
@@ -154,7 +156,7 @@ Variable mul(const Variable& a, const Variable& b) {
           const T* dy_data = dy.data<T>();
           if (needs[0]) {
             T* g = grad_a.data<T>();
-            const T* b_data = saved_b.data<T>();
+            const T* b_data = saved_b.unpack().data<T>();
             for_each_broadcast(dy.shape(), stride_a, stride_b,
                                [&](std::int64_t o, std::int64_t i, std::int64_t j) {
                                  g[i] += dy_data[o] * b_data[j];
@@ -162,7 +164,7 @@ Variable mul(const Variable& a, const Variable& b) {
           }
           if (needs[1]) {
             T* g = grad_b.data<T>();
-            const T* a_data = saved_a.data<T>();
+            const T* a_data = saved_a.unpack().data<T>();
             for_each_broadcast(dy.shape(), stride_a, stride_b,
                                [&](std::int64_t o, std::int64_t i, std::int64_t j) {
                                  g[j] += dy_data[o] * a_data[i];

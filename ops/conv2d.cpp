@@ -114,12 +114,17 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   if (has_bias) inputs.push_back(b);
   if (!needs_grad(inputs)) return record(std::move(y), "conv2d", std::move(inputs), nullptr);
 
-  // Saved for backward: x and w themselves (handles sharing storage, no copy). The columns are
-  // rebuilt from x, one image at a time, only if w needs a gradient: an im2col costs far less than
-  // the GEMMs and keeping cols would hold K/Cin = KH*KW times the memory of x.
-  const Tensor x_value = x.value(), w_value = w.value();
+  // Saved for backward (handles sharing storage, no copy): x if w needs a gradient, w if x does.
+  // The columns are rebuilt from x, one image at a time: an im2col costs far less than the GEMMs
+  // and keeping cols would hold K/Cin = KH*KW times the memory of x.
+  const SavedTensor saved_x =
+      w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_w =
+      x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
   return record(std::move(y), "conv2d", std::move(inputs),
-                [g, x_value, w_value, has_bias](const Tensor& dy, const GradMask& needs) {
+                [g, saved_x, saved_w, has_bias](const Tensor& dy, const GradMask& needs) {
+    if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
+      fail("conv2d", "an input began requiring grad after the forward");
     // dy:[N, Cout, Ho, Wo]; per image dy[n]:[Cout, P].
     //   grad_w:[Cout, K]    = sum_n dy[n] cols[n]^T
     //   grad_x[n]:[Cin,H,W] = col2im(w^T:[K, Cout] dy[n])
@@ -132,7 +137,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
       const T* dy_data = dy.data<T>();
       Tensor cols({g.patch(), g.pixels()}, dy.dtype());  // scratch: cols[n], then w^T dy[n]
       if (needs[0]) {
-        Tensor grad_x(x_value.shape(), dy.dtype());
+        const Tensor& w_value = saved_w.unpack();
+        Tensor grad_x({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
           gemm(true, false, k, p, cout, w_value.data<T>(), dy_data + n * cout * p, T(0),
                cols.data<T>());
@@ -141,7 +147,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         grads[0] = grad_x;
       }
       if (needs[1]) {
-        Tensor grad_w(w_value.shape(), dy.dtype());
+        const Tensor& x_value = saved_x.unpack();
+        Tensor grad_w({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dy.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
           im2col(g, x_value.data<T>() + n * image_size, cols.data<T>());
           gemm(false, true, cout, k, p, dy_data + n * cout * p, cols.data<T>(), T(1),

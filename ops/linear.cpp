@@ -80,8 +80,10 @@ Variable matmul(const Variable& a, const Variable& b) {
 
   // Saves b (shared, not copied) if a needs a gradient, a if b does.
   const bool saving = needs_grad({a, b});
-  Tensor saved_a = saving && b.requires_grad() ? a.value() : Tensor{};
-  Tensor saved_b = saving && a.requires_grad() ? b.value() : Tensor{};
+  const SavedTensor saved_a =
+      saving && b.requires_grad() ? SavedTensor(a.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_b =
+      saving && a.requires_grad() ? SavedTensor(b.value(), /*input=*/1) : SavedTensor{};
   return record(std::move(y), "matmul", {a, b},
                 [saved_a, saved_b, M, K, N](const Tensor& dy, const GradMask& needs) {
                   if ((needs[0] && !saved_b.defined()) || (needs[1] && !saved_a.defined()))
@@ -91,11 +93,11 @@ Variable matmul(const Variable& a, const Variable& b) {
                   dispatch(dy.dtype(), [&]<class T>() {
                     // da = dy b^T: [M, N] [N, K]
                     if (needs[0])
-                      gemm<T>(false, true, M, K, N, dy.data<T>(), saved_b.data<T>(), 0,
+                      gemm<T>(false, true, M, K, N, dy.data<T>(), saved_b.unpack().data<T>(), 0,
                               grad_a.data<T>());
                     // db = a^T dy: [K, M] [M, N]
                     if (needs[1])
-                      gemm<T>(true, false, K, N, M, saved_a.data<T>(), dy.data<T>(), 0,
+                      gemm<T>(true, false, K, N, M, saved_a.unpack().data<T>(), dy.data<T>(), 0,
                               grad_b.data<T>());
                   });
                   return TensorList{grad_a, grad_b};
@@ -138,8 +140,10 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
   VariableList inputs{x, w};
   if (b.defined()) inputs.push_back(b);
   const bool saving = needs_grad(inputs);
-  Tensor saved_x = saving && w.requires_grad() ? x.value() : Tensor{};
-  Tensor saved_w = saving && x.requires_grad() ? w.value() : Tensor{};
+  const SavedTensor saved_x =
+      saving && w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_w =
+      saving && x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
   return record(
       std::move(y), "linear", std::move(inputs),
       [saved_x, saved_w, N, in, out](const Tensor& dy, const GradMask& needs) {
@@ -150,11 +154,13 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
           const T* dy_data = dy.data<T>();
           if (needs[0]) {  // dx:[N, in] = dy:[N, out] w:[out, in]
             grads[0] = Tensor({N, in}, dy.dtype());
-            gemm<T>(false, false, N, in, out, dy_data, saved_w.data<T>(), 0, grads[0].data<T>());
+            gemm<T>(false, false, N, in, out, dy_data, saved_w.unpack().data<T>(), 0,
+                    grads[0].data<T>());
           }
           if (needs[1]) {  // dw:[out, in] = dy^T:[out, N] x:[N, in]
             grads[1] = Tensor({out, in}, dy.dtype());
-            gemm<T>(true, false, out, in, N, dy_data, saved_x.data<T>(), 0, grads[1].data<T>());
+            gemm<T>(true, false, out, in, N, dy_data, saved_x.unpack().data<T>(), 0,
+                    grads[1].data<T>());
           }
           if (needs.size() > 2 && needs[2]) {  // db:[out] = sum over n of dy[n, :]
             grads[2] = Tensor({out}, dy.dtype());

@@ -30,10 +30,13 @@ Fibers fibers_along(const Shape& shape, std::size_t dim) {
 Variable log_softmax(const Variable& x, std::int64_t dim) {
   if (!x.defined()) fail("log_softmax", "undefined input");
   const auto rank = static_cast<std::int64_t>(x.shape().size());
-  if (dim < -rank || dim >= rank)
+  // A 0-d tensor takes dim 0 or -1, as in PyTorch: one softmax over its single element (y = 0).
+  const std::int64_t rank_or_one = std::max<std::int64_t>(rank, 1);
+  if (dim < -rank_or_one || dim >= rank_or_one)
     fail("log_softmax", "dim " + std::to_string(dim) + " out of range for shape " +
                             shape_str(x.shape()));
-  const Fibers f = fibers_along(x.shape(), static_cast<std::size_t>(dim < 0 ? dim + rank : dim));
+  if (dim < 0) dim += rank_or_one;
+  const Fibers f = fibers_along(x.shape(), static_cast<std::size_t>(dim));
 
   Tensor y(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
@@ -56,14 +59,16 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
   });
 
   // Saves the output y (softmax = exp(y)), shared with the result; not x.
-  Tensor saved_y = needs_grad({x}) ? y : Tensor{};
+  const SavedTensor saved_y =
+      needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
   auto backward = [saved_y, f](const Tensor& dy, const GradMask&) {
+    const Tensor& y = saved_y.unpack();
     Tensor dx(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
       for (std::int64_t o = 0; o < f.outer; ++o)
         for (std::int64_t i = 0; i < f.inner; ++i) {
           const std::int64_t first = o * f.size * f.inner + i;
-          const T* ys = saved_y.data<T>() + first;
+          const T* ys = y.data<T>() + first;
           const T* dys = dy.data<T>() + first;
           T* dxs = dx.data<T>() + first;
           T sum_dy = 0;

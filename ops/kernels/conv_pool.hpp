@@ -67,7 +67,8 @@ void conv_pool_forward(const ConvGeometry& g, const PoolGeometry& pool, const T*
 // Backward, plain loops over the winners only: with dz = dy at each winner (0 elsewhere),
 //   db[o] += sum dz;  dw[o, c, p, q] += sum dz * x_padded[...];  dx[n, c, ...] += sum dz * w[o,
 //   ...]
-// Each of dx, dw, db may be null (not wanted); the others are accumulated into (+=).
+// Each of dx, dw, db may be null (not wanted); the others are accumulated into (+=). x is read
+// only for dw and w only for dx, so either may be null when that gradient is.
 template <class T>
 void conv_pool_backward(const ConvGeometry& g, const PoolGeometry& pool, const T* x, const T* w,
                         const T* dy, const std::uint8_t* winners, T* dx, T* dw, T* db) {

@@ -1,7 +1,9 @@
-// Tensor: construction, shapes, dtypes, reshape views and the seeded generator.
+// Tensor: construction, shapes, dtypes, reshape views, version counters and the seeded generator.
 #include "autograd/tensor.hpp"
 
 #include <gtest/gtest.h>
+
+#include <thread>
 
 using namespace ag;
 
@@ -72,6 +74,76 @@ TEST(Tensor, AddInPlaceChecksShapes) {
   a.add_(Tensor::full({2}, 2.0));
   EXPECT_EQ(a.at(1), 3.0);
   EXPECT_THROW(a.add_(Tensor::ones({3})), std::invalid_argument);
+}
+
+// ---- Version counters ----
+
+TEST(TensorVersion, NewTensorsStartAtVersionZero) {
+  Generator gen(1);
+  EXPECT_EQ(Tensor({2}).version(), 0u);
+  EXPECT_EQ(Tensor::empty({2}).version(), 0u);
+  EXPECT_EQ(Tensor::full({2}, 3.0).version(), 0u);  // filled as it is made, not in place
+  EXPECT_EQ(Tensor::ones({2}).version(), 0u);
+  EXPECT_EQ(Tensor::from({2}, std::vector<double>{1, 2}).version(), 0u);
+  EXPECT_EQ(Tensor::uniform({2}, 0, 1, gen).version(), 0u);
+  EXPECT_EQ(Tensor().version(), 0u);
+}
+
+TEST(TensorVersion, EveryInPlaceWriteBumpsIt) {
+  Tensor t = Tensor::zeros({3}, DType::Float64);
+  t.fill(1.0);
+  EXPECT_EQ(t.version(), 1u);
+  t.set(2, 5.0);
+  EXPECT_EQ(t.version(), 2u);
+  t.add_(Tensor::ones({3}, DType::Float64));
+  EXPECT_EQ(t.version(), 3u);
+  t.bump_version();
+  EXPECT_EQ(t.version(), 4u);
+}
+
+TEST(TensorVersion, ReadsAndDataPointersDoNotBumpIt) {
+  // Kernels write fresh outputs through data<T>(), and a non-const handle is no write.
+  Tensor t = Tensor::ones({3}, DType::Float64);
+  t.data<double>()[0] = 2.0;
+  (void)t.raw_data();
+  (void)t.at(1);
+  (void)t.to_vector();
+  (void)t.clone();
+  (void)t.reshape({3, 1});
+  Tensor copy = t;
+  EXPECT_EQ(t.version(), 0u);
+}
+
+TEST(TensorVersion, CopiesAndReshapeViewsShareTheCounter) {
+  Tensor t = Tensor::zeros({2, 3}, DType::Float64);
+  Tensor view = t.reshape({6});
+  Tensor copy = t;
+  view.fill(1.0);  // a write through the view is a write to t
+  EXPECT_EQ(t.version(), 1u);
+  t.set(0, 2.0);
+  EXPECT_EQ(view.version(), 2u);
+  EXPECT_EQ(copy.version(), 2u);
+}
+
+TEST(TensorVersion, CloneHasItsOwnCounter) {
+  Tensor t = Tensor::zeros({2}, DType::Float64);
+  t.fill(1.0);
+  Tensor c = t.clone();
+  EXPECT_EQ(c.version(), 0u);
+  c.fill(2.0);
+  EXPECT_EQ(t.version(), 1u);
+}
+
+TEST(TensorVersion, BumpsFromSeveralThreadsAreAllCounted) {
+  // Data-parallel replicas share parameter storage across threads.
+  Tensor t = Tensor::zeros({1});
+  constexpr int kBumps = 200000;
+  std::thread other([view = t]() mutable {
+    for (int i = 0; i < kBumps; ++i) view.bump_version();
+  });
+  for (int i = 0; i < kBumps; ++i) t.bump_version();
+  other.join();
+  EXPECT_EQ(t.version(), 2u * kBumps);
 }
 
 TEST(Generator, SameSeedSameNumbers) {

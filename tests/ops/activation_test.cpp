@@ -1,12 +1,15 @@
-// relu: hand-computed forward, the [x > 0] mask in backward, gradchecks away from the kink.
+// relu: hand-computed forward, the [x > 0] mask in backward, gradchecks away from the kink, its
+// saved input modified in place.
 #include "ops/activation.hpp"
 
 #include <gtest/gtest.h>
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
 
@@ -48,4 +51,20 @@ TEST(Relu, GradMatchesNumericForSeveralShapes) {
     auto result = gradcheck([](const auto& v) { return relu(v[0]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
   }
+}
+
+TEST(Relu, InputModifiedInPlaceBeforeBackwardThrows) {
+  Variable x(Tensor::from({3}, {-1.0, 2.0, 3.0}, DType::Float64), true, "x");
+  Variable y = sum(relu(x));
+  x.mutable_value().fill(-5.0);  // would turn the mask off everywhere
+  expect_starts_with(thrown_message([&] { y.backward(); }),
+                     "relu: input 0 ('x'), saved for backward at version 0, was modified in place "
+                     "since (now version 2)");
+}
+
+TEST(Relu, InputModifiedInPlaceAfterBackwardIsFine) {
+  Variable x(Tensor::from({3}, {-1.0, 2.0, 3.0}, DType::Float64), true, "x");
+  sum(relu(x)).backward();
+  x.mutable_value().fill(-5.0);
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 1, 1}));
 }

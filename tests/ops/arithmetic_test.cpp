@@ -1,5 +1,5 @@
 // add, mul (with broadcasting), sum and mean: hand-computed forwards, gradients reduced to the
-// input shapes, gradchecks.
+// input shapes, gradchecks, and inputs modified in place after the forward.
 #include "ops/arithmetic.hpp"
 
 #include <gtest/gtest.h>
@@ -179,4 +179,36 @@ TEST(SumAndMean, GradMatchNumeric) {
     auto m = gradcheck([](const auto& v) { return mean(v[0]); }, inputs);
     EXPECT_TRUE(m.ok) << "mean " << shape_str(shape) << ": " << m.message;
   }
+}
+
+// ---- Inputs modified in place between forward and backward ----
+
+TEST(Mul, SavedFactorModifiedInPlaceBeforeBackwardThrows) {
+  Variable x = variable({3}, {1, 2, 3});
+  Variable c(Tensor::from({3}, {4.0, 5.0, 6.0}, DType::Float64), false, "scale");
+  Variable y = sum(mul(x, c));
+  c.mutable_value().add_(Tensor::ones({3}, DType::Float64));
+  expect_starts_with(thrown_message([&] { y.backward(); }),
+                     "mul: input 1 ('scale'), saved for backward at version 0, was modified in "
+                     "place since (now version 2); run backward before modifying it");
+}
+
+TEST(Mul, FactorThatWasNotSavedMayBeModified) {
+  // Only c is saved (dx = dy * c); x is not, so changing it does not change any gradient.
+  Variable x = variable({3}, {1, 2, 3});
+  Variable c = variable({3}, {4, 5, 6}, false);
+  Variable y = sum(mul(x, c));
+  x.mutable_value().fill(100.0);
+  y.backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{4, 5, 6}));
+}
+
+TEST(AddSumMean, SaveNothingSoTheirInputsMayBeModified) {
+  Variable a = variable({2}, {1, 2}), b = variable({2}, {3, 4});
+  Variable y = add(sum(add(a, b)), mean(b));
+  a.mutable_value().fill(-1.0);
+  b.mutable_value().set(0, 9.0);
+  y.backward();
+  EXPECT_EQ(a.grad().to_vector(), (std::vector<double>{1, 1}));
+  EXPECT_EQ(b.grad().to_vector(), (std::vector<double>{1.5, 1.5}));
 }

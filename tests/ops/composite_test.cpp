@@ -1,5 +1,6 @@
 // Graphs built from several real ops: shared inputs and weights, a 100,000-node chain, no-grad
-// forwards, and the whole LeNet-5 forward + loss gradchecked parameter by parameter.
+// forwards, the whole LeNet-5 forward + loss gradchecked parameter by parameter, and an optimiser
+// step run before the backward it should follow.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -207,4 +208,50 @@ TEST(Composite, LeNet5LossGradientsMatchNumericForEveryParameter) {
   EXPECT_TRUE(result.ok) << result.message;
   // 40 of each weight and of the larger biases, all 6, 16 and 10 of the small ones; one output.
   EXPECT_EQ(result.checked, 7 * 40 + 6 + 16 + 10);
+}
+
+// ---- The optimiser step and the backward, in either order ----
+
+namespace {
+
+// What SGD does (models/optim.cpp): w -= lr * grad, written through mutable_value().
+void sgd_step(const std::vector<Variable>& params, double lr) {
+  for (Variable p : params) {
+    double* w = p.mutable_value().data<double>();
+    for (std::int64_t i = 0; i < p.value().numel(); ++i)
+      w[i] -= lr * (p.has_grad() ? p.grad().at(i) : 1.0);
+  }
+}
+
+}  // namespace
+
+TEST(Composite, OptimiserStepBeforeBackwardThrowsNamingTheFirstWeightTheBackwardReads) {
+  Generator gen(8);
+  const LeNetParameters params(gen);
+  const Variable images(Tensor::uniform({2, 1, 28, 28}, 0, 1, gen, DType::Float64));
+  const std::vector<std::int64_t> targets{3, 8};
+  const std::vector<Variable> p = params.all();
+  const Variable loss = lenet_loss(images, p, targets);  // fused convolutions
+  sgd_step(p, 0.01);
+  // The backward runs from the loss down: fc3's linear is the first to read a saved parameter.
+  expect_starts_with(thrown_message([&] { loss.backward(); }),
+                     "linear: input 1 ('fc3.weight'), saved for backward at version 0, was "
+                     "modified in place since (now version 1); run backward before modifying it");
+}
+
+TEST(Composite, TrainingStepsInTheRightOrderRaiseNothing) {
+  Generator gen(8);
+  const LeNetParameters params(gen);
+  const Variable images(Tensor::uniform({2, 1, 28, 28}, 0, 1, gen, DType::Float64));
+  const std::vector<std::int64_t> targets{3, 8};
+  const std::vector<Variable> p = params.all();
+  double first_loss = 0, last_loss = 0;
+  for (int step = 0; step < 5; ++step) {
+    for (Variable v : p) v.zero_grad();
+    const Variable loss = lenet_loss(images, p, targets);
+    ASSERT_NO_THROW(loss.backward()) << "step " << step;
+    sgd_step(p, 0.05);
+    (step == 0 ? first_loss : last_loss) = loss.value().item();
+  }
+  EXPECT_LT(last_loss, first_loss);  // the steps reached the parameters the next forward read
 }

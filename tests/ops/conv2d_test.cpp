@@ -1,5 +1,6 @@
 // conv2d: hand-computed forwards and backwards, a direct-loop reference over many geometries,
-// float64 gradchecks, float32 against float64, and the validation messages.
+// float64 gradchecks, float32 against float64, the validation messages, and saved inputs modified
+// in place (the unfused op; the deferred one is in fused_test.cpp).
 #include "ops/conv2d.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
+#include "ops/arithmetic.hpp"
+#include "ops/fused.hpp"
 #include "tests/ops/op_testing.hpp"
 
 using namespace ag;
@@ -241,4 +244,46 @@ TEST(Conv2dErrors, MixedDtypesNameOpAndTypes) {
   Variable x = variable({1, 1, 3, 3}, image_1_to_9);
   Variable w(Tensor::from({1, 1, 2, 2}, kernel_1234, DType::Float32));
   expect_contains(thrown_message([&] { conv2d(x, w); }), {"conv2d", "float64", "float32"});
+}
+
+// ---- Saved inputs modified in place (computed at once, not deferred) ----
+
+TEST(Conv2d, SavesTheImageOnlyForTheWeightGradientAndTheWeightOnlyForTheImageGradient) {
+  NoFusionGuard unfused;
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9, /*requires_grad=*/false);
+  Variable w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable y = conv2d(x, w);
+  EXPECT_FALSE(x.value().is_unique());  // saved for grad_w
+  EXPECT_TRUE(w.value().is_unique());   // nobody needs grad_x
+}
+
+TEST(Conv2d, WeightModifiedInPlaceBeforeBackwardThrows) {
+  NoFusionGuard unfused;
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9);
+  Variable w(Tensor::from({1, 1, 2, 2}, kernel_1234, DType::Float64), true, "conv1.weight");
+  Variable y = sum(conv2d(x, w));
+  w.mutable_value().data<double>()[0] -= 0.5;  // an optimiser step
+  expect_starts_with(thrown_message([&] { y.backward(); }),
+                     "conv2d: input 1 ('conv1.weight'), saved for backward at version 0, was "
+                     "modified in place since (now version 1)");
+}
+
+TEST(Conv2d, ImageModifiedInPlaceBeforeBackwardThrows) {
+  NoFusionGuard unfused;
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9, /*requires_grad=*/false);
+  Variable w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable y = sum(conv2d(x, w));
+  x.mutable_value().fill(0.0);
+  expect_starts_with(thrown_message([&] { y.backward(); }),
+                     "conv2d: input 0, saved for backward at version 0, was modified in place");
+}
+
+TEST(Conv2d, WeightThatWasNotSavedMayBeModified) {
+  NoFusionGuard unfused;
+  Variable x = variable({1, 1, 3, 3}, image_1_to_9, /*requires_grad=*/false);
+  Variable w = variable({1, 1, 2, 2}, kernel_1234);
+  Variable y = conv2d(x, w);
+  w.mutable_value().fill(0.0);
+  y.backward(Tensor::ones(y.shape(), DType::Float64));
+  expect_values(w.grad(), {1, 1, 2, 2}, {12, 16, 24, 28});
 }

@@ -1,7 +1,8 @@
 // Fusion: conv2d -> relu -> max_pool2d run as conv2d_max_pool2d. The fused path against the unfused
 // ops (the reference) in float64, gradchecks of the fused op, the fusion rules (when a chain fuses
 // and when a deferred conv2d is computed the ordinary way), and the AVX-512 kernels against the
-// plain-loop kernels in float32.
+// plain-loop kernels in float32, and inputs modified in place before a deferred conv2d is computed
+// or before the backward of the fused op.
 #include "ops/fused.hpp"
 
 #include <gtest/gtest.h>
@@ -16,8 +17,10 @@
 #include "autograd/gradcheck.hpp"
 #include "ops/kernels/conv_pool.hpp"
 #include "ops/ops.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
 
@@ -254,6 +257,103 @@ TEST(ConvPoolErrors, PoolKernelOutOfRangeNamesOp) {
   } catch (const std::invalid_argument& e) {
     EXPECT_STREQ(e.what(), "conv2d_max_pool2d: pool kernel must be in [1, 15], got 16");
   }
+}
+
+// ---- Inputs modified in place ----
+
+// A deferred conv2d reads its inputs when it is computed, later than the script called it: a write
+// in between would make the fused result differ from the unfused ops' (computed at once), so it
+// throws instead, whichever use comes first.
+TEST(Fusion, DeferredConvolutionWhoseWeightChangedThrowsWhenComputed) {
+  const Inputs in = random_inputs({1, 1, 6, 6, 2, 3, 1, 0, true, true, 2, 0, 14});
+  const Variable z = conv2d(in.x, in.w, in.b);
+  ASSERT_NE(z.deferred(), nullptr);
+  Variable w = in.w;
+  w.mutable_value().data<double>()[0] += 0.25;  // an optimiser step
+  EXPECT_EQ(thrown_message([&] { z.value(); }),
+            "conv2d: input 1 ('w') was modified in place after conv2d was called and before its "
+            "deferred result was computed (version 0, now 1); use the result before modifying "
+            "its inputs, or compute it at once under NoFusionGuard");
+}
+
+TEST(Fusion, InputChangedBeforeThePoolThrows) {
+  const Geometry g{1, 1, 6, 6, 2, 3, 1, 0, true, true, 2, 0, 15};
+  {
+    const Inputs in = random_inputs(g);
+    const Variable z = conv2d(in.x, in.w, in.b);
+    Variable b = in.b;
+    b.mutable_value().fill(0.5);  // before the relu: it defers too, and the pool checks
+    expect_starts_with(thrown_message([&] { max_pool2d(relu(z), 2); }),
+                       "conv2d: input 2 ('b') was modified");
+  }
+  {
+    const Inputs in = random_inputs(g);
+    const Variable r = relu(conv2d(in.x, in.w, in.b));
+    Variable x = in.x;
+    x.mutable_value().set(0, 2.0);
+    expect_starts_with(thrown_message([&] { max_pool2d(r, 2); }),
+                       "conv2d: input 0 ('x') was modified");
+  }
+  {
+    const Inputs in = random_inputs({1, 1, 6, 6, 2, 3, 1, 0, false, true, 2, 0, 15});
+    const Variable z = conv2d(in.x, in.w, in.b);
+    Variable w = in.w;
+    w.mutable_value();
+    expect_starts_with(thrown_message([&] { max_pool2d(z, 2); }),
+                       "conv2d: input 1 ('w') was modified");
+  }
+}
+
+TEST(Fusion, UnfusedConvolutionReadsItsInputsAtOnce) {
+  // The reference behaviour the deferred path must not silently depart from.
+  const Inputs in = random_inputs({1, 1, 6, 6, 2, 3, 1, 0, true, true, 2, 0, 16});
+  NoFusionGuard unfused;
+  const Variable z = conv2d(in.x, in.w, in.b);
+  const Tensor before = z.value().clone();
+  Variable b = in.b;
+  b.mutable_value().fill(100.0);  // b is not saved for backward: nothing to complain about
+  expect_near_tensors(z.value(), before, 0, "z");
+}
+
+TEST(Fusion, WeightModifiedAfterTheFusedForwardIsCaughtInBackward) {
+  const Inputs in = random_inputs({1, 2, 8, 8, 3, 3, 1, 1, true, true, 2, 0, 17});
+  const Variable loss = sum(max_pool2d(relu(conv2d(in.x, in.w, in.b, 1, 1)), 2));
+  ASSERT_EQ(loss.node()->inputs[0].node()->op, "conv2d+relu+max_pool2d");
+  Variable w = in.w;
+  w.mutable_value().data<double>()[1] -= 0.01;
+  EXPECT_EQ(thrown_message([&] { loss.backward(); }),
+            "conv2d+relu+max_pool2d: input 1 ('w'), saved for backward at version 0, was "
+            "modified in place since (now version 1); run backward before modifying it, or give "
+            "the op a clone of it");
+}
+
+TEST(ConvPool, ImageModifiedBeforeBackwardThrowsWhenTheWeightNeedsIt) {
+  const Inputs in = random_inputs({1, 1, 8, 8, 2, 3, 1, 0, true, true, 2, 0, 18});
+  const Variable image(in.x.value().clone());  // a first layer's input: no gradient
+  const Variable loss = sum(conv2d_max_pool2d(image, in.w, in.b, {}));
+  Variable(image).mutable_value().fill(0.0);
+  expect_starts_with(thrown_message([&] { loss.backward(); }),
+                     "conv2d+relu+max_pool2d: input 0, saved for backward at version 0, was "
+                     "modified in place");
+}
+
+TEST(ConvPool, WeightOfAFirstLayerIsNotSavedAndMayBeModified) {
+  // With an input image that needs no gradient, the backward never reads w (only grad_w and
+  // grad_b are wanted, and they read x and dy), so an update of w before it changes nothing.
+  const Geometry g{2, 1, 10, 10, 3, 3, 1, 1, true, true, 2, 0, 19};
+  const Inputs in = random_inputs(g);
+  ASSERT_GT(margin(g, in), 1e-6);
+  const Variable image(in.x.value());
+  sum(conv2d_max_pool2d(image, in.w, in.b, options_of(g))).backward();
+  const Tensor expected_w = in.w.grad().clone(), expected_b = in.b.grad().clone();
+  Variable w = in.w, b = in.b;
+  w.zero_grad(), b.zero_grad();
+  const Variable loss = sum(conv2d_max_pool2d(image, in.w, in.b, options_of(g)));
+  EXPECT_TRUE(w.value().is_unique());  // not saved
+  w.mutable_value().fill(0.0);
+  loss.backward();
+  expect_near_tensors(w.grad(), expected_w, 0, "grad_w");
+  expect_near_tensors(b.grad(), expected_b, 0, "grad_b");
 }
 
 // ---- The AVX-512 kernels against the plain loops (float32, same inputs) ----

@@ -1,5 +1,5 @@
 // matmul and linear: hand-computed products, shape/dtype validation, gradients only where needed,
-// gradchecks with and without bias.
+// gradchecks with and without bias, saved inputs modified in place.
 #include "ops/linear.hpp"
 
 #include <gtest/gtest.h>
@@ -163,4 +163,49 @@ TEST(Linear, RecordsNothingUnderNoGrad) {
   EXPECT_FALSE(y.requires_grad());
   EXPECT_TRUE(x.value().is_unique());
   EXPECT_TRUE(w.value().is_unique());
+}
+
+// ---- Saved inputs modified in place between forward and backward ----
+
+TEST(Linear, OptimiserStepBeforeBackwardThrowsNamingTheWeight) {
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6});
+  Variable w(Tensor::from({2, 3}, {1.0, 0.0, -1.0, 0.5, 0.5, 0.5}, DType::Float64), true,
+             "fc1.weight");
+  Variable b(Tensor::zeros({2}, DType::Float64), true, "fc1.bias");
+  Variable loss = sum(linear(x, w, b));
+  // What an SGD step does (models/optim.cpp): write the parameter through mutable_value().
+  double* weights = w.mutable_value().data<double>();
+  for (std::int64_t i = 0; i < w.value().numel(); ++i) weights[i] -= 0.1;
+  EXPECT_EQ(thrown_message([&] { loss.backward(); }),
+            "linear: input 1 ('fc1.weight'), saved for backward at version 0, was modified in "
+            "place since (now version 1); run backward before modifying it, or give the op a "
+            "clone of it");
+}
+
+TEST(Linear, ModifiedInputThrowsWhenTheWeightGradientReadsIt) {
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6}, /*requires_grad=*/false);
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable loss = sum(linear(x, w));
+  x.mutable_value().set(0, 7.0);
+  expect_starts_with(thrown_message([&] { loss.backward(); }),
+                     "linear: input 0, saved for backward at version 0, was modified in place");
+}
+
+TEST(Linear, WeightThatWasNotSavedMayBeModified) {
+  // x needs no gradient, so w is not saved: dw = dy^T x does not read it.
+  Variable x = variable({2, 3}, {1, 2, 3, 4, 5, 6}, /*requires_grad=*/false);
+  Variable w = variable({2, 3}, {1, 0, -1, 0.5, 0.5, 0.5});
+  Variable loss = sum(linear(x, w));
+  w.mutable_value().fill(0.0);
+  loss.backward();
+  expect_values(w.grad(), {2, 3}, {5, 7, 9, 5, 7, 9});
+}
+
+TEST(Matmul, SavedInputModifiedInPlaceBeforeBackwardThrows) {
+  Variable a = variable({2, 2}, {1, 2, 3, 4}), b = variable({2, 2}, {5, 6, 7, 8});
+  Variable loss = sum(matmul(a, b));
+  a.mutable_value().fill(0.0);
+  expect_starts_with(thrown_message([&] { loss.backward(); }),
+                     "matmul: input 0, saved for backward at version 0, was modified in place "
+                     "since (now version 2)");
 }

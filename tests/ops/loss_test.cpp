@@ -99,3 +99,12 @@ TEST(NllLoss, GradMatchesNumeric) {
     EXPECT_TRUE(composed.ok) << "with log_softmax " << shape_str(shape) << ": " << composed.message;
   }
 }
+
+TEST(NllLoss, SavesNothingOfLogpSoItMayBeModified) {
+  Variable logp = logp_2x3();
+  const std::vector<std::int64_t> targets{2, 0};
+  Variable loss = nll_loss(logp, targets);
+  logp.mutable_value().fill(0.0);
+  loss.backward();
+  EXPECT_EQ(logp.grad().to_vector(), (std::vector<double>{0, 0, -0.5, -0.5, 0, 0}));
+}

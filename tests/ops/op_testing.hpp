@@ -38,6 +38,11 @@ inline void expect_values(const Tensor& actual, const Shape& shape, const std::v
   expect_values(actual, expected);
 }
 
+/// Expects `message` to begin with `prefix` (the part of an error that names op and input).
+inline void expect_starts_with(const std::string& message, const std::string& prefix) {
+  EXPECT_EQ(message.substr(0, prefix.size()), prefix) << message;
+}
+
 /// The message of the std::invalid_argument that f throws, or "(nothing thrown)".
 inline std::string thrown_message(const std::function<void()>& f) {
   try {

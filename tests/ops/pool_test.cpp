@@ -1,5 +1,5 @@
 // max_pool2d: hand-computed forward and gradient routing, the first-maximum tie rule, float64
-// gradchecks on tie-free inputs, and the validation messages.
+// gradchecks on tie-free inputs, the validation messages, and an input modified after the forward.
 #include "ops/pool.hpp"
 
 #include <gtest/gtest.h>
@@ -161,4 +161,17 @@ TEST(MaxPool2dErrors, NonPositiveKernelOrNegativeStride) {
   Variable x = variable({1, 1, 2, 2}, {1, 2, 3, 4});
   EXPECT_NE(thrown_message([&] { max_pool2d(x, 0); }).find("max_pool2d"), std::string::npos);
   EXPECT_NE(thrown_message([&] { max_pool2d(x, 2, -1); }).find("max_pool2d"), std::string::npos);
+}
+
+TEST(MaxPool2d, SavesOnlyTheWinnersSoItsInputMayBeModified) {
+  // The backward routes gradients by the argmax found in the forward; it never reads x again.
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable y = max_pool2d(x, 2);
+  x.mutable_value().fill(0.0);
+  y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 4, 4},
+                {0, 1, 0, 0,  //
+                 0, 0, 2, 0,  //
+                 3, 0, 0, 0,  //
+                 0, 0, 0, 4});
 }

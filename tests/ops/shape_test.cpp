@@ -1,9 +1,11 @@
-// reshape and flatten: views sharing storage, shape rules, gradients reshaped back.
+// reshape and flatten: views sharing storage (and its version counter), shape rules, gradients
+// reshaped back.
 #include "ops/shape.hpp"
 
 #include <gtest/gtest.h>
 
 #include "autograd/gradcheck.hpp"
+#include "ops/activation.hpp"
 #include "ops/arithmetic.hpp"
 #include "tests/ops/op_testing.hpp"
 
@@ -80,4 +82,25 @@ TEST(Flatten, GradMatchesNumeric) {
       Variable(Tensor::uniform({2, 3, 2, 2}, -1, 1, gen, DType::Float64), true)};
   auto result = gradcheck([](const auto& v) { return flatten(v[0]); }, inputs);
   EXPECT_TRUE(result.ok) << result.message;
+}
+
+TEST(Reshape, WriteThroughTheViewIsCaughtByAnOpThatSavedTheOriginal) {
+  // relu saves x; the reshaped Variable shares x's storage, so writing into it changes x.
+  Variable x = variable({2, 2}, {1, -2, 3, -4});
+  x.set_name("x");
+  Variable loss = sum(relu(x));
+  Variable flat = reshape(x, {4});
+  flat.mutable_value().fill(5.0);
+  EXPECT_EQ(x.value().at(1), 5.0);
+  expect_starts_with(thrown_message([&] { loss.backward(); }),
+                     "relu: input 0 ('x'), saved for backward at version 0, was modified in place "
+                     "since (now version 2)");
+}
+
+TEST(Reshape, SavesNothingSoItsInputMayBeModified) {
+  Variable x = iota({2, 3});
+  Variable loss = sum(reshape(x, {3, 2}));
+  x.mutable_value().fill(-1.0);
+  loss.backward();
+  EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1, 1, 1, 1, 1, 1}));
 }

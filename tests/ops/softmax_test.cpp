@@ -1,4 +1,5 @@
-// log_softmax: hand values, stability for large inputs, any dimension of a 3-d tensor, gradchecks.
+// log_softmax: hand values, stability for large inputs, any dimension of a 3-d tensor, 0-d tensors,
+// gradchecks, and its saved output modified in place.
 #include "ops/softmax.hpp"
 
 #include <cmath>
@@ -6,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include "autograd/gradcheck.hpp"
+#include "ops/arithmetic.hpp"
+#include "tests/ops/op_testing.hpp"
 
 using namespace ag;
+using namespace ag::testing;
 
 namespace {
 
@@ -94,4 +98,61 @@ TEST(LogSoftmax, GradMatchesNumericOnBatchesOfRows) {
     auto result = gradcheck([](const auto& v) { return log_softmax(v[0], -1); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
   }
+}
+
+// ---- 0-d tensors: one softmax over the single element, as in PyTorch ----
+
+TEST(LogSoftmax, ZeroDimTensorGivesZeroForDimZeroAndMinusOne) {
+  for (DType dtype : {DType::Float64, DType::Float32})
+    for (std::int64_t dim : {0, -1}) {
+      Variable x(Tensor::full({}, 3.7, dtype), true);
+      Variable y = log_softmax(x, dim);
+      EXPECT_EQ(y.shape(), Shape{});
+      EXPECT_EQ(y.dtype(), dtype);
+      EXPECT_EQ(y.value().item(), 0.0) << "dim " << dim;
+      mul(y, Variable(Tensor::full({}, 5.0, dtype))).backward();
+      EXPECT_EQ(x.grad().shape(), Shape{});
+      EXPECT_EQ(x.grad().item(), 0.0) << "dim " << dim;
+    }
+}
+
+TEST(LogSoftmax, ZeroDimTensorRejectsOtherDims) {
+  Variable x(Tensor::full({}, 1.0, DType::Float64));
+  EXPECT_EQ(thrown_message([&] { log_softmax(x, 1); }),
+            "log_softmax: dim 1 out of range for shape []");
+  EXPECT_EQ(thrown_message([&] { log_softmax(x, -2); }),
+            "log_softmax: dim -2 out of range for shape []");
+}
+
+TEST(LogSoftmax, ZeroDimGradMatchesNumeric) {
+  std::vector<Variable> inputs{Variable(Tensor::full({}, -0.8, DType::Float64), true)};
+  for (std::int64_t dim : {0, -1}) {
+    auto result = gradcheck([dim](const auto& v) { return log_softmax(v[0], dim); }, inputs);
+    EXPECT_TRUE(result.ok) << "dim " << dim << ": " << result.message;
+    EXPECT_EQ(result.checked, 1);
+  }
+}
+
+// ---- Its saved output modified in place ----
+
+TEST(LogSoftmax, OutputModifiedInPlaceBeforeBackwardThrows) {
+  Variable x(Tensor::from({2, 3}, {0.1, 0.2, 0.3, -1.0, 0.0, 1.0}, DType::Float64), true);
+  Variable logp = log_softmax(x, 1);
+  Variable loss = sum(logp);
+  logp.mutable_value().fill(0.0);
+  EXPECT_EQ(thrown_message([&] { loss.backward(); }),
+            "log_softmax: its output, saved for backward at version 0, was modified in place "
+            "since (now version 2); run backward before modifying it, or modify a clone of it");
+}
+
+TEST(LogSoftmax, SavesItsOutputNotItsInputSoTheInputMayBeModified) {
+  const std::vector<double> values{0.1, 0.2, 0.3, -1.0, 0.0, 1.0};
+  Variable reference(Tensor::from({2, 3}, values, DType::Float64), true);
+  mul(log_softmax(reference, 1), reference.detach()).backward(Tensor::ones({2, 3}, DType::Float64));
+  Variable x(Tensor::from({2, 3}, values, DType::Float64), true);
+  Variable y = log_softmax(x, 1);
+  Variable loss = mul(y, Variable(x.value().clone()));
+  x.mutable_value().fill(7.0);
+  loss.backward(Tensor::ones({2, 3}, DType::Float64));
+  expect_values(x.grad(), reference.grad().to_vector());
 }
