@@ -16,12 +16,12 @@
 #include <thread>
 
 #include "autograd/allocator.hpp"
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/optim.hpp"
 #include "models/weights.hpp"
 #include "tools/cli.hpp"
-#include "tools/data_parallel.hpp"
 
 namespace cli {
 
@@ -131,7 +131,7 @@ class Runner {
   const nn::MnistSplit& data_;
   ag::Generator gen_;
   nn::LeNet5 model_;
-  DataParallel parallel_;
+  nn::DataParallel parallel_;
   nn::SGD optimizer_;
   int shards_;
   nn::BatchOptions options_;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "autograd/file.hpp"
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/optim.hpp"
@@ -23,7 +24,6 @@
 #include "ops/loss.hpp"
 #include "tools/checkpoint.hpp"
 #include "tools/cli.hpp"
-#include "tools/data_parallel.hpp"
 #include "tools/evaluation.hpp"
 #include "tools/plot.hpp"
 
@@ -235,7 +235,7 @@ int train(const std::vector<std::string>& args) {
     gen.set_state(position.rng);
     if (position.epoch >= c.epochs) throw UsageError(c.resume + " is the end of a finished run");
   }
-  DataParallel parallel(model, c.threads);
+  nn::DataParallel parallel(model, c.threads);
 
   const nn::Normalization normalization;
   const nn::BatchOptions batch_options{.mean = normalization.mean, .stddev = normalization.std, .max_shift = c.augment};

@@ -1,16 +1,16 @@
 // DataParallel: persistent worker threads, one LeNet-5 replica each.
-#include "tools/data_parallel.hpp"
+#include "models/data_parallel.hpp"
 
 #include <algorithm>
 
 #include "ops/loss.hpp"
 
-namespace cli {
+namespace nn {
 
-DataParallel::DataParallel(nn::LeNet5& master, int threads) : master_(master) {
+DataParallel::DataParallel(LeNet5& master, int threads) : master_(master) {
   for (int t = 1; t < threads; ++t) {
     ag::Generator unused(0);
-    auto replica = std::make_unique<nn::LeNet5>(unused);
+    auto replica = std::make_unique<LeNet5>(unused);
     auto from = master.parameters();
     auto to = replica->parameters();
     for (std::size_t i = 0; i < from.size(); ++i) to[i].mutable_value() = from[i].value();
@@ -102,7 +102,7 @@ void DataParallel::run_erased(int shards, void* work, Call call) {
 double DataParallel::step(const std::vector<ag::Tensor>& images,
                           const std::vector<std::vector<std::int64_t>>& targets, int shards,
                           std::int64_t batch, std::vector<std::uint8_t>& predictions) {
-  run(shards, [&](int shard, nn::LeNet5& net) {
+  run(shards, [&](int shard, LeNet5& net) {
     const auto s = static_cast<std::size_t>(shard);
     net.zero_grad();
     const ag::Variable logp = net(ag::Variable(images[s]));
@@ -143,4 +143,4 @@ double DataParallel::step(const std::vector<ag::Tensor>& images,
   return loss;
 }
 
-}  // namespace cli
+}  // namespace nn

@@ -16,7 +16,7 @@
 #include "autograd/tensor.hpp"
 #include "models/lenet.hpp"
 
-namespace cli {
+namespace nn {
 
 /// Replicas share the master's parameter storage (so the optimiser's in-place update reaches all of
 /// them) but keep their own gradients. The batch is split into contiguous shards, always the same
@@ -24,7 +24,7 @@ namespace cli {
 /// run bit for bit.
 class DataParallel {
  public:
-  DataParallel(nn::LeNet5& master, int threads);
+  DataParallel(LeNet5& master, int threads);
   ~DataParallel();
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
@@ -36,7 +36,7 @@ class DataParallel {
   /// rethrows the first exception a shard threw.
   template <class Work>
   void run(int shards, Work&& work) {
-    run_erased(shards, &work, [](void* w, int shard, nn::LeNet5& model) {
+    run_erased(shards, &work, [](void* w, int shard, LeNet5& model) {
       (*static_cast<std::remove_reference_t<Work>*>(w))(shard, model);
     });
   }
@@ -49,15 +49,15 @@ class DataParallel {
               std::vector<std::uint8_t>& predictions);
 
  private:
-  using Call = void (*)(void* work, int shard, nn::LeNet5& model);
+  using Call = void (*)(void* work, int shard, LeNet5& model);
   void run_erased(int shards, void* work, Call call);
   void worker(int index);
-  nn::LeNet5& model(int shard) {
+  LeNet5& model(int shard) {
     return shard == 0 ? master_ : *replicas_[static_cast<std::size_t>(shard - 1)];
   }
 
-  nn::LeNet5& master_;
-  std::vector<std::unique_ptr<nn::LeNet5>> replicas_;
+  LeNet5& master_;
+  std::vector<std::unique_ptr<LeNet5>> replicas_;
   std::vector<std::vector<ag::Variable>> parameters_;  // per shard, in named_parameters() order
 
   // Reused every step, so that a step allocates nothing.
@@ -79,4 +79,4 @@ class DataParallel {
   std::vector<std::thread> workers_;
 };
 
-}  // namespace cli
+}  // namespace nn
