@@ -24,7 +24,8 @@ DataParallel::DataParallel(LeNet5& master, int threads) : master_(master) {
   offsets_.push_back(0);
   for (const ag::Variable& p : parameters_[0]) offsets_.push_back(offsets_.back() + p.value().numel());
   const auto n = static_cast<std::size_t>(threads);
-  images_.resize(n);
+  // An empty placeholder until the first fill replaces it with a batch.
+  for (std::size_t s = 0; s < n; ++s) inputs_.emplace_back(ag::Tensor(ag::Shape{0}));
   targets_.resize(n);
   losses_.resize(n);
   weights_.resize(n);
@@ -116,9 +117,8 @@ int DataParallel::shards(std::int64_t batch) const {
 
 void DataParallel::forward_backward(int shard, LeNet5& net) {
   const auto s = static_cast<std::size_t>(shard);
-  // Not net.zero_grad(): it would build the parameter list, an allocation per step.
-  for (ag::Variable& p : parameters_[s]) p.zero_grad();
-  const ag::Variable logp = net(ag::Variable(images_[s]));
+  net.zero_grad();
+  const ag::Variable logp = net(inputs_[s]);
   const ag::Variable loss = ag::nll_loss(logp, targets_[s]);
   // The predicted class of each example: the row's first maximum.
   const ag::Tensor& p = logp.value();
@@ -188,7 +188,7 @@ DataParallel::StepResult DataParallel::step_erased(std::int64_t batch, void* fil
   run(shards, [&](int shard, LeNet5& net) {
     const auto s = static_cast<std::size_t>(shard);
     const std::int64_t begin = batch * shard / shards, end = batch * (shard + 1) / shards;
-    call(fill, begin, end, images_[s], targets_[s]);
+    call(fill, begin, end, inputs_[s].mutable_value(), targets_[s]);
     if (static_cast<std::int64_t>(targets_[s].size()) != end - begin)
       ag::fail("DataParallel::step", "fill gave " + std::to_string(targets_[s].size()) +
                                          " targets for examples [" + std::to_string(begin) + ", " +

@@ -98,8 +98,10 @@ class DataParallel {
   std::vector<std::vector<ag::Variable>> parameters_;  // per shard, in named_parameters() order
   std::vector<std::int64_t> offsets_;  // parameter k holds elements [offsets_[k], offsets_[k + 1])
 
-  // Per shard, reused every step, so that a step allocates nothing.
-  std::vector<ag::Tensor> images_;
+  // Per shard, reused every step, so that a step allocates nothing. The images are the value of a
+  // leaf Variable kept from step to step and filled in place (a new Variable, or a copy of the
+  // Tensor with its shape, would allocate).
+  std::vector<ag::Variable> inputs_;
   std::vector<std::vector<std::int64_t>> targets_;
   std::vector<double> losses_;
   std::vector<float> weights_;  // shard size / batch size

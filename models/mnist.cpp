@@ -302,11 +302,14 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
                   std::span<const std::int64_t> indices, const BatchOptions& options, ShiftOf shift_of) {
   const std::int64_t batch = static_cast<std::int64_t>(indices.size());
   const std::int64_t rows = data.rows, cols = data.cols, pixels = rows * cols;
-  const ag::Shape shape{batch, 1, rows, cols};
   // Reuse the caller's buffer only when nobody else can see it change (a graph from the previous
-  // step may still hold it).
-  if (!(images.defined() && images.shape() == shape && images.is_unique()))
-    images = ag::Tensor(shape, images.defined() ? images.dtype() : options.dtype);
+  // step may still hold it). Its shape is compared size by size: building a Shape to compare with
+  // would be a heap allocation per batch.
+  const bool reusable = images.defined() && images.dim() == 4 && images.size(0) == batch &&
+                        images.size(1) == 1 && images.size(2) == rows && images.size(3) == cols &&
+                        images.is_unique();
+  if (!reusable)
+    images = ag::Tensor({batch, 1, rows, cols}, images.defined() ? images.dtype() : options.dtype);
   targets.resize(indices.size());
 
   ag::dispatch(images.dtype(), [&]<class T>() {

@@ -22,8 +22,11 @@ std::int64_t Module::parameter_count() const {
   return n;
 }
 
+// Walks the modules instead of calling parameters(), which builds a list: a training step calls
+// this, and a step allocates nothing.
 void Module::zero_grad() {
-  for (auto& p : parameters()) p.zero_grad();
+  for (auto& [name, p] : parameters_) p.zero_grad();
+  for (auto& [name, child] : children_) child->zero_grad();
 }
 
 void Module::train(bool on) {
