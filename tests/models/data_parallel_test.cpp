@@ -3,6 +3,7 @@
 // that errors and non-finite losses stop a step before it changes the parameters.
 #include "models/data_parallel.hpp"
 
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -71,9 +72,15 @@ std::vector<std::int64_t> first_examples(std::int64_t n) {
   return indices;
 }
 
+// As in every tool: our threads are the parallelism, OpenBLAS inside them stays on one thread.
+class DataParallel : public testing::Test {
+ protected:
+  void SetUp() override { openblas_set_num_threads(1); }
+};
+
 }  // namespace
 
-TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
+TEST_F(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   nn::DataParallel parallel(model, 3);
@@ -103,7 +110,7 @@ TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   EXPECT_EQ(predictions.size(), 10u);
 }
 
-TEST(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
+TEST_F(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
   // The same model, batch and shifts: two shards' weighted gradients sum to the whole batch's mean
   // gradient, up to float32 rounding in another order. 33 examples: shards of 16 and 17.
   const nn::MnistSplit data = synthetic_digits();
@@ -128,7 +135,7 @@ TEST(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
   EXPECT_NE(values(one.model), values(Trainer(data, 1).model)) << "the step moved the parameters";
 }
 
-TEST(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
+TEST_F(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
   const nn::MnistSplit data = synthetic_digits();
   Trainer a(data, 2), b(data, 2);
   for (std::int64_t step = 0; step < 4; ++step) {
@@ -140,7 +147,7 @@ TEST(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
   EXPECT_EQ(values(a.model), values(b.model));
 }
 
-TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
+TEST_F(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   // An infinite logit: log_softmax gives inf - inf, every shard's loss is NaN.
@@ -165,7 +172,7 @@ TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
   EXPECT_EQ(sgd.steps_taken(), 0);
 }
 
-TEST(DataParallel, ErrorsInAShardReachTheCaller) {
+TEST_F(DataParallel, ErrorsInAShardReachTheCaller) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   nn::DataParallel parallel(model, 2);

@@ -3,6 +3,7 @@
 // graph's objects, batch filling, the threads' hand-off, the gradient sum, the optimiser) calls
 // operator new. This file replaces the global operator new of its own test binary to count calls
 // on every thread.
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -76,6 +77,9 @@ struct ParallelTraining {
   std::int64_t next = 0;
 
   static constexpr std::int64_t kBatch = 32;
+
+  // As lenet train: our threads are the parallelism, OpenBLAS inside them stays on one thread.
+  ParallelTraining() { openblas_set_num_threads(1); }
 
   static nn::MnistSplit digits() {
     nn::MnistSplit split{.count = 256, .rows = 28, .cols = 28, .images = {}, .labels = {}};
