@@ -276,33 +276,40 @@ MnistSplit load_mnist(const std::string& dir, Split split, int num_classes) {
                     .labels = std::move(labels)};
 }
 
-void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const MnistSplit& data,
-                std::span<const std::int64_t> indices, const BatchOptions& options,
-                ag::Generator* generator) {
-  const std::int64_t batch = static_cast<std::int64_t>(indices.size());
-  const std::int64_t rows = data.rows, cols = data.cols, pixels = rows * cols;
+namespace {
+
+void check_batch(const MnistSplit& data, std::span<const std::int64_t> indices, const BatchOptions& options) {
+  const std::int64_t pixels = data.rows * data.cols;
   if (data.rows < 0 || data.cols < 0 || data.count < 0 ||
       data.images.size() != static_cast<std::size_t>(data.count * pixels) ||
       data.labels.size() != static_cast<std::size_t>(data.count))
     ag::fail("fill_batch", "the split's sizes disagree: " + std::to_string(data.count) + " examples of " +
-                               std::to_string(rows) + "x" + std::to_string(cols) + " but " +
+                               std::to_string(data.rows) + "x" + std::to_string(data.cols) + " but " +
                                std::to_string(data.images.size()) + " pixel bytes and " +
                                std::to_string(data.labels.size()) + " labels");
   if (!(options.stddev > 0)) ag::fail("fill_batch", "stddev must be positive");
-  if (options.max_shift < 0) ag::fail("fill_batch", "max_shift must be non-negative");
-  if (options.max_shift > 0 && generator == nullptr)
-    ag::fail("fill_batch", "augmentation (max_shift > 0) needs a generator");
   for (std::size_t b = 0; b < indices.size(); ++b)
     if (indices[b] < 0 || indices[b] >= data.count)
       ag::fail("fill_batch", "index " + std::to_string(indices[b]) + " at batch position " +
                                  std::to_string(b) + " is outside [0, " + std::to_string(data.count) +
                                  ")");
+}
 
-  const ag::Shape shape{batch, 1, rows, cols};
+// The work of both fill_batch overloads, after checking: shift_of(b) gives example b's shift, and
+// is called once per example, in order.
+template <class ShiftOf>
+void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const MnistSplit& data,
+                  std::span<const std::int64_t> indices, const BatchOptions& options, ShiftOf shift_of) {
+  const std::int64_t batch = static_cast<std::int64_t>(indices.size());
+  const std::int64_t rows = data.rows, cols = data.cols, pixels = rows * cols;
   // Reuse the caller's buffer only when nobody else can see it change (a graph from the previous
-  // step may still hold it).
-  if (!(images.defined() && images.shape() == shape && images.is_unique()))
-    images = ag::Tensor(shape, images.defined() ? images.dtype() : options.dtype);
+  // step may still hold it). Its shape is compared size by size: building a Shape to compare with
+  // would be a heap allocation per batch.
+  const bool reusable = images.defined() && images.dim() == 4 && images.size(0) == batch &&
+                        images.size(1) == 1 && images.size(2) == rows && images.size(3) == cols &&
+                        images.is_unique();
+  if (!reusable)
+    images = ag::Tensor({batch, 1, rows, cols}, images.defined() ? images.dtype() : options.dtype);
   targets.resize(indices.size());
 
   ag::dispatch(images.dtype(), [&]<class T>() {
@@ -320,12 +327,7 @@ void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const Mn
       T* dst = out + b * pixels;
       targets[static_cast<std::size_t>(b)] = data.labels[static_cast<std::size_t>(index)];
       // out[r][c] = in[r - dy][c - dx]: the digit moves down by dy and right by dx.
-      std::int64_t dy = 0, dx = 0;
-      if (options.max_shift > 0) {
-        const auto choices = static_cast<std::uint64_t>(2 * options.max_shift + 1);
-        dy = static_cast<std::int64_t>(generator->below(choices)) - options.max_shift;
-        dx = static_cast<std::int64_t>(generator->below(choices)) - options.max_shift;
-      }
+      const auto [dy, dx] = shift_of(b);
       for (std::int64_t r = 0; r < rows; ++r) {
         T* dst_row = dst + r * cols;
         const std::int64_t src_r = r - dy;
@@ -343,6 +345,43 @@ void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const Mn
       }
     }
   });
+}
+
+Shift draw_shift(int max_shift, ag::Generator& generator) {
+  const auto choices = static_cast<std::uint64_t>(2 * max_shift + 1);
+  const auto dy = static_cast<std::int64_t>(generator.below(choices)) - max_shift;
+  const auto dx = static_cast<std::int64_t>(generator.below(choices)) - max_shift;
+  return {.dy = dy, .dx = dx};
+}
+
+}  // namespace
+
+void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const MnistSplit& data,
+                std::span<const std::int64_t> indices, const BatchOptions& options,
+                ag::Generator* generator) {
+  if (options.max_shift < 0) ag::fail("fill_batch", "max_shift must be non-negative");
+  if (options.max_shift > 0 && generator == nullptr)
+    ag::fail("fill_batch", "augmentation (max_shift > 0) needs a generator");
+  check_batch(data, indices, options);
+  fill_checked(images, targets, data, indices, options, [&](std::int64_t) {
+    return options.max_shift > 0 ? draw_shift(options.max_shift, *generator) : Shift{};
+  });
+}
+
+void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const MnistSplit& data,
+                std::span<const std::int64_t> indices, const BatchOptions& options,
+                std::span<const Shift> shifts) {
+  if (shifts.size() != indices.size())
+    ag::fail("fill_batch", std::to_string(shifts.size()) + " shifts for " + std::to_string(indices.size()) +
+                               " examples");
+  check_batch(data, indices, options);
+  fill_checked(images, targets, data, indices, options,
+               [&](std::int64_t b) { return shifts[static_cast<std::size_t>(b)]; });
+}
+
+void draw_shifts(std::span<Shift> shifts, int max_shift, ag::Generator& generator) {
+  if (max_shift < 0) ag::fail("draw_shifts", "max_shift must be non-negative");
+  for (Shift& shift : shifts) shift = max_shift > 0 ? draw_shift(max_shift, generator) : Shift{};
 }
 
 void shuffle(std::span<std::int64_t> indices, ag::Generator& generator) {

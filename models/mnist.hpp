@@ -83,6 +83,23 @@ void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const Mn
                 std::span<const std::int64_t> indices, const BatchOptions& options = {},
                 ag::Generator* generator = nullptr);
 
+/// How augmentation moves one image: down by dy rows and right by dx columns.
+struct Shift {
+  std::int64_t dy = 0, dx = 0;
+};
+
+/// One random shift per example, dy and dx each uniform in [-max_shift, max_shift], drawn in the
+/// order fill_batch draws them (dy, dx, example after example): drawing the shifts of a batch here
+/// and filling its parts with them gives the batch fill_batch would have given with `generator`.
+void draw_shifts(std::span<Shift> shifts, int max_shift, ag::Generator& generator);
+
+/// fill_batch with the shifts given (shifts[b] for example b; options.max_shift is not used). It
+/// draws nothing, so the parts of a batch can be filled on different threads.
+/// Throws std::invalid_argument as above, or when shifts and indices differ in size.
+void fill_batch(ag::Tensor& images, std::vector<std::int64_t>& targets, const MnistSplit& data,
+                std::span<const std::int64_t> indices, const BatchOptions& options,
+                std::span<const Shift> shifts);
+
 /// Fisher-Yates shuffle in place, drawing from generator.below(): the same seed gives the same order
 /// on every platform.
 void shuffle(std::span<std::int64_t> indices, ag::Generator& generator);

@@ -22,9 +22,9 @@ std::int64_t Module::parameter_count() const {
   return n;
 }
 
+// Walks the modules instead of calling parameters(), which builds a list: a training step calls
+// this, and a step allocates nothing.
 void Module::zero_grad() {
-  // Walks the tree rather than calling parameters(): it runs every training step, and building the
-  // list (and the dotted names) would allocate.
   for (auto& [name, p] : parameters_) p.zero_grad();
   for (auto& [name, child] : children_) child->zero_grad();
 }

@@ -29,40 +29,62 @@ void load_buffers(std::vector<ag::Tensor>& buffers, const char* kind,
 }  // namespace
 
 Optimizer::Optimizer(std::vector<ag::Variable> parameters, double lr)
-    : parameters_(std::move(parameters)), lr_(lr) {}
+    : parameters_(std::move(parameters)), lr_(lr), offsets_{0}, active_(parameters_.size()) {
+  for (const ag::Variable& p : parameters_) {
+    numel_ += ag::shape_numel(p.shape());
+    offsets_.push_back(numel_);
+  }
+}
 
 void Optimizer::zero_grad() {
   for (auto& p : parameters_) p.zero_grad();
 }
 
+void Optimizer::step() {
+  begin_step();
+  update(0, numel());
+}
+
+void Optimizer::begin_step() {
+  ++steps_;
+  for (std::size_t i = 0; i < parameters_.size(); ++i) active_[i] = parameters_[i].has_grad();
+}
+
 SGD::SGD(std::vector<ag::Variable> parameters, const SGDOptions& options)
     : Optimizer(std::move(parameters), options.lr),
       options_(options),
-      momentum_(parameters_.size()) {}
+      momentum_(parameters_.size()),
+      first_(parameters_.size()) {}
 
-void SGD::step() {
-  const double momentum = options_.momentum, decay = options_.weight_decay, lr = lr_;
+void SGD::begin_step() {
+  Optimizer::begin_step();
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    const ag::Variable& p = parameters_[i];
+    first_[i] = options_.momentum != 0 && p.has_grad() && !momentum_[i].defined();
+    if (first_[i]) momentum_[i] = ag::Tensor(p.shape(), p.dtype());
+  }
+}
+
+void SGD::update(std::int64_t begin, std::int64_t end) {
+  const double momentum = options_.momentum, decay = options_.weight_decay, lr = lr_;
+  const bool nesterov = options_.nesterov;
+  for_each_part(begin, end, [&](std::size_t i, std::int64_t from, std::int64_t to) {
     ag::Variable& p = parameters_[i];
-    if (!p.has_grad()) continue;
     ag::dispatch(p.dtype(), [&]<class T>() {
       T* w = p.mutable_value().data<T>();
       const T* grad = p.grad().data<T>();
-      const std::int64_t n = p.value().numel();
-      const bool first = !momentum_[i].defined();
-      if (momentum != 0 && first) momentum_[i] = ag::Tensor(p.shape(), p.dtype());
       T* buf = momentum != 0 ? momentum_[i].data<T>() : nullptr;
-      for (std::int64_t k = 0; k < n; ++k) {
+      const bool first = first_[i];
+      for (std::int64_t k = from; k < to; ++k) {
         T g = grad[k] + static_cast<T>(decay) * w[k];
         if (buf) {
           buf[k] = first ? g : static_cast<T>(momentum) * buf[k] + g;
-          g = options_.nesterov ? g + static_cast<T>(momentum) * buf[k] : buf[k];
+          g = nesterov ? g + static_cast<T>(momentum) * buf[k] : buf[k];
         }
         w[k] -= static_cast<T>(lr) * g;
       }
     });
-  }
-  ++steps_;
+  });
 }
 
 std::vector<std::pair<std::string, ag::Tensor>> SGD::state() const {
@@ -84,24 +106,30 @@ Adam::Adam(std::vector<ag::Variable> parameters, const AdamOptions& options)
       first_moment_(parameters_.size()),
       second_moment_(parameters_.size()) {}
 
-void Adam::step() {
-  ++steps_;
-  const double b1 = options_.beta1, b2 = options_.beta2;
-  const double correction1 = 1 - std::pow(b1, static_cast<double>(steps_));
-  const double correction2 = 1 - std::pow(b2, static_cast<double>(steps_));
+void Adam::begin_step() {
+  Optimizer::begin_step();
+  correction1_ = 1 - std::pow(options_.beta1, static_cast<double>(steps_));
+  correction2_ = 1 - std::pow(options_.beta2, static_cast<double>(steps_));
   for (std::size_t i = 0; i < parameters_.size(); ++i) {
-    ag::Variable& p = parameters_[i];
-    if (!p.has_grad()) continue;
-    if (!first_moment_[i].defined()) {
+    const ag::Variable& p = parameters_[i];
+    if (p.has_grad() && !first_moment_[i].defined()) {
       first_moment_[i] = ag::Tensor(p.shape(), p.dtype());
       second_moment_[i] = ag::Tensor(p.shape(), p.dtype());
     }
+  }
+}
+
+void Adam::update(std::int64_t begin, std::int64_t end) {
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  const double correction1 = correction1_, correction2 = correction2_;
+  for_each_part(begin, end, [&](std::size_t i, std::int64_t from, std::int64_t to) {
+    ag::Variable& p = parameters_[i];
     ag::dispatch(p.dtype(), [&]<class T>() {
       T* w = p.mutable_value().data<T>();
       const T* grad = p.grad().data<T>();
       T* m = first_moment_[i].data<T>();
       T* v = second_moment_[i].data<T>();
-      for (std::int64_t k = 0; k < p.value().numel(); ++k) {
+      for (std::int64_t k = from; k < to; ++k) {
         const double g = grad[k] + options_.weight_decay * w[k];
         m[k] = static_cast<T>(b1 * m[k] + (1 - b1) * g);
         v[k] = static_cast<T>(b2 * v[k] + (1 - b2) * g * g);
@@ -109,7 +137,7 @@ void Adam::step() {
         w[k] -= static_cast<T>(lr_ * (m[k] / correction1) / denom);
       }
     });
-  }
+  });
 }
 
 std::vector<std::pair<std::string, ag::Tensor>> Adam::state() const {

@@ -2,6 +2,7 @@
 // Update rules follow torch.optim exactly, so the same hyper-parameters mean the same thing.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -16,9 +17,21 @@ class Optimizer {
   explicit Optimizer(std::vector<ag::Variable> parameters, double lr);
   virtual ~Optimizer() = default;
 
-  /// Updates every parameter that has a gradient, in place, without recording on the tape.
-  virtual void step() = 0;
+  /// Updates every parameter that has a gradient, in place, without recording on the tape:
+  /// begin_step(), then update(0, numel()).
+  void step();
   void zero_grad();
+
+  /// The same step split by element ranges, for threads: begin_step() on one thread (it counts the
+  /// step, notes which parameters have a gradient and creates state buffers), then update(begin,
+  /// end) over ranges that cover [0, numel()) once, which may run at the same time on different
+  /// threads. Elements are numbered through all parameters laid end to end, in the order given to
+  /// the constructor. An element's update reads only that element (its value, gradient and state),
+  /// so every split gives the result of step() bit for bit.
+  virtual void begin_step();
+  virtual void update(std::int64_t begin, std::int64_t end) = 0;
+  /// The number of elements of all parameters together.
+  std::int64_t numel() const { return numel_; }
 
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
@@ -30,9 +43,25 @@ class Optimizer {
                           std::int64_t steps) = 0;
 
  protected:
+  /// Calls visit(i, first, last) for each parameter i that had a gradient at begin_step() and
+  /// holds elements of [begin, end): its own elements [first, last).
+  template <class Visit>
+  void for_each_part(std::int64_t begin, std::int64_t end, Visit&& visit) const {
+    for (std::size_t i = 0; i < parameters_.size(); ++i) {
+      const std::int64_t first = std::max(begin, offsets_[i]) - offsets_[i];
+      const std::int64_t last = std::min(end, offsets_[i + 1]) - offsets_[i];
+      if (active_[i] && first < last) visit(i, first, last);
+    }
+  }
+
   std::vector<ag::Variable> parameters_;
   double lr_;
   std::int64_t steps_ = 0;
+
+ private:
+  std::vector<std::int64_t> offsets_;  // parameter i holds elements [offsets_[i], offsets_[i + 1])
+  std::int64_t numel_ = 0;
+  std::vector<char> active_;  // had a gradient at begin_step()
 };
 
 struct SGDOptions {
@@ -47,7 +76,8 @@ struct SGDOptions {
 class SGD : public Optimizer {
  public:
   SGD(std::vector<ag::Variable> parameters, const SGDOptions& options);
-  void step() override;
+  void begin_step() override;
+  void update(std::int64_t begin, std::int64_t end) override;
   std::vector<std::pair<std::string, ag::Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
                   std::int64_t steps) override;
@@ -55,6 +85,7 @@ class SGD : public Optimizer {
  private:
   SGDOptions options_;
   std::vector<ag::Tensor> momentum_;  // one per parameter, undefined until first used
+  std::vector<char> first_;           // this step creates momentum_[i] (buf = g)
 };
 
 struct AdamOptions {
@@ -70,7 +101,8 @@ struct AdamOptions {
 class Adam : public Optimizer {
  public:
   Adam(std::vector<ag::Variable> parameters, const AdamOptions& options);
-  void step() override;
+  void begin_step() override;
+  void update(std::int64_t begin, std::int64_t end) override;
   std::vector<std::pair<std::string, ag::Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
                   std::int64_t steps) override;
@@ -78,6 +110,7 @@ class Adam : public Optimizer {
  private:
   AdamOptions options_;
   std::vector<ag::Tensor> first_moment_, second_moment_;
+  double correction1_ = 1, correction2_ = 1;  // 1 - beta^t of this step
 };
 
 /// Learning rate as a function of the optimisation step (counted from 0), with an optional linear

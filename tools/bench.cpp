@@ -16,12 +16,12 @@
 #include <thread>
 
 #include "autograd/allocator.hpp"
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/optim.hpp"
 #include "models/weights.hpp"
 #include "tools/cli.hpp"
-#include "tools/data_parallel.hpp"
 
 namespace cli {
 
@@ -91,7 +91,7 @@ class Runner {
         optimizer_(
             model_.parameters(),
             nn::SGDOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}),
-        shards_(static_cast<int>(std::min<std::int64_t>(threads, batch))),
+        shards_(parallel_.shards(batch)),
         images_(static_cast<std::size_t>(threads)),
         targets_(static_cast<std::size_t>(threads)),
         indices_(static_cast<std::size_t>(batch)),
@@ -103,20 +103,20 @@ class Runner {
     for (std::int64_t i = 0; i < batch_; ++i)
       indices_[static_cast<std::size_t>(i)] = (next_ + i) % data_.count;
     next_ = (next_ + batch_) % data_.count;
-    for (int s = 0; s < shards_; ++s) {
-      const std::int64_t lo = batch_ * s / shards_, hi = batch_ * (s + 1) / shards_;
-      nn::fill_batch(images_[static_cast<std::size_t>(s)], targets_[static_cast<std::size_t>(s)],
-                     data_,
+    const auto fill = [&](std::int64_t lo, std::int64_t hi, ag::Tensor& images,
+                          std::vector<std::int64_t>& targets) {
+      nn::fill_batch(images, targets, data_,
                      std::span<const std::int64_t>(indices_).subspan(
                          static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)),
                      options_);
-    }
+    };
     if (training_) {
-      parallel_.step(images_, targets_, shards_, batch_, predictions_);
-      optimizer_.step();
+      parallel_.step(batch_, fill, optimizer_, predictions_);
       return;
     }
     parallel_.run(shards_, [&](int shard, nn::LeNet5& net) {
+      const std::int64_t lo = batch_ * shard / shards_, hi = batch_ * (shard + 1) / shards_;
+      fill(lo, hi, images_[static_cast<std::size_t>(shard)], targets_[static_cast<std::size_t>(shard)]);
       ag::NoGradGuard no_grad;
       outputs_[static_cast<std::size_t>(shard)] =
           net(ag::Variable(images_[static_cast<std::size_t>(shard)])).value();
@@ -131,7 +131,7 @@ class Runner {
   const nn::MnistSplit& data_;
   ag::Generator gen_;
   nn::LeNet5 model_;
-  DataParallel parallel_;
+  nn::DataParallel parallel_;
   nn::SGD optimizer_;
   int shards_;
   nn::BatchOptions options_;

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "autograd/file.hpp"
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/optim.hpp"
@@ -23,7 +24,6 @@
 #include "ops/loss.hpp"
 #include "tools/checkpoint.hpp"
 #include "tools/cli.hpp"
-#include "tools/data_parallel.hpp"
 #include "tools/evaluation.hpp"
 #include "tools/plot.hpp"
 
@@ -249,7 +249,7 @@ int train(const std::vector<std::string>& args) {
     gen.set_state(position.rng);
     if (position.epoch >= c.epochs) throw UsageError(c.resume + " is the end of a finished run");
   }
-  DataParallel parallel(model, c.threads);
+  nn::DataParallel parallel(model, c.threads);
 
   const nn::Normalization normalization;
   const nn::BatchOptions batch_options{.mean = normalization.mean, .stddev = normalization.std, .max_shift = c.augment};
@@ -276,8 +276,7 @@ int train(const std::vector<std::string>& args) {
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
 
-  std::vector<ag::Tensor> shard_images(static_cast<std::size_t>(c.threads));
-  std::vector<std::vector<std::int64_t>> shard_targets(static_cast<std::size_t>(c.threads));
+  std::vector<nn::Shift> shifts(static_cast<std::size_t>(batch));
   std::vector<std::uint8_t> predictions;
   const auto start = Clock::now();
   const std::int64_t images_before = position.images_seen;
@@ -296,28 +295,28 @@ int train(const std::vector<std::string>& args) {
       const std::int64_t it = position.iteration, step = position.step;
       const std::int64_t begin = it * batch, n = std::min(batch, train_set.count - begin);
       const std::span<const std::int64_t> indices(order.data() + begin, static_cast<std::size_t>(n));
-      // Shards are filled one after another from the one generator: deterministic augmentation.
-      const int shards = static_cast<int>(std::min<std::int64_t>(parallel.threads(), n));
-      for (int s = 0; s < shards; ++s) {
-        const std::int64_t lo = n * s / shards, hi = n * (s + 1) / shards;
-        nn::fill_batch(shard_images[static_cast<std::size_t>(s)], shard_targets[static_cast<std::size_t>(s)],
-                       train_set, indices.subspan(static_cast<std::size_t>(lo), static_cast<std::size_t>(hi - lo)),
-                       batch_options, &gen);
-      }
+      // The shifts come from the one generator in batch order, whatever the thread count; each
+      // shard then fills its own examples on its own thread.
+      const std::span<nn::Shift> batch_shifts(shifts.data(), static_cast<std::size_t>(n));
+      nn::draw_shifts(batch_shifts, c.augment, gen);
+      const auto fill = [&](std::int64_t lo, std::int64_t hi, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+        const auto offset = static_cast<std::size_t>(lo), count = static_cast<std::size_t>(hi - lo);
+        nn::fill_batch(images, targets, train_set, indices.subspan(offset, count), batch_options,
+                       std::span<const nn::Shift>(batch_shifts).subspan(offset, count));
+      };
       optimizer->set_lr(schedule.lr_at(step));
-      const double loss = parallel.step(shard_images, shard_targets, shards, n, predictions);
+      const auto [loss, updated] = parallel.step(n, fill, *optimizer, predictions);
       // A NaN or Inf stops the run before it reaches the weights; the last checkpoint stays good.
       if (!std::isfinite(loss))
         throw std::runtime_error("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) +
                                  " (epoch " + std::to_string(epoch + 1) + "); stopped without saving" +
                                  (c.checkpoint.empty() ? "" : ", last good checkpoint: " + c.checkpoint) +
                                  "; try a lower --lr");
-      if (const std::string bad = non_finite_gradient(model); !bad.empty())
-        throw std::runtime_error("gradient of " + bad + " is not finite at step " + std::to_string(step + 1) +
-                                 "; stopped without saving" +
+      if (!updated)
+        throw std::runtime_error("gradient of " + non_finite_gradient(model) + " is not finite at step " +
+                                 std::to_string(step + 1) + "; stopped without saving" +
                                  (c.checkpoint.empty() ? "" : ", last good checkpoint: " + c.checkpoint) +
                                  "; try a lower --lr");
-      optimizer->step();
       ++position.step;
 
       position.interval_loss += loss;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -490,6 +491,46 @@ TEST(MnistBatch, SameSeedGivesTheSameAugmentedBatch) {
   };
   EXPECT_EQ(batch(1), batch(1));
   EXPECT_NE(batch(1), batch(2));
+}
+
+TEST(MnistBatch, ShiftsDrawnFirstFillTheSameBatchInParts) {
+  // What lenet train does with threads: draw the batch's shifts, then fill its parts separately.
+  const nn::MnistSplit data = synthetic_split(10, 28, 28);
+  const std::vector<std::int64_t> indices{3, 1, 4, 1, 5, 9, 2};
+  const nn::BatchOptions options{.max_shift = 2};
+  ag::Generator whole_generator(5), parts_generator(5);
+  ag::Tensor whole, first_part, second_part;
+  std::vector<std::int64_t> whole_targets, first_targets, second_targets;
+  nn::fill_batch(whole, whole_targets, data, indices, options, &whole_generator);
+
+  std::vector<nn::Shift> shifts(indices.size());
+  nn::draw_shifts(shifts, options.max_shift, parts_generator);
+  const std::span<const std::int64_t> all(indices);
+  const std::span<const nn::Shift> all_shifts(shifts);
+  nn::fill_batch(second_part, second_targets, data, all.subspan(3), options, all_shifts.subspan(3));
+  nn::fill_batch(first_part, first_targets, data, all.first(3), options, all_shifts.first(3));
+
+  std::vector<double> joined = first_part.to_vector();
+  for (double v : second_part.to_vector()) joined.push_back(v);
+  EXPECT_EQ(joined, whole.to_vector());
+  first_targets.insert(first_targets.end(), second_targets.begin(), second_targets.end());
+  EXPECT_EQ(first_targets, whole_targets);
+  EXPECT_EQ(parts_generator.state(), whole_generator.state()) << "the same draws, no more";
+  EXPECT_TRUE(std::any_of(shifts.begin(), shifts.end(), [](nn::Shift s) { return s.dy != 0 || s.dx != 0; }));
+}
+
+TEST(MnistBatch, GivenShiftsMustMatchTheExamples) {
+  const nn::MnistSplit data = synthetic_split(3, 4, 4);
+  ag::Tensor images;
+  std::vector<std::int64_t> targets;
+  const std::vector<std::int64_t> two{0, 1};
+  const std::vector<nn::Shift> one(1);
+  EXPECT_THROW(nn::fill_batch(images, targets, data, two, {}, one), std::invalid_argument);
+  ag::Generator generator(1);
+  std::vector<nn::Shift> shifts(3);
+  EXPECT_THROW(nn::draw_shifts(shifts, -1, generator), std::invalid_argument);
+  nn::draw_shifts(shifts, 0, generator);
+  EXPECT_EQ(generator.state(), ag::Generator(1).state()) << "no augmentation draws nothing";
 }
 
 TEST(MnistShuffle, IsAPermutationDeterminedBySeed) {

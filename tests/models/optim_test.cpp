@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <memory>
 #include <numbers>
 
 using namespace ag;
@@ -82,6 +83,55 @@ TEST(Adam, FollowsTorchWithBiasCorrection) {
     w -= lr * (m / (1 - std::pow(b1, t))) / (std::sqrt(v / (1 - std::pow(b2, t))) + eps);
     EXPECT_NEAR(p.value().at(0), w, 1e-14) << "step " << t;
   }
+}
+
+// Threads split an update by element ranges (begin_step, then update over each range); any split
+// of the elements laid end to end, in any order, must give step()'s parameters bit for bit.
+TEST(Optimizer, UpdateByRangesGivesStepBitForBit) {
+  const auto make = [] {
+    return std::vector<Variable>{parameter({0.5, -1.5, 2.0}), parameter({1.0, 3.0}),
+                                 parameter({-0.25, 0.75, 1.25, -2.0})};
+  };
+  const std::vector<std::vector<double>> grads{{0.1, -0.2, 0.3}, {0.7, -0.05}, {0.2, 0.4, -0.6, 0.01}};
+  for (bool adam : {false, true}) {
+    std::vector<Variable> whole = make(), split = make();
+    const auto optimizer = [&](const std::vector<Variable>& params) -> std::unique_ptr<nn::Optimizer> {
+      if (adam) return std::make_unique<nn::Adam>(params, nn::AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+      return std::make_unique<nn::SGD>(
+          params, nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+    };
+    const auto a = optimizer(whole), b = optimizer(split);
+    ASSERT_EQ(b->numel(), 9);
+    for (int step = 0; step < 3; ++step) {
+      for (std::size_t i = 0; i < grads.size(); ++i) {
+        std::vector<double> g = grads[i];
+        for (double& v : g) v *= step + 1;
+        set_grad(whole[i], g);
+        set_grad(split[i], g);
+      }
+      a->step();
+      b->begin_step();
+      b->update(5, 9);  // straddles the second and third parameters
+      b->update(0, 2);
+      b->update(2, 5);
+      for (std::size_t i = 0; i < whole.size(); ++i)
+        EXPECT_EQ(whole[i].value().to_vector(), split[i].value().to_vector())
+            << (adam ? "adam" : "sgd") << " step " << step << " parameter " << i;
+    }
+    EXPECT_EQ(b->steps_taken(), 3);
+    EXPECT_NE(whole[2].value().to_vector(), make()[2].value().to_vector()) << "it did move";
+  }
+}
+
+TEST(Optimizer, UpdateOutsideARangeLeavesParametersAlone) {
+  Variable p = parameter({1.0, 2.0}), q = parameter({3.0});
+  nn::SGD sgd({p, q}, {.lr = 0.5});
+  set_grad(p, {1.0, 1.0});
+  set_grad(q, {1.0});
+  sgd.begin_step();
+  sgd.update(1, 2);
+  EXPECT_EQ(p.value().to_vector(), (std::vector<double>{1.0, 1.5}));
+  EXPECT_EQ(q.value().to_vector(), (std::vector<double>{3.0}));
 }
 
 TEST(LrSchedule, CosineGoesFromBaseToMinOverTheRun) {

@@ -1,0 +1,224 @@
+// DataParallel: persistent worker threads, one LeNet-5 replica each, and the training step that
+// splits its work over them.
+#include "models/data_parallel.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "ops/loss.hpp"
+
+namespace nn {
+
+DataParallel::DataParallel(LeNet5& master, int threads) : master_(master) {
+  for (int t = 1; t < threads; ++t) {
+    ag::Generator unused(0);
+    auto replica = std::make_unique<LeNet5>(unused);
+    auto from = master.parameters();
+    auto to = replica->parameters();
+    for (std::size_t i = 0; i < from.size(); ++i) to[i].mutable_value() = from[i].value();
+    replicas_.push_back(std::move(replica));
+  }
+  for (int s = 0; s < threads; ++s) parameters_.push_back(model(s).parameters());
+  offsets_.push_back(0);
+  for (const ag::Variable& p : parameters_[0]) offsets_.push_back(offsets_.back() + p.value().numel());
+  const auto n = static_cast<std::size_t>(threads);
+  // An empty placeholder until the first fill replaces it with a batch.
+  for (std::size_t s = 0; s < n; ++s) inputs_.emplace_back(ag::Tensor(ag::Shape{0}));
+  targets_.resize(n);
+  losses_.resize(n);
+  weights_.resize(n);
+  shard_predictions_.resize(n);
+  finite_.resize(n);
+  for (int t = 1; t < threads; ++t) workers_.emplace_back(&DataParallel::worker, this, t);
+}
+
+DataParallel::~DataParallel() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+namespace {
+// About 25 microseconds of polling (a pause takes about 25 ns on Zen 4) before a thread sleeps.
+constexpr int kSpins = 1000;
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();  // lets the other hardware thread run, saves power while polling
+#endif
+}
+}  // namespace
+
+void DataParallel::worker(int index) {
+  std::uint64_t seen = 0;
+  for (;;) {
+    std::uint64_t now = generation_.load(std::memory_order_acquire);
+    for (int spin = 0; spin < kSpins && now == seen && !stopping_.load(std::memory_order_relaxed);
+         ++spin) {
+      pause();
+      now = generation_.load(std::memory_order_acquire);
+    }
+    if (now == seen && !stopping_) {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock,
+                 [&] { return stopping_ || generation_.load(std::memory_order_acquire) != seen; });
+      now = generation_.load(std::memory_order_acquire);
+    }
+    if (stopping_) return;
+    seen = now;
+    if (index >= shards_) continue;  // not needed for this batch
+    try {
+      call_(work_, index, model(index));
+    } catch (...) {
+      std::lock_guard lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+    if (busy_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard lock(mutex_);  // so that the notification cannot fall between check and wait
+      done_.notify_one();
+    }
+  }
+}
+
+void DataParallel::run_erased(int shards, void* work, Call call) {
+  shards = std::clamp(shards, 1, threads());
+  work_ = work, call_ = call, shards_ = shards, error_ = nullptr;
+  busy_.store(shards - 1, std::memory_order_relaxed);
+  if (shards > 1) {  // a one-shard batch leaves the workers alone
+    {
+      std::lock_guard lock(mutex_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    wake_.notify_all();
+  }
+  std::exception_ptr error;
+  try {
+    call(work, 0, master_);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  for (int spin = 0; spin < kSpins && busy_.load(std::memory_order_acquire) != 0; ++spin) pause();
+  if (busy_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return busy_.load(std::memory_order_acquire) == 0; });
+  }
+  std::lock_guard lock(mutex_);
+  if (!error) error = error_;
+  if (error) std::rethrow_exception(error);
+}
+
+int DataParallel::shards(std::int64_t batch) const {
+  return static_cast<int>(std::clamp<std::int64_t>(batch, 1, threads()));
+}
+
+void DataParallel::forward_backward(int shard, LeNet5& net) {
+  const auto s = static_cast<std::size_t>(shard);
+  net.zero_grad();
+  const ag::Variable logp = net(inputs_[s]);
+  const ag::Variable loss = ag::nll_loss(logp, targets_[s]);
+  // The predicted class of each example: the row's first maximum.
+  const ag::Tensor& p = logp.value();
+  const std::int64_t rows = p.size(0), classes = p.size(1);
+  auto& out = shard_predictions_[s];
+  out.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t i = 0; i < rows; ++i) {
+    const float* row = p.data<float>() + i * classes;
+    out[static_cast<std::size_t>(i)] =
+        static_cast<std::uint8_t>(std::max_element(row, row + classes) - row);
+  }
+  losses_[s] = loss.value().item();
+  loss.backward();
+}
+
+namespace {
+
+// Whether all of x[0, n) are finite. Infinities and NaNs are the values whose exponent bits are all
+// ones: the largest exponent field says, and an integer maximum vectorises where std::isfinite in a
+// loop does not.
+template <class T>
+bool all_finite(const T* x, std::int64_t n) {
+  using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr Bits exponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  Bits largest = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    Bits bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    largest = std::max<Bits>(largest, bits & exponent);
+  }
+  return largest != exponent;
+}
+
+}  // namespace
+
+bool DataParallel::sum_gradients(int shards, std::int64_t begin, std::int64_t end) {
+  bool finite = true;
+  for (std::size_t k = 0; k < parameters_[0].size(); ++k) {
+    const std::int64_t from = std::max(begin, offsets_[k]) - offsets_[k];
+    const std::int64_t to = std::min(end, offsets_[k + 1]) - offsets_[k];
+    if (from >= to) continue;
+    ag::Tensor& sum_tensor = parameters_[0][k].mutable_grad();
+    ag::dispatch(sum_tensor.dtype(), [&]<class T>() {
+      T* sum = sum_tensor.data<T>();
+      if (shards > 1) {
+        // Shard 0's gradient is the master's own: scale it in place, then add the others in shard
+        // order. Each element sees the same operations in the same order on any thread.
+        const auto weight = static_cast<T>(weights_[0]);
+        for (std::int64_t e = from; e < to; ++e) sum[e] = weight * sum[e];
+        for (std::size_t s = 1; s < static_cast<std::size_t>(shards); ++s) {
+          const T* g = parameters_[s][k].grad().data<T>();
+          const auto w = static_cast<T>(weights_[s]);
+          for (std::int64_t e = from; e < to; ++e) sum[e] = sum[e] + w * g[e];
+        }
+      }
+      finite = all_finite(sum + from, to - from) && finite;
+    });
+  }
+  return finite;
+}
+
+DataParallel::StepResult DataParallel::step_erased(std::int64_t batch, void* fill, FillCall call,
+                                                   Optimizer& optimizer,
+                                                   std::vector<std::uint8_t>& predictions) {
+  if (batch < 1) ag::fail("DataParallel::step", "batch must be positive, got " + std::to_string(batch));
+  const int shards = this->shards(batch);
+  run(shards, [&](int shard, LeNet5& net) {
+    const auto s = static_cast<std::size_t>(shard);
+    const std::int64_t begin = batch * shard / shards, end = batch * (shard + 1) / shards;
+    call(fill, begin, end, inputs_[s].mutable_value(), targets_[s]);
+    if (static_cast<std::int64_t>(targets_[s].size()) != end - begin)
+      ag::fail("DataParallel::step", "fill gave " + std::to_string(targets_[s].size()) +
+                                         " targets for examples [" + std::to_string(begin) + ", " +
+                                         std::to_string(end) + ")");
+    forward_backward(shard, net);
+  });
+  // Each shard's gradient is of its own mean: weight by shard size to get the batch mean's.
+  StepResult result;
+  predictions.clear();
+  for (std::size_t s = 0; s < static_cast<std::size_t>(shards); ++s) {
+    weights_[s] = static_cast<float>(static_cast<double>(targets_[s].size()) / static_cast<double>(batch));
+    result.loss += weights_[s] * losses_[s];
+    predictions.insert(predictions.end(), shard_predictions_[s].begin(), shard_predictions_[s].end());
+  }
+
+  const std::int64_t elements = offsets_.back();
+  run(shards, [&](int part, LeNet5&) {
+    finite_[static_cast<std::size_t>(part)] =
+        sum_gradients(shards, elements * part / shards, elements * (part + 1) / shards);
+  });
+  result.updated = std::isfinite(result.loss) &&
+                   std::all_of(finite_.begin(), finite_.begin() + shards, [](char f) { return f != 0; });
+  if (!result.updated) return result;
+
+  optimizer.begin_step();
+  const std::int64_t total = optimizer.numel();
+  run(shards, [&](int part, LeNet5&) {
+    optimizer.update(total * part / shards, total * (part + 1) / shards);
+  });
+  return result;
+}
+
+}  // namespace nn
