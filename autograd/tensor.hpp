@@ -84,6 +84,7 @@ class Tensor {
       : storage_(std::move(other.storage_)), data_(std::exchange(other.data_, nullptr)),
         shape_(std::move(other.shape_)), numel_(other.numel_), dtype_(other.dtype_) {}
   Tensor& operator=(Tensor&& other) noexcept {
+    if (this == &other) return *this;
     storage_ = std::move(other.storage_);
     data_ = std::exchange(other.data_, nullptr);
     shape_ = std::move(other.shape_);
