@@ -214,8 +214,6 @@ int bench(const std::vector<std::string>& args) {
     if (b > 60000) throw UsageError("--batch takes sizes up to 60000 (MNIST's training set), got " + std::to_string(b));
   for (std::int64_t t : thread_counts)
     if (t > 64) throw UsageError("--threads takes counts up to 64, got " + std::to_string(t));
-  for (std::int64_t t : thread_counts)
-    if (t > 64) throw UsageError("--threads must be at most 64");
   bool train_mode = false, infer_mode = false, latency_mode = false;
   {
     std::stringstream in(modes_text);
