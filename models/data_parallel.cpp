@@ -11,7 +11,8 @@
 
 namespace nn {
 
-DataParallel::DataParallel(LeNet5& master, int threads) : master_(master) {
+DataParallel::DataParallel(LeNet5& master, int threads)
+    : master_(master), ranges_(master.parameters()) {
   for (int t = 1; t < threads; ++t) {
     ag::Generator unused(0);
     auto replica = std::make_unique<LeNet5>(unused);
@@ -21,8 +22,6 @@ DataParallel::DataParallel(LeNet5& master, int threads) : master_(master) {
     replicas_.push_back(std::move(replica));
   }
   for (int s = 0; s < threads; ++s) parameters_.push_back(model(s).parameters());
-  offsets_.push_back(0);
-  for (const ag::Variable& p : parameters_[0]) offsets_.push_back(offsets_.back() + p.value().numel());
   const auto n = static_cast<std::size_t>(threads);
   // An empty placeholder until the first fill replaces it with a batch.
   for (std::size_t s = 0; s < n; ++s) inputs_.emplace_back(ag::Tensor(ag::Shape{0}));
@@ -156,10 +155,7 @@ bool all_finite(const T* x, std::int64_t n) {
 
 bool DataParallel::sum_gradients(int shards, std::int64_t begin, std::int64_t end) {
   bool finite = true;
-  for (std::size_t k = 0; k < parameters_[0].size(); ++k) {
-    const std::int64_t from = std::max(begin, offsets_[k]) - offsets_[k];
-    const std::int64_t to = std::min(end, offsets_[k + 1]) - offsets_[k];
-    if (from >= to) continue;
+  ranges_.for_each_part(begin, end, [&](std::size_t k, std::int64_t from, std::int64_t to) {
     ag::Tensor& sum_tensor = parameters_[0][k].mutable_grad();
     ag::dispatch(sum_tensor.dtype(), [&]<class T>() {
       T* sum = sum_tensor.data<T>();
@@ -176,7 +172,7 @@ bool DataParallel::sum_gradients(int shards, std::int64_t begin, std::int64_t en
       }
       finite = all_finite(sum + from, to - from) && finite;
     });
-  }
+  });
   return finite;
 }
 
@@ -204,7 +200,7 @@ DataParallel::StepResult DataParallel::step_erased(std::int64_t batch, void* fil
     predictions.insert(predictions.end(), shard_predictions_[s].begin(), shard_predictions_[s].end());
   }
 
-  const std::int64_t elements = offsets_.back();
+  const std::int64_t elements = ranges_.numel();
   run(shards, [&](int part, LeNet5&) {
     finite_[static_cast<std::size_t>(part)] =
         sum_gradients(shards, elements * part / shards, elements * (part + 1) / shards);

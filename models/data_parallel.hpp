@@ -96,7 +96,7 @@ class DataParallel {
   LeNet5& master_;
   std::vector<std::unique_ptr<LeNet5>> replicas_;
   std::vector<std::vector<ag::Variable>> parameters_;  // per shard, in named_parameters() order
-  std::vector<std::int64_t> offsets_;  // parameter k holds elements [offsets_[k], offsets_[k + 1])
+  ElementRanges ranges_;  // of the master's parameters, for the gradient sum
 
   // Per shard, reused every step, so that a step allocates nothing. The images are the value of a
   // leaf Variable kept from step to step and filled in place (a new Variable, or a copy of the

@@ -28,13 +28,12 @@ void load_buffers(std::vector<ag::Tensor>& buffers, const char* kind,
 }
 }  // namespace
 
-Optimizer::Optimizer(std::vector<ag::Variable> parameters, double lr)
-    : parameters_(std::move(parameters)), lr_(lr), offsets_{0}, active_(parameters_.size()) {
-  for (const ag::Variable& p : parameters_) {
-    numel_ += ag::shape_numel(p.shape());
-    offsets_.push_back(numel_);
-  }
+ElementRanges::ElementRanges(const std::vector<ag::Variable>& parameters) : offsets_{0} {
+  for (const ag::Variable& p : parameters) offsets_.push_back(offsets_.back() + ag::shape_numel(p.shape()));
 }
+
+Optimizer::Optimizer(std::vector<ag::Variable> parameters, double lr)
+    : parameters_(std::move(parameters)), lr_(lr), ranges_(parameters_), active_(parameters_.size()) {}
 
 void Optimizer::zero_grad() {
   for (auto& p : parameters_) p.zero_grad();

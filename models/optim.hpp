@@ -12,6 +12,28 @@
 
 namespace nn {
 
+/// The elements of a list of parameters numbered end to end, so that work over all of them (an
+/// optimiser update, a gradient sum) can be split into element ranges, one per thread.
+class ElementRanges {
+ public:
+  explicit ElementRanges(const std::vector<ag::Variable>& parameters);
+  /// The number of elements of all parameters together.
+  std::int64_t numel() const { return offsets_.back(); }
+  /// Calls visit(i, first, last) for each parameter i that holds elements of [begin, end): its own
+  /// elements [first, last).
+  template <class Visit>
+  void for_each_part(std::int64_t begin, std::int64_t end, Visit&& visit) const {
+    for (std::size_t i = 0; i + 1 < offsets_.size(); ++i) {
+      const std::int64_t first = std::max(begin, offsets_[i]) - offsets_[i];
+      const std::int64_t last = std::min(end, offsets_[i + 1]) - offsets_[i];
+      if (first < last) visit(i, first, last);
+    }
+  }
+
+ private:
+  std::vector<std::int64_t> offsets_;  // parameter i holds elements [offsets_[i], offsets_[i + 1])
+};
+
 class Optimizer {
  public:
   explicit Optimizer(std::vector<ag::Variable> parameters, double lr);
@@ -31,7 +53,7 @@ class Optimizer {
   virtual void begin_step();
   virtual void update(std::int64_t begin, std::int64_t end) = 0;
   /// The number of elements of all parameters together.
-  std::int64_t numel() const { return numel_; }
+  std::int64_t numel() const { return ranges_.numel(); }
 
   double lr() const { return lr_; }
   void set_lr(double lr) { lr_ = lr; }
@@ -47,11 +69,9 @@ class Optimizer {
   /// holds elements of [begin, end): its own elements [first, last).
   template <class Visit>
   void for_each_part(std::int64_t begin, std::int64_t end, Visit&& visit) const {
-    for (std::size_t i = 0; i < parameters_.size(); ++i) {
-      const std::int64_t first = std::max(begin, offsets_[i]) - offsets_[i];
-      const std::int64_t last = std::min(end, offsets_[i + 1]) - offsets_[i];
-      if (active_[i] && first < last) visit(i, first, last);
-    }
+    ranges_.for_each_part(begin, end, [&](std::size_t i, std::int64_t first, std::int64_t last) {
+      if (active_[i]) visit(i, first, last);
+    });
   }
 
   std::vector<ag::Variable> parameters_;
@@ -59,8 +79,7 @@ class Optimizer {
   std::int64_t steps_ = 0;
 
  private:
-  std::vector<std::int64_t> offsets_;  // parameter i holds elements [offsets_[i], offsets_[i + 1])
-  std::int64_t numel_ = 0;
+  ElementRanges ranges_;
   std::vector<char> active_;  // had a gradient at begin_step()
 };
 
