@@ -38,6 +38,14 @@ const std::vector<double> image_4x4{
     7, 3, 4, 11,  //
 };
 
+// d image_4x4 for max_pool2d(x, 2) and dy = [1, 2, 3, 4]: each gradient at its window's maximum.
+const std::vector<double> pool_grad_of_image_4x4{
+    0, 1, 0, 0,  //
+    0, 0, 2, 0,  //
+    3, 0, 0, 0,  //
+    0, 0, 0, 4,  //
+};
+
 }  // namespace
 
 TEST(MaxPool2d, ForwardMatchesHandComputed) {
@@ -54,11 +62,7 @@ TEST(MaxPool2d, BackwardSendsEachGradientToItsWindowsMaximum) {
   Variable x = variable({1, 1, 4, 4}, image_4x4);
   Variable y = max_pool2d(x, 2);
   y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
-  expect_values(x.grad(), {1, 1, 4, 4},
-                {0, 1, 0, 0,  //
-                 0, 0, 2, 0,  //
-                 3, 0, 0, 0,  //
-                 0, 0, 0, 4});
+  expect_values(x.grad(), {1, 1, 4, 4}, pool_grad_of_image_4x4);
 }
 
 TEST(MaxPool2d, OverlappingWindowsAccumulateOnASharedMaximum) {
@@ -169,9 +173,5 @@ TEST(MaxPool2d, SavesOnlyTheWinnersSoItsInputMayBeModified) {
   Variable y = max_pool2d(x, 2);
   x.mutable_value().fill(0.0);
   y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
-  expect_values(x.grad(), {1, 1, 4, 4},
-                {0, 1, 0, 0,  //
-                 0, 0, 2, 0,  //
-                 3, 0, 0, 0,  //
-                 0, 0, 0, 4});
+  expect_values(x.grad(), {1, 1, 4, 4}, pool_grad_of_image_4x4);
 }
