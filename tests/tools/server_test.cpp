@@ -571,11 +571,19 @@ TEST_F(Server, LogsOneLinePerRequestWithMethodPathStatusAndMicroseconds) {
     if (now == before) break;
     before = now;
   }
+  // Each request is answered on its own connection by whichever worker is free, and a line is
+  // logged after its response is sent, so lines of different requests are ordered only if each
+  // request waits for the previous one's line.
+  const auto wait_for_lines = [](std::size_t count) {
+    const auto deadline = Clock::now() + std::chrono::seconds(2);
+    while (log_lines().size() < count && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  };
   ASSERT_TRUE(healthy());
+  wait_for_lines(before + 1);
   raw_exchange(port_, "POST /api/features HTTP/1.1\r\nHost: x\r\nContent-Length: 9999999\r\n\r\n");
+  wait_for_lines(before + 2);
   raw_exchange(port_, "GET /a%01%7f%0a HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-  const auto deadline = Clock::now() + std::chrono::seconds(2);  // the log line follows the response
-  while (log_lines().size() < before + 3 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  wait_for_lines(before + 3);
   const std::vector<std::string> lines = log_lines();
   ASSERT_EQ(lines.size(), before + 3);
   EXPECT_TRUE(std::regex_match(lines[before], std::regex(R"(GET /healthz 200 \d+us)"))) << lines[before];
