@@ -4,7 +4,6 @@
 // A backward is timed alone: its reported time is the thread's CPU time around backward(), its
 // forward untimed. On a shared machine read CPU times: other processes' load inflates wall time.
 #include <benchmark/benchmark.h>
-#include <cblas.h>
 
 #include <ctime>
 #include <vector>
@@ -189,7 +188,6 @@ BENCHMARK(BM_LeNet_Inference)->Arg(1)->Arg(100);
 BENCHMARK(BM_LeNet_TrainingStep);
 
 int main(int argc, char** argv) {
-  openblas_set_num_threads(1);  // as the tools do: our threads, not OpenBLAS's
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -1,35 +1,19 @@
-// conv2d: im2col + GEMM (OpenBLAS) forward, and its backward (GEMMs + col2im) right below it.
+// conv2d: im2col + GEMM forward, and its backward (GEMMs + col2im) right below it.
 #include "ops/conv2d.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
-#include <limits>
 #include <string>
 #include <vector>
 
 #include "ops/fused.hpp"
 #include "ops/kernels/conv_geometry.hpp"
+#include "ops/kernels/gemm.hpp"
 
 namespace ag {
 
 namespace {
 
-// C[M, N] = op(A)[M, K] * op(B)[K, N] + beta * C, all row-major and contiguous; op transposes
-// when asked (A is then stored [K, M], B [N, K]). One overload per precision keeps the kernels
-// templates.
-void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const float* a, const float* b,
-          float beta, float* c) {
-  cblas_sgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-              transpose_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, transpose_a ? m : k, b,
-              transpose_b ? k : n, beta, c, n);
-}
-void gemm(bool transpose_a, bool transpose_b, int m, int n, int k, const double* a,
-          const double* b, double beta, double* c) {
-  cblas_dgemm(CblasRowMajor, transpose_a ? CblasTrans : CblasNoTrans,
-              transpose_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0, a, transpose_a ? m : k, b,
-              transpose_b ? k : n, beta, c, n);
-}
+using kernels::gemm;
 
 // cols[(c*KH + p)*KW + q, i*Wo + j] = image[c, i*stride + p - padding, j*stride + q - padding],
 // zero outside the image.   image:[Cin, H, W] -> cols:[K, P]
@@ -88,8 +72,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   if (fusion_enabled()) return defer_conv2d(x, w, b, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   const bool has_bias = b.defined();
-  const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
-            p = static_cast<int>(g.pixels());
+  const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
   const std::int64_t image_size = g.in_channels * g.height * g.width;
 
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
@@ -106,7 +89,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
           std::fill(y_n + o * g.pixels(), y_n + (o + 1) * g.pixels(), b_data[o]);
       }
       im2col(g, x_data + n * image_size, cols.data<T>());
-      gemm(false, false, cout, p, k, w_data, cols.data<T>(), has_bias ? T(1) : T(0), y_n);
+      gemm(false, false, cout, p, k, w_data, cols.data<T>(), /*accumulate=*/has_bias, y_n);
     }
   });
 
@@ -129,8 +112,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
     //   grad_w:[Cout, K]    = sum_n dy[n] cols[n]^T
     //   grad_x[n]:[Cin,H,W] = col2im(w^T:[K, Cout] dy[n])
     //   grad_b:[Cout]       = sum over n, i, j of dy
-    const int cout = static_cast<int>(g.out_channels), k = static_cast<int>(g.patch()),
-              p = static_cast<int>(g.pixels());
+    const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
     const std::int64_t image_size = g.in_channels * g.height * g.width;
     TensorList grads(has_bias ? 3 : 2);
     dispatch(dy.dtype(), [&]<class T>() {
@@ -140,8 +122,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         const Tensor& w_value = saved_w.unpack();
         Tensor grad_x({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
-          gemm(true, false, k, p, cout, w_value.data<T>(), dy_data + n * cout * p, T(0),
-               cols.data<T>());
+          gemm(true, false, k, p, cout, w_value.data<T>(), dy_data + n * cout * p,
+               /*accumulate=*/false, cols.data<T>());
           col2im(g, cols.data<T>(), grad_x.data<T>() + n * image_size);
         }
         grads[0] = grad_x;
@@ -151,8 +133,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         Tensor grad_w({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dy.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
           im2col(g, x_value.data<T>() + n * image_size, cols.data<T>());
-          gemm(false, true, cout, k, p, dy_data + n * cout * p, cols.data<T>(), T(1),
-               grad_w.data<T>());
+          gemm(false, true, cout, k, p, dy_data + n * cout * p, cols.data<T>(),
+               /*accumulate=*/true, grad_w.data<T>());
         }
         grads[1] = grad_w;
       }

@@ -1,59 +1,17 @@
-// Matrix products: matmul and linear, each a few GEMMs through OpenBLAS.
+// Matrix products: matmul and linear, each a few GEMMs (ops/kernels/gemm.hpp).
 #include "ops/linear.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
-#include <limits>
 #include <string>
+
+#include "ops/kernels/gemm.hpp"
 
 namespace ag {
 
 namespace {
 
-// The BLAS routine for the element type: overloads, so a kernel written once with dispatch picks
-// sgemm or dgemm.
-void blas_gemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, blasint M, blasint N,
-               blasint K, const float* A, blasint lda, const float* B, blasint ldb, float beta,
-               float* C, blasint ldc) {
-  cblas_sgemm(CblasRowMajor, transpose_a, transpose_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc);
-}
-void blas_gemm(CBLAS_TRANSPOSE transpose_a, CBLAS_TRANSPOSE transpose_b, blasint M, blasint N,
-               blasint K, const double* A, blasint lda, const double* B, blasint ldb, double beta,
-               double* C, blasint ldc) {
-  cblas_dgemm(CblasRowMajor, transpose_a, transpose_b, M, N, K, 1.0, A, lda, B, ldb, beta, C, ldc);
-}
-
-// C = op(A) op(B) + beta C, all contiguous row-major; op(A):[M, K]  op(B):[K, N]  C:[M, N].
-// A transposed operand is read in place through BLAS's flag: A is stored [K, M] when transpose_a,
-// B is stored [N, K] when transpose_b. Nothing is materialised.
-template <class T>
-void gemm(bool transpose_a, bool transpose_b, std::int64_t M, std::int64_t N, std::int64_t K,
-          const T* A, const T* B, T beta, T* C) {
-  // BLAS wants leading dimensions >= 1 even for empty matrices.
-  const auto ld = [](std::int64_t n) { return static_cast<blasint>(std::max<std::int64_t>(n, 1)); };
-  blas_gemm(transpose_a ? CblasTrans : CblasNoTrans, transpose_b ? CblasTrans : CblasNoTrans,
-            static_cast<blasint>(M), static_cast<blasint>(N), static_cast<blasint>(K), A,
-            ld(transpose_a ? M : K), B, ld(transpose_b ? K : N), beta, C, ld(N));
-}
-
-// y:[M] = A:[M, N] x:[N] + beta y, A row-major.
-void blas_gemv(blasint M, blasint N, const float* A, const float* x, float beta, float* y) {
-  cblas_sgemv(CblasRowMajor, CblasNoTrans, M, N, 1.0f, A, std::max<blasint>(N, 1), x, 1, beta, y, 1);
-}
-void blas_gemv(blasint M, blasint N, const double* A, const double* x, double beta, double* y) {
-  cblas_dgemv(CblasRowMajor, CblasNoTrans, M, N, 1.0, A, std::max<blasint>(N, 1), x, 1, beta, y, 1);
-}
-template <class T>
-void gemv(std::int64_t M, std::int64_t N, const T* A, const T* x, T beta, T* y) {
-  blas_gemv(static_cast<blasint>(M), static_cast<blasint>(N), A, x, beta, y);
-}
-
-void check_blas_size(std::string_view op, const Shape& shape) {
-  for (std::int64_t d : shape)
-    if (d > std::numeric_limits<blasint>::max())
-      fail(op, "dimension of " + shape_str(shape) + " too large for BLAS");
-}
+using kernels::gemm;
+using kernels::gemv;
 
 void check_same_dtype(std::string_view op, const Variable& a, const Variable& b) {
   if (a.dtype() != b.dtype())
@@ -69,13 +27,12 @@ Variable matmul(const Variable& a, const Variable& b) {
     fail("matmul", "cannot multiply " + shape_str(a.shape()) + " by " + shape_str(b.shape()) +
                        " (need [M, K] and [K, N])");
   check_same_dtype("matmul", a, b);
-  check_blas_size("matmul", a.shape());
-  check_blas_size("matmul", b.shape());
   const std::int64_t M = a.shape()[0], K = a.shape()[1], N = b.shape()[1];
 
   Tensor y({M, N}, a.dtype());
   dispatch(a.dtype(), [&]<class T>() {
-    gemm<T>(false, false, M, N, K, a.value().data<T>(), b.value().data<T>(), 0, y.data<T>());
+    gemm<T>(false, false, M, N, K, a.value().data<T>(), b.value().data<T>(),
+            /*accumulate=*/false, y.data<T>());
   });
 
   // Saves b (shared, not copied) if a needs a gradient, a if b does.
@@ -93,12 +50,12 @@ Variable matmul(const Variable& a, const Variable& b) {
                   dispatch(dy.dtype(), [&]<class T>() {
                     // da = dy b^T: [M, N] [N, K]
                     if (needs[0])
-                      gemm<T>(false, true, M, K, N, dy.data<T>(), saved_b.unpack().data<T>(), 0,
-                              grad_a.data<T>());
+                      gemm<T>(false, true, M, K, N, dy.data<T>(), saved_b.unpack().data<T>(),
+                              /*accumulate=*/false, grad_a.data<T>());
                     // db = a^T dy: [K, M] [M, N]
                     if (needs[1])
-                      gemm<T>(true, false, K, N, M, saved_a.unpack().data<T>(), dy.data<T>(), 0,
-                              grad_b.data<T>());
+                      gemm<T>(true, false, K, N, M, saved_a.unpack().data<T>(), dy.data<T>(),
+                              /*accumulate=*/false, grad_b.data<T>());
                   });
                   return TensorList{grad_a, grad_b};
                 });
@@ -116,8 +73,6 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
     fail("linear", "need b [out] matching w [out, in], got " + shapes());
   check_same_dtype("linear", x, w);
   if (b.defined()) check_same_dtype("linear", w, b);
-  check_blas_size("linear", x.shape());
-  check_blas_size("linear", w.shape());
   const std::int64_t N = x.shape()[0], in = x.shape()[1], out = w.shape()[0];
 
   // y:[N, out] = x:[N, in] w^T:[in, out] (+ b:[out] on every row)
@@ -127,13 +82,13 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
     if (b.defined())
       for (std::int64_t n = 0; n < N; ++n)
         std::copy_n(b.value().data<T>(), out, y_data + n * out);
-    // One row (a single image): a matrix-vector product, several times faster than a GEMM of
-    // one row in OpenBLAS. y = w x (+ b).
+    // One row (a single image) is a matrix-vector product: y = w x (+ b).
     if (N == 1)
-      gemv<T>(out, in, w.value().data<T>(), x.value().data<T>(), b.defined() ? 1 : 0, y_data);
+      gemv<T>(out, in, w.value().data<T>(), x.value().data<T>(), /*accumulate=*/b.defined(),
+              y_data);
     else
       gemm<T>(false, true, N, out, in, x.value().data<T>(), w.value().data<T>(),
-              /*beta=*/b.defined() ? 1 : 0, y_data);
+              /*accumulate=*/b.defined(), y_data);
   });
 
   // Saves x (shared, not copied) if w needs a gradient, w if x does; the bias needs nothing.
@@ -154,13 +109,13 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
           const T* dy_data = dy.data<T>();
           if (needs[0]) {  // dx:[N, in] = dy:[N, out] w:[out, in]
             grads[0] = Tensor({N, in}, dy.dtype());
-            gemm<T>(false, false, N, in, out, dy_data, saved_w.unpack().data<T>(), 0,
-                    grads[0].data<T>());
+            gemm<T>(false, false, N, in, out, dy_data, saved_w.unpack().data<T>(),
+                    /*accumulate=*/false, grads[0].data<T>());
           }
           if (needs[1]) {  // dw:[out, in] = dy^T:[out, N] x:[N, in]
             grads[1] = Tensor({out, in}, dy.dtype());
-            gemm<T>(true, false, out, in, N, dy_data, saved_x.unpack().data<T>(), 0,
-                    grads[1].data<T>());
+            gemm<T>(true, false, out, in, N, dy_data, saved_x.unpack().data<T>(),
+                    /*accumulate=*/false, grads[1].data<T>());
           }
           if (needs.size() > 2 && needs[2]) {  // db:[out] = sum over n of dy[n, :]
             grads[2] = Tensor({out}, dy.dtype());

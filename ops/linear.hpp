@@ -1,4 +1,4 @@
-// Matrix products (GEMM through OpenBLAS).
+// Matrix products (GEMMs of ops/kernels/gemm.hpp).
 #pragma once
 
 #include "autograd/variable.hpp"

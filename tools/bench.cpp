@@ -2,7 +2,6 @@
 // counts), single-image latency, peak memory, and whether steady steps still take memory from the
 // system. Cells are measured in interleaved rounds and reported as medians, so a burst of load
 // from another process on a shared machine touches one sample of every cell, not one whole cell.
-#include <cblas.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -230,8 +229,6 @@ int bench(const std::vector<std::string>& args) {
   }
   const bool csv = vm.count("csv") > 0;
 
-  // Our threads are the parallelism; OpenBLAS inside them stays on one thread.
-  openblas_set_num_threads(1);
 
   bool real = false;
   nn::MnistSplit train_set, test_set;

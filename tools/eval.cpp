@@ -1,5 +1,4 @@
 // lenet eval: test accuracy, per-class accuracy and the confusion matrix of saved weights.
-#include <cblas.h>
 
 #include <cmath>
 #include <iomanip>
@@ -25,7 +24,6 @@ int eval(const std::vector<std::string>& args) {
   if (!parse("eval", "[--weights FILE] [--data DIR] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
   weights = resolve_path(vm, "weights");
   data = resolve_path(vm, "data", kFetchMnistHint);
-  openblas_set_num_threads(1);
 
   ag::Generator gen(0);
   nn::LeNet5 model(gen);

@@ -1,5 +1,4 @@
 // lenet serve: the draw-a-digit web page and its JSON API (tools/server.hpp), until Ctrl-C.
-#include <cblas.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -36,9 +35,6 @@ int serve(const std::vector<std::string>& args) {
 
   server_options.weights = resolve_path(vm, "weights");
 
-  // The workers serve one request each in parallel; OpenBLAS inside them must not add threads.
-  openblas_set_num_threads(1);
-
   std::mutex log_mutex;
   web::DigitServer server(server_options, [&log_mutex](const std::string& line) {
     std::lock_guard lock(log_mutex);
@@ -51,7 +47,8 @@ int serve(const std::vector<std::string>& args) {
 
   // SIGINT and SIGTERM stop the server through a pipe: the handler only writes a byte (all it may
   // safely do), and a thread that waits on the pipe calls stop() as ordinary code. (Blocking the
-  // signals for sigwait would not do: OpenBLAS starts threads before main, and they would take them.)
+  // signals for sigwait would have to happen before any library starts a thread, or those threads
+  // would take them.)
   if (::pipe(stop_pipe) != 0) throw std::runtime_error("cannot create a pipe for signals");
   struct sigaction on_stop {};
   on_stop.sa_handler = [](int) { [[maybe_unused]] const auto n = ::write(stop_pipe[1], "s", 1); };

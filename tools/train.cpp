@@ -1,6 +1,5 @@
 // lenet train: LeNet-5 on MNIST with live progress, per-epoch test scores, weights, metrics, plot,
 // crash-safe checkpoints and exact resume.
-#include <cblas.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,8 +205,6 @@ int train(const std::vector<std::string>& args) {
   validate(c);
   c.data = resolve_path(vm, "data", kFetchMnistHint);
 
-  // Our own threads do the parallel work; OpenBLAS inside them must not start threads of its own.
-  openblas_set_num_threads(1);
 
   nn::MnistSplit train_set = nn::load_mnist(c.data, nn::Split::Train);
   const nn::MnistSplit test_set = nn::load_mnist(c.data, nn::Split::Test);

@@ -41,10 +41,11 @@ ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable&
                        std::to_string(padding));
   g.out_h = (g.height + 2 * padding - g.kernel_h) / stride + 1;
   g.out_w = (g.width + 2 * padding - g.kernel_w) / stride + 1;
-  // BLAS takes int sizes: the column matrix [K, P] and the output plane set [Cout, P] must fit.
+  // Refused before anything is allocated: an image's column matrix [K, P] or output planes
+  // [Cout, P] of 2^31 elements or more (8 GiB in float32) is no convolution this library is for.
   constexpr std::int64_t int_max = std::numeric_limits<int>::max();
   if (g.patch() * g.pixels() > int_max || g.out_channels * g.pixels() > int_max)
-    fail("conv2d", "x " + xs() + " with w " + ws() + " is too large for 32-bit BLAS indices");
+    fail("conv2d", "x " + xs() + " with w " + ws() + " is too large (2^31 or more elements per image)");
   return g;
 }
 

@@ -3,7 +3,6 @@
 // that errors and non-finite losses stop a step before it changes the parameters.
 #include "models/data_parallel.hpp"
 
-#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -72,15 +71,9 @@ std::vector<std::int64_t> first_examples(std::int64_t n) {
   return indices;
 }
 
-// As in every tool: our threads are the parallelism, OpenBLAS inside them stays on one thread.
-class DataParallel : public testing::Test {
- protected:
-  void SetUp() override { openblas_set_num_threads(1); }
-};
-
 }  // namespace
 
-TEST_F(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
+TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   nn::DataParallel parallel(model, 3);
@@ -110,7 +103,7 @@ TEST_F(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   EXPECT_EQ(predictions.size(), 10u);
 }
 
-TEST_F(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
+TEST(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
   // The same model, batch and shifts: two shards' weighted gradients sum to the whole batch's mean
   // gradient, up to float32 rounding in another order. 33 examples: shards of 16 and 17.
   const nn::MnistSplit data = synthetic_digits();
@@ -135,7 +128,7 @@ TEST_F(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
   EXPECT_NE(values(one.model), values(Trainer(data, 1).model)) << "the step moved the parameters";
 }
 
-TEST_F(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
+TEST(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
   const nn::MnistSplit data = synthetic_digits();
   Trainer a(data, 2), b(data, 2);
   for (std::int64_t step = 0; step < 4; ++step) {
@@ -147,7 +140,7 @@ TEST_F(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
   EXPECT_EQ(values(a.model), values(b.model));
 }
 
-TEST_F(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
+TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   // An infinite logit: log_softmax gives inf - inf, every shard's loss is NaN.
@@ -172,7 +165,7 @@ TEST_F(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
   EXPECT_EQ(sgd.steps_taken(), 0);
 }
 
-TEST_F(DataParallel, ErrorsInAShardReachTheCaller) {
+TEST(DataParallel, ErrorsInAShardReachTheCaller) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
   nn::DataParallel parallel(model, 2);
