@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "autograd/subnormals.hpp"
 #include "tools/cli.hpp"
 
 namespace {
@@ -42,6 +43,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
+  // Before any thread starts, so that all of them (training shards, server workers) inherit it.
+  const ag::FlushSubnormalsGuard flush_subnormals;
   for (const auto& command : commands) {
     if (command.name != name) continue;
     try {
