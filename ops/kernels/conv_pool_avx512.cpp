@@ -424,9 +424,12 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
     const std::int64_t taps = g.in_channels * g.kernel_h * g.kernel_w;
     std::shared_ptr<float[]> w_t =
         make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
-    for (std::int64_t o = 0; o < g.out_channels; ++o)
+    // Written in order, read across 16 rows of w: strided stores, one per cache line, took a tenth
+    // of a single image's time.
+    float* out = w_t.get();
+    for (std::int64_t block = 0; block < g.out_channels; block += 16)
       for (std::int64_t t = 0; t < taps; ++t)
-        w_t[static_cast<std::size_t>(((o / 16) * taps + t) * 16 + o % 16)] = w[o * taps + t];
+        for (std::int64_t lane = 0; lane < 16; ++lane) *out++ = w[(block + lane) * taps + t];
     // Broadcast loads read only inside the padded image, so unpadded input is read in place.
     std::optional<PaddedImage> xp;
     if (g.padding > 0) xp.emplace(g);
