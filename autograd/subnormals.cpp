@@ -9,7 +9,7 @@ namespace ag {
 
 #if defined(__x86_64__) || defined(__i386__)
 namespace {
-constexpr unsigned kFlushToZero = 0x8000;      // FTZ: subnormal results become 0
+constexpr unsigned kFlushToZero = 0x8000;       // FTZ: subnormal results become 0
 constexpr unsigned kDenormalsAreZero = 0x0040;  // DAZ: subnormal inputs read as 0
 }  // namespace
 

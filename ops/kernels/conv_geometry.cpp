@@ -45,7 +45,8 @@ ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable&
   // [Cout, P] of 2^31 elements or more (8 GiB in float32) is no convolution this library is for.
   constexpr std::int64_t int_max = std::numeric_limits<int>::max();
   if (g.patch() * g.pixels() > int_max || g.out_channels * g.pixels() > int_max)
-    fail("conv2d", "x " + xs() + " with w " + ws() + " is too large (2^31 or more elements per image)");
+    fail("conv2d",
+         "x " + xs() + " with w " + ws() + " is too large (2^31 or more elements per image)");
   return g;
 }
 

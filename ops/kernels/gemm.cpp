@@ -60,7 +60,6 @@ template void gemm<float>(bool, bool, std::int64_t, std::int64_t, std::int64_t, 
 template void gemm<double>(bool, bool, std::int64_t, std::int64_t, std::int64_t, const double*,
                            const double*, bool, double*);
 template void gemv<float>(std::int64_t, std::int64_t, const float*, const float*, bool, float*);
-template void gemv<double>(std::int64_t, std::int64_t, const double*, const double*, bool,
-                           double*);
+template void gemv<double>(std::int64_t, std::int64_t, const double*, const double*, bool, double*);
 
 }  // namespace ag::kernels

@@ -28,7 +28,8 @@ double product(double a, double b) {
 TEST(FlushSubnormals, GuardFlushesResultsAndInputsAndRestoresTheMode) {
   if (!kHasFlushModes) GTEST_SKIP() << "flush-to-zero modes are x86's";
   const float subnormal = 1e-40f;  // below float's smallest normal, 1.2e-38
-  ASSERT_EQ(std::fpclassify(product(1e-20f, 1e-20f)), FP_SUBNORMAL) << "the default mode keeps subnormals";
+  ASSERT_EQ(std::fpclassify(product(1e-20f, 1e-20f)), FP_SUBNORMAL)
+      << "the default mode keeps subnormals";
   {
     ag::FlushSubnormalsGuard guard;
     EXPECT_EQ(product(1e-20f, 1e-20f), 0.0f) << "a subnormal result is flushed (FTZ)";
@@ -47,9 +48,7 @@ TEST(FlushSubnormals, GuardFlushesResultsAndInputsAndRestoresTheMode) {
 TEST(FlushSubnormals, GuardsNest) {
   if (!kHasFlushModes) GTEST_SKIP() << "flush-to-zero modes are x86's";
   ag::FlushSubnormalsGuard outer;
-  {
-    ag::FlushSubnormalsGuard inner;
-  }
+  { ag::FlushSubnormalsGuard inner; }
   EXPECT_EQ(product(1e-20f, 1e-20f), 0.0f) << "the inner guard restores the outer one's mode";
 }
 

@@ -32,8 +32,10 @@ std::vector<T> reference(bool transpose_a, bool transpose_b, std::int64_t M, std
     for (std::int64_t j = 0; j < N; ++j) {
       long double sum = accumulate ? C[static_cast<std::size_t>(i * N + j)] : 0;
       for (std::int64_t k = 0; k < K; ++k) {
-        const T a = transpose_a ? A[static_cast<std::size_t>(k * M + i)] : A[static_cast<std::size_t>(i * K + k)];
-        const T b = transpose_b ? B[static_cast<std::size_t>(j * K + k)] : B[static_cast<std::size_t>(k * N + j)];
+        const T a = transpose_a ? A[static_cast<std::size_t>(k * M + i)]
+                                : A[static_cast<std::size_t>(i * K + k)];
+        const T b = transpose_b ? B[static_cast<std::size_t>(j * K + k)]
+                                : B[static_cast<std::size_t>(k * N + j)];
         sum += static_cast<long double>(a) * b;
       }
       C[static_cast<std::size_t>(i * N + j)] = static_cast<T>(sum);
@@ -57,12 +59,15 @@ void expect_gemm_matches_reference(T tolerance) {
         for (bool accumulate : {false, true}) {
           const auto A = random_values<T>(s.M * s.K, gen), B = random_values<T>(s.K * s.N, gen);
           std::vector<T> C = random_values<T>(s.M * s.N, gen);
-          const auto expected = reference(transpose_a, transpose_b, s.M, s.N, s.K, A, B, C, accumulate);
-          gemm<T>(transpose_a, transpose_b, s.M, s.N, s.K, A.data(), B.data(), accumulate, C.data());
+          const auto expected =
+              reference(transpose_a, transpose_b, s.M, s.N, s.K, A, B, C, accumulate);
+          gemm<T>(transpose_a, transpose_b, s.M, s.N, s.K, A.data(), B.data(), accumulate,
+                  C.data());
           for (std::size_t e = 0; e < C.size(); ++e)
             ASSERT_NEAR(C[e], expected[e], tolerance * (1 + std::abs(expected[e])))
                 << "M " << s.M << " N " << s.N << " K " << s.K << " transpose_a " << transpose_a
-                << " transpose_b " << transpose_b << " accumulate " << accumulate << " element " << e;
+                << " transpose_b " << transpose_b << " accumulate " << accumulate << " element "
+                << e;
         }
 }
 

@@ -576,7 +576,8 @@ TEST_F(Server, LogsOneLinePerRequestWithMethodPathStatusAndMicroseconds) {
   // request waits for the previous one's line.
   const auto wait_for_lines = [](std::size_t count) {
     const auto deadline = Clock::now() + std::chrono::seconds(2);
-    while (log_lines().size() < count && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (log_lines().size() < count && Clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
   };
   ASSERT_TRUE(healthy());
   wait_for_lines(before + 1);
