@@ -229,7 +229,6 @@ int bench(const std::vector<std::string>& args) {
   }
   const bool csv = vm.count("csv") > 0;
 
-
   bool real = false;
   nn::MnistSplit train_set, test_set;
   if (!vm.count("synthetic")) {

@@ -205,7 +205,6 @@ int train(const std::vector<std::string>& args) {
   validate(c);
   c.data = resolve_path(vm, "data", kFetchMnistHint);
 
-
   nn::MnistSplit train_set = nn::load_mnist(c.data, nn::Split::Train);
   const nn::MnistSplit test_set = nn::load_mnist(c.data, nn::Split::Test);
   if (c.limit > 0 && c.limit < train_set.count) {
