@@ -61,7 +61,9 @@ Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable&
     const T* b_data = has_bias ? b.value().template data<T>() : nullptr;
     if constexpr (std::is_same_v<T, float>)
       if (kernels::conv_pool_forward_avx512(g, pool, x_data, w_data, b_data, y.data<T>(),
-                                            winners.get()))
+                                            winners.get()) ||
+          kernels::conv_pool_forward_avx2(g, pool, x_data, w_data, b_data, y.data<T>(),
+                                          winners.get()))
         return;
     kernels::conv_pool_forward(g, pool, x_data, w_data, b_data, y.data<T>(), winners.get());
   });
@@ -74,36 +76,37 @@ Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable&
       w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   const SavedTensor saved_w =
       x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
-  return record(std::move(y), op, std::move(inputs),
-                [g, pool, has_bias, winners = std::move(winners), saved_x, saved_w](
-                    const Tensor& dy, const GradMask& needs) {
-                  // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's
-                  // backward of that sparse dz: grad_x (through w), grad_w (through x), grad_b.
-                  if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
-                    fail("conv2d_max_pool2d", "an input began requiring grad after the forward");
-                  TensorList grads(has_bias ? 3 : 2);
-                  if (needs[0])
-                    grads[0] = Tensor({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
-                  if (needs[1])
-                    grads[1] = Tensor({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w},
-                                      dy.dtype());
-                  if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
-                  dispatch(dy.dtype(), [&]<class T>() {
-                    const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
-                    T *grad_x = out(grads[0]), *grad_w = out(grads[1]),
-                      *grad_b = has_bias ? out(grads[2]) : nullptr;
-                    // The kernels read x only for grad_w and w only for grad_x.
-                    const T* x_data = grad_w ? saved_x.unpack().data<T>() : nullptr;
-                    const T* w_data = grad_x ? saved_w.unpack().data<T>() : nullptr;
-                    if constexpr (std::is_same_v<T, float>)
-                      if (kernels::conv_pool_backward_avx512(g, pool, x_data, w_data, dy.data<T>(),
-                                                             winners.get(), grad_x, grad_w, grad_b))
-                        return;
-                    kernels::conv_pool_backward(g, pool, x_data, w_data, dy.data<T>(),
-                                                winners.get(), grad_x, grad_w, grad_b);
-                  });
-                  return grads;
-                });
+  return record(
+      std::move(y), op, std::move(inputs),
+      [g, pool, has_bias, winners = std::move(winners), saved_x, saved_w](const Tensor& dy,
+                                                                          const GradMask& needs) {
+        // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's
+        // backward of that sparse dz: grad_x (through w), grad_w (through x), grad_b.
+        if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
+          fail("conv2d_max_pool2d", "an input began requiring grad after the forward");
+        TensorList grads(has_bias ? 3 : 2);
+        if (needs[0]) grads[0] = Tensor({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
+        if (needs[1])
+          grads[1] = Tensor({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dy.dtype());
+        if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
+        dispatch(dy.dtype(), [&]<class T>() {
+          const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+          T *grad_x = out(grads[0]), *grad_w = out(grads[1]),
+            *grad_b = has_bias ? out(grads[2]) : nullptr;
+          // The kernels read x only for grad_w and w only for grad_x.
+          const T* x_data = grad_w ? saved_x.unpack().data<T>() : nullptr;
+          const T* w_data = grad_x ? saved_w.unpack().data<T>() : nullptr;
+          if constexpr (std::is_same_v<T, float>)
+            if (kernels::conv_pool_backward_avx512(g, pool, x_data, w_data, dy.data<T>(),
+                                                   winners.get(), grad_x, grad_w, grad_b) ||
+                kernels::conv_pool_backward_avx2(g, pool, x_data, w_data, dy.data<T>(),
+                                                 winners.get(), grad_x, grad_w, grad_b))
+              return;
+          kernels::conv_pool_backward(g, pool, x_data, w_data, dy.data<T>(), winners.get(), grad_x,
+                                      grad_w, grad_b);
+        });
+        return grads;
+      });
 }
 
 // ---- Fusion rules ----
@@ -169,12 +172,14 @@ class DeferredConv2d final : public Deferred {
     const Variable* inputs[] = {&x, &w, &b};
     for (int i = 0; i < 3; ++i) {
       const std::uint64_t now = version_of(*inputs[i]);
-      if (now == versions[i]) [[likely]] continue;
+      if (now == versions[i]) [[likely]]
+        continue;
       const std::string& name = inputs[i]->name();
       fail("conv2d", "input " + std::to_string(i) + (name.empty() ? "" : " ('" + name + "')") +
                          " was modified in place after conv2d was called and before its deferred "
-                         "result was computed (version " + std::to_string(versions[i]) +
-                         ", now " + std::to_string(now) + "); use the result before modifying its "
+                         "result was computed (version " +
+                         std::to_string(versions[i]) + ", now " + std::to_string(now) +
+                         "); use the result before modifying its "
                          "inputs, or compute it at once under NoFusionGuard");
     }
   }

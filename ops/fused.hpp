@@ -32,8 +32,9 @@ struct ConvPoolOptions {
 /// x:[N, Cin, H, W]  w:[Cout, Cin, KH, KW]  b:[Cout] or undefined -> y:[N, Cout, Ph, Pw]
 /// with Ho = (H + 2 padding - KH) / stride + 1, Ph = (Ho - pool_kernel) / pool_stride + 1 (likewise
 /// W). Saved for backward: x and w (shared) and one byte per output naming its winner.
-/// float32 or float64; float32 uses AVX-512 kernels for the shapes they cover (stride 1, 2x2 pool,
-/// see ops/kernels/conv_pool_avx512.hpp), every other case a plain loop over the same sums.
+/// float32 or float64; float32 uses AVX-512 or AVX2 kernels, whichever the build's CPU has, for
+/// the shapes they cover (stride 1, 2x2 pool; ops/kernels/conv_pool.hpp), every other case a plain
+/// loop over the same sums.
 Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
                            const ConvPoolOptions& options);
 

@@ -1,5 +1,5 @@
 // Kernels of the fused convolution + (relu) + max-pool (ops/fused.hpp): the plain loops that work
-// for every geometry and both precisions, and the entry points of the AVX-512 ones.
+// for every geometry and both precisions, and the entry points of the AVX-512 and AVX2 ones.
 //
 // Both families agree on what the forward saves: one byte per pooled output, in y's layout
 // [N, Cout, Ph, Pw], naming the window element that won (slot p * pool_kernel + q, the first
@@ -99,12 +99,19 @@ void conv_pool_backward(const ConvGeometry& g, const PoolGeometry& pool, const T
         }
 }
 
-// The AVX-512 kernels (float32). Each returns false, having done nothing, when the geometry is not
-// one it covers; the caller then runs the plain loops. Defined in conv_pool_avx512.cpp.
+// The vectorised kernels (float32), for stride 1 and a 2x2, stride 2 pool. Each returns false,
+// having done nothing, when the geometry is not one it covers or the build's CPU lacks the
+// instructions (-march=native); the caller then tries the next, and last runs the plain loops.
+// Defined in conv_pool_avx512.cpp and conv_pool_avx2.cpp.
 bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
                               const float* w, const float* b, float* y, std::uint8_t* winners);
 bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
                                const float* w, const float* dy, const std::uint8_t* winners,
                                float* dx, float* dw, float* db);
+bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                            const float* w, const float* b, float* y, std::uint8_t* winners);
+bool conv_pool_backward_avx2(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                             const float* w, const float* dy, const std::uint8_t* winners,
+                             float* dx, float* dw, float* db);
 
 }  // namespace ag::kernels

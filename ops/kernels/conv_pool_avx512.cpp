@@ -10,8 +10,6 @@
 // Backward: only winners carry gradient. grad_w and grad_x are sums over winners of a KH x KW
 // patch times the winner's gradient; each kernel row (KW <= 8 floats) is one ymm, so a winner
 // costs Cin * KH fused multiply-adds per sum and nothing is spent on the other 3 positions.
-#include "ops/kernels/conv_pool.hpp"
-
 #include <algorithm>
 #include <cstring>
 #include <memory>
@@ -20,6 +18,8 @@
 #include <utility>
 
 #include "autograd/allocator.hpp"
+#include "ops/kernels/conv_pool.hpp"
+#include "ops/kernels/conv_pool_common.hpp"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
@@ -37,40 +37,9 @@ namespace ag::kernels {
 
 namespace {
 
-// One image copied into a zero border of `padding` on every side, rows of padded_w floats, with
-// slack after the last row so that vector loads running past a row's end stay inside the buffer
-// (the lanes they read there are never used).
-struct PaddedImage {
-  std::int64_t padded_h, padded_w, plane;  // floats per row, per channel
-  std::shared_ptr<float[]> data;
-  static constexpr std::int64_t kSlack = 64;
-
-  explicit PaddedImage(const ConvGeometry& g)
-      : padded_h(g.height + 2 * g.padding),
-        padded_w(g.width + 2 * g.padding),
-        plane(padded_h * padded_w),
-        data(make_cached_array<float>(static_cast<std::size_t>(g.in_channels * plane + kSlack))) {
-    std::memset(data.get(), 0,
-                static_cast<std::size_t>(g.in_channels * plane + kSlack) * sizeof(float));
-  }
-
-  // Copies image x_n:[Cin, H, W] into the interior; the border stays zero.
-  void fill(const ConvGeometry& g, const float* x_n) {
-    for (std::int64_t c = 0; c < g.in_channels; ++c)
-      for (std::int64_t h = 0; h < g.height; ++h)
-        std::memcpy(data.get() + c * plane + (h + g.padding) * padded_w + g.padding,
-                    x_n + (c * g.height + h) * g.width, static_cast<std::size_t>(g.width) * 4);
-  }
-};
-
-// Calls fn(std::integral_constant<int, k>{}) for the k in 1 .. Max equal to n: kernels keep
-// their accumulators in registers only when their counts are compile-time constants.
-template <int Max, class Fn>
-void with_constant(std::int64_t n, Fn&& fn) {
-  [&]<int... K>(std::integer_sequence<int, K...>) {
-    (void)((n == K + 1 ? (fn(std::integral_constant<int, K + 1>{}), true) : false) || ...);
-  }(std::make_integer_sequence<int, Max>{});
-}
+using vectorized::LiveWinners;
+using vectorized::PaddedImage;
+using vectorized::with_constant;
 
 // Lanes (0, 2, 4, ...) and (1, 3, 5, ...) of the 32 lanes of two registers: the left and right
 // columns of each 2x2 window.
@@ -235,180 +204,169 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
         });
 }
 
-// ---- Backward: sums over winners, one ymm per kernel row ----
-//
-// The backward reads the input, and sums grad_x, as a padded image whose rows interleave the
-// channels: row (y, c) of S floats at (y * Cin + c) * S, S a compile-time 16, 32 or 64 >= the
-// padded width. Row (c, p) of the patch under output position (h, w) is then at base + r * S with
-// base = (h * Cin) * S + w and r = p * Cin + c: one base pointer and constant offsets, so each
-// multiply-add of a patch row is a single instruction, and the whole image stays in L1 (5 KB for
-// LeNet's conv2). Kernel rows are taken in that order r = p * Cin + c throughout.
+// ---- Backward: sums over winners, one ymm per kernel row (layout: conv_pool_common.hpp) ----
 
-struct Interleaved {
-  std::int64_t row_floats;  // S
-  std::int64_t padded_h;    // H + 2 padding
-  std::int64_t floats(const ConvGeometry& g) const {
-    return padded_h * g.in_channels * row_floats + 16;
-  }
-};
+// The steps of vectorized::backward with AVX-512 masks.
+class Avx512Backward {
+ public:
+  // Sums run over kernel rows 16 at a time: 16 ymm sums plus operands fit the 32 registers.
+  static constexpr std::int64_t kRowChunk = 16;
 
-// Which lanes of the 16-float pieces of a padded row are image columns.
-struct ImageColumns {
-  __mmask16 lanes[4] = {};
-  ImageColumns(const ConvGeometry& g, std::int64_t row_floats) {
-    for (std::int64_t j = 0; j < row_floats; ++j)
+  Avx512Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
+                 const std::int32_t (&slot_offsets)[4])
+      : g_(g), layout_(layout), slot_offset_(_mm512_maskz_loadu_epi32(0xF, slot_offsets)) {
+    std::copy(std::begin(slot_offsets), std::end(slot_offsets), slot_offsets_);
+    for (std::int64_t j = 0; j < layout.row_floats; ++j)
       if (j >= g.padding && j < g.padding + g.width)
-        lanes[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
+        image_lanes_[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
   }
-};
 
-// x_n:[Cin, H, W] into the interleaved padded layout (zero border).
-void fill_interleaved(const ConvGeometry& g, const Interleaved& layout, const ImageColumns& columns,
-                      const float* x_n, float* out) {
-  for (std::int64_t y = 0; y < layout.padded_h; ++y)
-    for (std::int64_t c = 0; c < g.in_channels; ++c, out += layout.row_floats) {
-      const std::int64_t image_y = y - g.padding;
-      const bool inside = image_y >= 0 && image_y < g.height;
-      // Padded column j is image column j - padding; the masked load reads only image columns
-      // (fault suppression covers the lanes before the row's start).
-      const float* in = x_n + (c * g.height + (inside ? image_y : 0)) * g.width - g.padding;
-      for (std::int64_t j = 0; j < layout.row_floats; j += 16)
-        _mm512_storeu_ps(out + j,
-                         _mm512_maskz_loadu_ps(inside ? columns.lanes[j / 16] : 0, in + j));
-    }
-}
-
-// dx_n:[Cin, H, W] += the interior of the interleaved padded image `padded`, which is left zero.
-void add_interleaved(const ConvGeometry& g, const Interleaved& layout, const ImageColumns& columns,
-                     float* padded, float* dx_n) {
-  for (std::int64_t y = 0; y < layout.padded_h; ++y)
-    for (std::int64_t c = 0; c < g.in_channels; ++c) {
-      float* row = padded + (y * g.in_channels + c) * layout.row_floats;
-      const std::int64_t image_y = y - g.padding;
-      if (image_y >= 0 && image_y < g.height) {
-        float* out = dx_n + (c * g.height + image_y) * g.width - g.padding;
-        for (std::int64_t j = 0; j < layout.row_floats; j += 16) {
-          const __mmask16 lanes = columns.lanes[j / 16];
-          _mm512_mask_storeu_ps(
-              out + j, lanes,
-              _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + j), _mm512_loadu_ps(row + j)));
-        }
+  // x_n:[Cin, H, W] into the interleaved padded layout (zero border).
+  void fill_interleaved(const float* x_n, float* out) const {
+    for (std::int64_t y = 0; y < layout_.padded_h; ++y)
+      for (std::int64_t c = 0; c < g_.in_channels; ++c, out += layout_.row_floats) {
+        const std::int64_t image_y = y - g_.padding;
+        const bool inside = image_y >= 0 && image_y < g_.height;
+        // Padded column j is image column j - padding; the masked load reads only image columns
+        // (fault suppression covers the lanes before the row's start).
+        const float* in = x_n + (c * g_.height + (inside ? image_y : 0)) * g_.width - g_.padding;
+        for (std::int64_t j = 0; j < layout_.row_floats; j += 16)
+          _mm512_storeu_ps(out + j,
+                           _mm512_maskz_loadu_ps(inside ? image_lanes_[j / 16] : 0, in + j));
       }
-      for (std::int64_t j = 0; j < layout.row_floats; j += 16)
-        _mm512_storeu_ps(row + j, _mm512_setzero_ps());
-    }
-}
-
-// The winners of one channel of one image that carry gradient, compacted without branches (which
-// windows relu cut off is data, where a branch would mispredict): for each, where its patch
-// starts in the interleaved image, and its gradient. Returns how many; adds their gradients to
-// *grad_b.
-struct LiveWinners {
-  std::int32_t* patch;
-  float* grad;
-};
-std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o, const float* dy_o,
-                             const std::int32_t* window_offset, __m512i slot_offset,
-                             LiveWinners out, float* grad_b) {
-  std::int64_t live_count = 0;
-  __m512 grad_sum = _mm512_setzero_ps();
-  for (std::int64_t k = 0; k < windows; k += 16) {
-    const __mmask16 lanes =
-        windows - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (windows - k)) - 1);
-    const __m512i slot = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, winners_o + k));
-    const __m512 grad = _mm512_maskz_loadu_ps(lanes, dy_o + k);
-    const __mmask16 live =
-        _mm512_mask_cmpneq_epi32_mask(lanes, slot, _mm512_set1_epi32(kNoWinner)) &
-        _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-    const __m512i patch = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, window_offset + k),
-                                           _mm512_permutexvar_epi32(slot, slot_offset));
-    // Compressed in a register, then stored whole (the lanes past the live ones land in the
-    // buffers' slack): Zen 4 runs the compressing store to memory as slow microcode.
-    _mm512_storeu_si512(out.patch + live_count, _mm512_maskz_compress_epi32(live, patch));
-    _mm512_storeu_ps(out.grad + live_count, _mm512_maskz_compress_ps(live, grad));
-    grad_sum = _mm512_mask_add_ps(grad_sum, live, grad_sum, grad);
-    live_count += _mm_popcnt_u32(live);
   }
-  if (grad_b) *grad_b += _mm512_reduce_add_ps(grad_sum);
-  return live_count;
-}
 
-// sums[r] (rows [0, R) of a chunk, in r = p * Cin + c order) += sum over live winners of dy *
-// (the winner's patch row r); image points at the chunk's first row. With few rows, consecutive
-// winners go to separate sets of sums: a multiply-add waits 4 cycles for the one before it in the
-// same sum and 2 can start per cycle, so 8 or more sums keep the units busy.
-template <int S, int R>
-void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_count,
-                 LiveWinners live, float* sums) {
-  constexpr int kSets = R >= 8 ? 1 : R >= 4 ? 2 : 4;
-  const __mmask8 kernel_lanes = static_cast<__mmask8>((1u << kernel_w) - 1);
-  __m256 sum[kSets][R];
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int set = 0; set < kSets; ++set) sum[set][r] = _mm256_setzero_ps();
-  std::int64_t e = 0;
-  for (; e + kSets <= live_count; e += kSets)
-#pragma GCC unroll 4
-    for (int set = 0; set < kSets; ++set) {
-      const float* patch = image + live.patch[e + set];
-      const __m256 scale = _mm256_set1_ps(live.grad[e + set]);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r)
-        sum[set][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[set][r]);
+  // dx_n:[Cin, H, W] += the interior of the interleaved padded image `padded`, which is left zero.
+  void add_interleaved(float* padded, float* dx_n) const {
+    for (std::int64_t y = 0; y < layout_.padded_h; ++y)
+      for (std::int64_t c = 0; c < g_.in_channels; ++c) {
+        float* row = padded + (y * g_.in_channels + c) * layout_.row_floats;
+        const std::int64_t image_y = y - g_.padding;
+        if (image_y >= 0 && image_y < g_.height) {
+          float* out = dx_n + (c * g_.height + image_y) * g_.width - g_.padding;
+          for (std::int64_t j = 0; j < layout_.row_floats; j += 16) {
+            const __mmask16 lanes = image_lanes_[j / 16];
+            _mm512_mask_storeu_ps(
+                out + j, lanes,
+                _mm512_add_ps(_mm512_maskz_loadu_ps(lanes, out + j), _mm512_loadu_ps(row + j)));
+          }
+        }
+        for (std::int64_t j = 0; j < layout_.row_floats; j += 16)
+          _mm512_storeu_ps(row + j, _mm512_setzero_ps());
+      }
+  }
+
+  // The winners of one channel of one image that carry gradient, compacted without branches
+  // (which windows relu cut off is data, where a branch would mispredict). Returns how many; adds
+  // their gradients to *grad_b.
+  std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o,
+                               const float* dy_o, const std::int32_t* window_offset,
+                               LiveWinners out, float* grad_b) const {
+    std::int64_t live_count = 0;
+    __m512 grad_sum = _mm512_setzero_ps();
+    for (std::int64_t k = 0; k < windows; k += 16) {
+      const __mmask16 lanes =
+          windows - k >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (windows - k)) - 1);
+      const __m512i slot = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(lanes, winners_o + k));
+      const __m512 grad = _mm512_maskz_loadu_ps(lanes, dy_o + k);
+      const __mmask16 live =
+          _mm512_mask_cmpneq_epi32_mask(lanes, slot, _mm512_set1_epi32(kNoWinner)) &
+          _mm512_cmp_ps_mask(grad, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      const __m512i patch = _mm512_add_epi32(_mm512_maskz_loadu_epi32(lanes, window_offset + k),
+                                             _mm512_permutexvar_epi32(slot, slot_offset_));
+      // Compressed in a register, then stored whole (the lanes past the live ones land in the
+      // buffers' slack): Zen 4 runs the compressing store to memory as slow microcode.
+      _mm512_storeu_si512(out.patch + live_count, _mm512_maskz_compress_epi32(live, patch));
+      _mm512_storeu_ps(out.grad + live_count, _mm512_maskz_compress_ps(live, grad));
+      grad_sum = _mm512_mask_add_ps(grad_sum, live, grad_sum, grad);
+      live_count += _mm_popcnt_u32(live);
     }
-  for (; e < live_count; ++e) {
-    const float* patch = image + live.patch[e];
-    const __m256 scale = _mm256_set1_ps(live.grad[e]);
+    if (grad_b) *grad_b += _mm512_reduce_add_ps(grad_sum);
+    return live_count;
+  }
+
+  // sums[r] (rows [0, R) of a chunk, in r = p * Cin + c order) += sum over live winners of dy *
+  // (the winner's patch row r); image points at the chunk's first row. With few rows, consecutive
+  // winners go to separate sets of sums: a multiply-add waits 4 cycles for the one before it in
+  // the same sum and 2 can start per cycle, so 8 or more sums keep the units busy.
+  template <int S, int R>
+  void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_count,
+                   LiveWinners live, float* sums) const {
+    constexpr int kSets = R >= 8 ? 1 : R >= 4 ? 2 : 4;
+    const __mmask8 kernel_lanes = static_cast<__mmask8>((1u << kernel_w) - 1);
+    __m256 sum[kSets][R];
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
-      sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
-  }
-#pragma GCC unroll 16
-  for (int r = 0; r < R; ++r) {
 #pragma GCC unroll 4
-    for (int set = 1; set < kSets; ++set) sum[0][r] = _mm256_add_ps(sum[0][r], sum[set][r]);
-    _mm256_mask_storeu_ps(
-        sums + 8 * r, kernel_lanes,
-        _mm256_add_ps(_mm256_maskz_loadu_ps(kernel_lanes, sums + 8 * r), sum[0][r]));
-  }
-}
-
-// The interleaved grad_x image (rows [0, R) of a chunk) += at each position of each window: the
-// sum over the channels that won there of dy * w[o]. slots/grads:[windows][Cout] (channels
-// innermost, Cout <= 64); w8:[Cout][R_total][8], kernel rows in r = p * Cin + c order zero-padded
-// to 8 lanes, so the lanes a sum adds past the patch are zero.
-template <int S, int R>
-void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                 const float* grads, const std::int32_t* window_offset,
-                 const std::int32_t* slot_offset, const float* w8, std::int64_t rows_total,
-                 float* image) {
-  const __mmask64 channels =
-      out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
-  for (std::int64_t k = 0; k < windows; ++k) {
-    const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
-    for (int slot = 0; slot < 4; ++slot) {
-      __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots,
-                                                  _mm512_set1_epi8(static_cast<char>(slot)));
-      if (!won) continue;
-      __m256 sum[R];
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
-      for (; won; won &= won - 1) {
-        const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
-        const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
-        const float* w_rows = w8 + o * rows_total * 8;
+      for (int set = 0; set < kSets; ++set) sum[set][r] = _mm256_setzero_ps();
+    std::int64_t e = 0;
+    for (; e + kSets <= live_count; e += kSets)
+#pragma GCC unroll 4
+      for (int set = 0; set < kSets; ++set) {
+        const float* patch = image + live.patch[e + set];
+        const __m256 scale = _mm256_set1_ps(live.grad[e + set]);
 #pragma GCC unroll 16
         for (int r = 0; r < R; ++r)
-          sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+          sum[set][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[set][r]);
       }
-      float* patch = image + window_offset[k] + slot_offset[slot];
+    for (; e < live_count; ++e) {
+      const float* patch = image + live.patch[e];
+      const __m256 scale = _mm256_set1_ps(live.grad[e]);
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r)
-        _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
+        sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int set = 1; set < kSets; ++set) sum[0][r] = _mm256_add_ps(sum[0][r], sum[set][r]);
+      _mm256_mask_storeu_ps(
+          sums + 8 * r, kernel_lanes,
+          _mm256_add_ps(_mm256_maskz_loadu_ps(kernel_lanes, sums + 8 * r), sum[0][r]));
     }
   }
-}
+
+  // The interleaved grad_x image (rows [0, R) of a chunk) += at each position of each window: the
+  // sum over the channels that won there of dy * w[o]. slots/grads:[windows][Cout] (channels
+  // innermost, Cout <= 64); w8:[Cout][R_total][8] (vectorized::kernel_rows_of_8).
+  template <int S, int R>
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
+                   const float* grads, const std::int32_t* window_offset, const float* w8,
+                   std::int64_t rows_total, float* image) const {
+    const __mmask64 channels =
+        out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
+    for (std::int64_t k = 0; k < windows; ++k) {
+      const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
+      for (int slot = 0; slot < 4; ++slot) {
+        __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots,
+                                                    _mm512_set1_epi8(static_cast<char>(slot)));
+        if (!won) continue;
+        __m256 sum[R];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
+        for (; won; won &= won - 1) {
+          const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
+          const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
+          const float* w_rows = w8 + o * rows_total * 8;
+#pragma GCC unroll 16
+          for (int r = 0; r < R; ++r)
+            sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+        }
+        float* patch = image + window_offset[k] + slot_offsets_[slot];
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r)
+          _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
+      }
+    }
+  }
+
+ private:
+  const ConvGeometry& g_;
+  const vectorized::Interleaved& layout_;
+  __m512i slot_offset_;
+  std::int32_t slot_offsets_[4];
+  __mmask16 image_lanes_[4] = {};  // which lanes of the 16-float pieces of a row are image columns
+};
 
 }  // namespace
 
@@ -421,15 +379,7 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
   const std::int64_t pooled = g.out_channels * pool.out_h * pool.out_w;
   if (g.out_channels % 16 == 0) {
     // Weights with 16 output channels innermost.
-    const std::int64_t taps = g.in_channels * g.kernel_h * g.kernel_w;
-    std::shared_ptr<float[]> w_t =
-        make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
-    // Written in order, read across 16 rows of w: strided stores, one per cache line, took a tenth
-    // of a single image's time.
-    float* out = w_t.get();
-    for (std::int64_t block = 0; block < g.out_channels; block += 16)
-      for (std::int64_t t = 0; t < taps; ++t)
-        for (std::int64_t lane = 0; lane < 16; ++lane) *out++ = w[(block + lane) * taps + t];
+    const std::shared_ptr<float[]> w_t = vectorized::channels_innermost(g, w, 16);
     // Broadcast loads read only inside the padded image, so unpadded input is read in place.
     std::optional<PaddedImage> xp;
     if (g.padding > 0) xp.emplace(g);
@@ -466,110 +416,7 @@ bool conv_pool_backward_avx512(const ConvGeometry& g, const PoolGeometry& pool, 
                                const float* w, const float* dy, const std::uint8_t* winners,
                                float* dx, float* dw, float* db) {
 #ifdef AG_HAVE_AVX512
-  if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2 || g.kernel_w > 8) return false;
-  const std::int64_t padded_w = g.width + 2 * g.padding;
-  if (padded_w > 64 || (dx && g.out_channels > 64)) return false;
-  const Interleaved layout{.row_floats = padded_w <= 16   ? 16
-                                         : padded_w <= 32 ? 32
-                                                          : 64,
-                           .padded_h = g.height + 2 * g.padding};
-  const std::int64_t S = layout.row_floats;
-  const ImageColumns columns(g, S);
-  const std::int64_t windows = pool.out_h * pool.out_w, R = g.in_channels * g.kernel_h;
-  const std::int64_t conv_row = g.in_channels * S;  // from one conv output row to the next
-  // Sums run over kernel rows 16 at a time: 16 ymm sums plus operands fit the 32 registers.
-  constexpr std::int64_t kRowChunk = 16;
-
-  // Where the patch of window k's top-left element starts in the interleaved image, and where its
-  // other elements' start relative to it (slot 1 right, 2 below, 3 below right).
-  auto window_offset = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows));
-  for (std::int64_t k = 0; k < windows; ++k)
-    window_offset[k] =
-        static_cast<std::int32_t>(2 * (k / pool.out_w) * conv_row + 2 * (k % pool.out_w));
-  const std::int32_t slot_offsets[4] = {0, 1, static_cast<std::int32_t>(conv_row),
-                                        static_cast<std::int32_t>(conv_row + 1)};
-  const __m512i slot_offset = _mm512_maskz_loadu_epi32(0xF, slot_offsets);
-
-  auto live_patch = make_cached_array<std::int32_t>(static_cast<std::size_t>(windows + 16));
-  auto live_grad = make_cached_array<float>(static_cast<std::size_t>(windows + 16));
-  const LiveWinners live{live_patch.get(), live_grad.get()};
-  const auto image_floats = static_cast<std::size_t>(layout.floats(g));
-  auto x_image = make_cached_array<float>(image_floats);
-  std::memset(x_image.get(), 0, image_floats * sizeof(float));
-  // grad_w summed in r = p * Cin + c row order, 8 floats a row, reordered at the end.
-  auto w_sums = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * R * 8));
-  if (dw)
-    std::memset(w_sums.get(), 0, static_cast<std::size_t>(g.out_channels * R * 8) * sizeof(float));
-
-  // For grad_x: kernel rows in r order zero-padded to 8 lanes, each image's winners and
-  // gradients with channels innermost, and a zeroed interleaved image to sum into.
-  std::shared_ptr<float[]> w8, window_grads, dx_image;
-  std::shared_ptr<std::uint8_t[]> window_slots;
-  if (dx) {
-    w8 = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * R * 8));
-    for (std::int64_t o = 0; o < g.out_channels; ++o)
-      for (std::int64_t p = 0; p < g.kernel_h; ++p)
-        for (std::int64_t c = 0; c < g.in_channels; ++c)
-          for (std::int64_t q = 0; q < 8; ++q)
-            w8[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q] =
-                q < g.kernel_w ? w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q]
-                               : 0.0f;
-    window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
-    window_slots =
-        make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
-    dx_image = make_cached_array<float>(image_floats);
-    std::memset(dx_image.get(), 0, image_floats * sizeof(float));
-  }
-
-  const auto with_row_floats = [&](auto&& fn) {
-    if (S == 16)
-      fn(std::integral_constant<int, 16>{});
-    else if (S == 32)
-      fn(std::integral_constant<int, 32>{});
-    else
-      fn(std::integral_constant<int, 64>{});
-  };
-  for (std::int64_t n = 0; n < g.batch; ++n) {
-    const std::int64_t image_out = n * g.out_channels * windows;
-    if (dw) fill_interleaved(g, layout, columns, x + n * g.image_size(), x_image.get());
-    for (std::int64_t o = 0; o < g.out_channels; ++o) {
-      const std::int64_t count =
-          compact_winners(windows, winners + image_out + o * windows, dy + image_out + o * windows,
-                          window_offset.get(), slot_offset, live, db ? db + o : nullptr);
-      if (!dw) continue;
-      for (std::int64_t r0 = 0; r0 < R; r0 += kRowChunk)
-        with_row_floats([&](auto row_floats) {
-          with_constant<kRowChunk>(std::min(kRowChunk, R - r0), [&](auto chunk) {
-            grad_w_rows<row_floats, chunk>(g.kernel_w, x_image.get() + r0 * S, count, live,
-                                           w_sums.get() + (o * R + r0) * 8);
-          });
-        });
-    }
-    if (!dx) continue;
-    // Winners and gradients transposed to [window][channel]; a dead winner's 0xFF matches no slot.
-    for (std::int64_t o = 0; o < g.out_channels; ++o)
-      for (std::int64_t k = 0; k < windows; ++k) {
-        window_slots[k * g.out_channels + o] = winners[image_out + o * windows + k];
-        window_grads[k * g.out_channels + o] = dy[image_out + o * windows + k];
-      }
-    for (std::int64_t r0 = 0; r0 < R; r0 += kRowChunk)
-      with_row_floats([&](auto row_floats) {
-        with_constant<kRowChunk>(std::min(kRowChunk, R - r0), [&](auto chunk) {
-          grad_x_rows<row_floats, chunk>(windows, g.out_channels, window_slots.get(),
-                                         window_grads.get(), window_offset.get(), slot_offsets,
-                                         w8.get() + r0 * 8, R, dx_image.get() + r0 * S);
-        });
-      });
-    add_interleaved(g, layout, columns, dx_image.get(), dx + n * g.image_size());
-  }
-  if (dw)
-    for (std::int64_t o = 0; o < g.out_channels; ++o)
-      for (std::int64_t p = 0; p < g.kernel_h; ++p)
-        for (std::int64_t c = 0; c < g.in_channels; ++c)
-          for (std::int64_t q = 0; q < g.kernel_w; ++q)
-            dw[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q] +=
-                w_sums[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q];
-  return true;
+  return vectorized::backward<Avx512Backward>(g, pool, x, w, dy, winners, dx, dw, db);
 #else
   (void)g, (void)pool, (void)x, (void)w, (void)dy, (void)winners, (void)dx, (void)dw, (void)db;
   return false;

@@ -12,6 +12,8 @@
 #include <limits>
 #include <optional>
 #include <ostream>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
@@ -356,7 +358,35 @@ TEST(ConvPool, WeightOfAFirstLayerIsNotSavedAndMayBeModified) {
   expect_near_tensors(b.grad(), expected_b, 0, "grad_b");
 }
 
-// ---- The AVX-512 kernels against the plain loops (float32, same inputs) ----
+// ---- The vectorised kernels against the plain loops (float32, same inputs) ----
+
+// A kernel family: its entry points, and whether this build's CPU has its instructions.
+struct KernelFamily {
+  const char* name;
+  bool built;
+  decltype(&kernels::conv_pool_forward_avx512) forward;
+  decltype(&kernels::conv_pool_backward_avx512) backward;
+};
+
+// The kernels exist only in builds for machines with the instructions (-march=native here).
+const KernelFamily kAvx512 {
+  "AVX-512",
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+      true,
+#else
+      false,
+#endif
+      kernels::conv_pool_forward_avx512, kernels::conv_pool_backward_avx512
+};
+const KernelFamily kAvx2 {
+  "AVX2",
+#if defined(__AVX2__) && defined(__FMA__)
+      true,
+#else
+      false,
+#endif
+      kernels::conv_pool_forward_avx2, kernels::conv_pool_backward_avx2
+};
 
 struct KernelRun {
   std::vector<float> y, dx, dw, db;
@@ -364,7 +394,8 @@ struct KernelRun {
   bool fast_forward = false, fast_backward = false;
 };
 
-KernelRun run_kernels(const Geometry& geometry, bool fast) {
+// family null: the plain loops.
+KernelRun run_kernels(const Geometry& geometry, const KernelFamily* family) {
   const Inputs in = random_inputs(geometry, DType::Float32);
   ConvGeometry g = conv_geometry(in.x, in.w, in.b, geometry.stride, geometry.padding);
   const std::int64_t pool_stride =
@@ -384,12 +415,10 @@ KernelRun run_kernels(const Geometry& geometry, bool fast) {
   const float* b = geometry.bias ? in.b.value().data<float>() : nullptr;
   Generator gen(5);
   const Tensor dy = Tensor::uniform({static_cast<std::int64_t>(count)}, -1, 1, gen);
-  if (fast) {
-    run.fast_forward =
-        kernels::conv_pool_forward_avx512(g, pool, x, w, b, run.y.data(), run.winners.data());
-    run.fast_backward =
-        kernels::conv_pool_backward_avx512(g, pool, x, w, dy.data<float>(), run.winners.data(),
-                                           run.dx.data(), run.dw.data(), run.db.data());
+  if (family) {
+    run.fast_forward = family->forward(g, pool, x, w, b, run.y.data(), run.winners.data());
+    run.fast_backward = family->backward(g, pool, x, w, dy.data<float>(), run.winners.data(),
+                                         run.dx.data(), run.dw.data(), run.db.data());
   } else {
     kernels::conv_pool_forward(g, pool, x, w, b, run.y.data(), run.winners.data());
     kernels::conv_pool_backward(g, pool, x, w, dy.data<float>(), run.winners.data(), run.dx.data(),
@@ -406,22 +435,16 @@ void expect_close(const std::vector<float>& actual, const std::vector<float>& ex
         << what << " element " << i;
 }
 
-class Avx512Geometry : public ::testing::TestWithParam<Geometry> {};
+class VectorisedGeometry
+    : public ::testing::TestWithParam<std::tuple<const KernelFamily*, Geometry>> {};
 
-// The kernels exist only in builds for AVX-512 machines (-march=native here).
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-constexpr bool kAvx512Built = true;
-#else
-constexpr bool kAvx512Built = false;
-#endif
-
-TEST_P(Avx512Geometry, MatchesPlainLoops) {
-  if (!kAvx512Built) GTEST_SKIP() << "built without AVX-512";
-  const Geometry g = GetParam();
+TEST_P(VectorisedGeometry, MatchesPlainLoops) {
+  const auto& [family, g] = GetParam();
+  if (!family->built) GTEST_SKIP() << "built without " << family->name;
   ASSERT_GT(margin(g, random_inputs(g)), 1e-5) << "inputs too close to a kink or tie: change seed";
-  const KernelRun fast = run_kernels(g, true), plain = run_kernels(g, false);
-  ASSERT_TRUE(fast.fast_forward) << "the AVX-512 forward should cover " << g;
-  ASSERT_TRUE(fast.fast_backward) << "the AVX-512 backward should cover " << g;
+  const KernelRun fast = run_kernels(g, family), plain = run_kernels(g, nullptr);
+  ASSERT_TRUE(fast.fast_forward) << "the " << family->name << " forward should cover " << g;
+  ASSERT_TRUE(fast.fast_backward) << "the " << family->name << " backward should cover " << g;
   EXPECT_EQ(fast.winners, plain.winners);
   expect_close(fast.y, plain.y, 1e-5, "y");
   expect_close(fast.dx, plain.dx, 1e-5, "grad_x");
@@ -430,19 +453,33 @@ TEST_P(Avx512Geometry, MatchesPlainLoops) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Shapes, Avx512Geometry,
-    ::testing::Values(
-        // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride, seed
-        Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},     // LeNet's conv1
-        Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},    // LeNet's conv2
-        Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},   // no relu, no bias
-        Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},     // odd sizes, 7 channels
-        Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},      // 32 output channels
-        Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26}));  // wider channel kernel
+    Shapes, VectorisedGeometry,
+    ::testing::Combine(
+        ::testing::Values(&kAvx512, &kAvx2),
+        ::testing::Values(
+            // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride,
+            // seed
+            Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},    // LeNet's conv1
+            Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},   // LeNet's conv2
+            Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},  // no relu, no bias
+            Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},    // odd sizes, 7 channels
+            Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},     // 32 output channels
+            Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26},   // wider channel kernel
+            Geometry{2, 2, 11, 11, 8, 3, 1, 1, true, true, 2, 0, 28},    // 8 channels, odd sizes
+            Geometry{1, 1, 40, 40, 3, 3, 1, 1, true, true, 2, 0, 29})),  // 3 channels, 40 wide
+    [](const auto& info) {
+      std::string name = std::get<0>(info.param)->name;
+      std::erase(name, '-');
+      return name + "_" + std::to_string(info.index);
+    });
 
-TEST(Avx512Kernels, DeclineWhatTheyDoNotCover) {
+TEST(VectorisedKernels, DeclineWhatTheyDoNotCover) {
   const Geometry g{1, 1, 9, 9, 2, 3, 2, 0, true, true, 2, 0, 27};  // stride 2
-  EXPECT_FALSE(run_kernels(g, true).fast_forward);
+  for (const KernelFamily* family : {&kAvx512, &kAvx2}) {
+    const KernelRun run = run_kernels(g, family);
+    EXPECT_FALSE(run.fast_forward) << family->name;
+    EXPECT_FALSE(run.fast_backward) << family->name;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,404 @@
+// AVX2 kernels of the fused convolution + relu + 2x2 max-pool, float32, stride 1: the algorithms
+// of conv_pool_avx512.cpp for CPUs with 8-float registers, 16 of them, and no mask registers
+// (Zen 2, Haswell to Skylake client). Without them such a CPU ran the plain loops, 30x slower.
+//
+// Forward: direct convolution, two conv rows at a time, pooled in registers after the last
+// multiply-add. With 16 registers a block keeps 8 or 12 accumulators:
+//   - by width: a ymm holds 8 neighbouring outputs of one channel; a block is 2 rows x 16 columns
+//     (2 vectors) x CB channels;
+//   - by channel: a ymm holds 8 output channels of one position; a block is 2 rows x 2 PB columns
+//     x CV vectors of channels (LeNet's conv2: 16 channels x 2 rows x 2 columns).
+// Backward: vectorized::backward (conv_pool_common.hpp), its masked steps done with blends and
+// scalar compaction.
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "autograd/allocator.hpp"
+#include "ops/kernels/conv_pool.hpp"
+#include "ops/kernels/conv_pool_common.hpp"
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define AG_HAVE_AVX2 1
+#endif
+
+namespace ag::kernels {
+
+#ifdef AG_HAVE_AVX2
+
+namespace {
+
+using vectorized::LiveWinners;
+using vectorized::PaddedImage;
+using vectorized::with_constant;
+
+// The pooled value and winner slot of 8 windows given their four elements, in window order
+// (top-left, top-right, bottom-left, bottom-right): the first maximum wins, as in max_pool2d. The
+// bias is added after the maximum (the same for all four); relu keeps only positive maxima.
+struct Pooled {
+  __m256 value;
+  __m256i slot;
+};
+inline Pooled pool_window(__m256 z0, __m256 z1, __m256 z2, __m256 z3, __m256 bias, bool relu) {
+  __m256 best = z0;
+  __m256i slot = _mm256_setzero_si256();
+  const auto take = [&](__m256 z, int index) {
+    const __m256 greater = _mm256_cmp_ps(z, best, _CMP_GT_OQ);
+    best = _mm256_blendv_ps(best, z, greater);
+    slot = _mm256_blendv_epi8(slot, _mm256_set1_epi32(index), _mm256_castps_si256(greater));
+  };
+  take(z1, 1), take(z2, 2), take(z3, 3);
+  best = _mm256_add_ps(best, bias);
+  if (relu) {
+    const __m256 alive = _mm256_cmp_ps(best, _mm256_setzero_ps(), _CMP_GT_OQ);
+    best = _mm256_and_ps(best, alive);
+    slot = _mm256_blendv_epi8(_mm256_set1_epi32(kNoWinner), slot, _mm256_castps_si256(alive));
+  }
+  return {best, slot};
+}
+
+// Lanes (0, 2, .., 14) and (1, 3, .., 15) of the 16 lanes of a and b: the left and right columns
+// of each 2x2 window over 16 conv columns.
+inline __m256 even_lanes(__m256 a, __m256 b) {
+  const __m256 pairs = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+}
+inline __m256 odd_lanes(__m256 a, __m256 b) {
+  const __m256 pairs = _mm256_shuffle_ps(a, b, 0xDD);
+  return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
+}
+
+// Stores the first `count` (<= 8) lanes of r at y[0 ..) and their slots as bytes at winners[0 ..),
+// or at y[0], y[stride], ... when stride != 1.
+void store_pooled(const Pooled& r, std::int64_t count, std::int64_t stride, float* y,
+                  std::uint8_t* winners) {
+  alignas(32) float values[8];
+  alignas(32) std::int32_t slots[8];
+  _mm256_store_ps(values, r.value);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(slots), r.slot);
+  for (std::int64_t k = 0; k < count; ++k) {
+    y[k * stride] = values[k];
+    if (winners) winners[k * stride] = static_cast<std::uint8_t>(slots[k]);
+  }
+}
+
+// ---- Forward, by width: CB channels, conv columns [16 b, 16 b + 16) of every row ----
+
+template <int CB>
+void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
+                            const float* w, const float* b, std::int64_t o0, std::int64_t block,
+                            float* y_n, std::uint8_t* winners_n) {
+  const std::int64_t taps = g.kernel_h * g.kernel_w, pooled = pool.out_h * pool.out_w;
+  const std::int64_t j0 = 8 * block, columns = std::min<std::int64_t>(8, pool.out_w - j0);
+  const float* image = xp.data.get() + 16 * block;
+  for (std::int64_t i = 0; i < pool.out_h; ++i) {
+    __m256 top[2][CB], bottom[2][CB];  // conv rows 2i and 2i + 1
+#pragma GCC unroll 8
+    for (int o = 0; o < CB; ++o)
+      top[0][o] = top[1][o] = bottom[0][o] = bottom[1][o] = _mm256_setzero_ps();
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      for (std::int64_t p = 0; p < g.kernel_h; ++p) {
+        const float* row_top = image + c * xp.plane + (2 * i + p) * xp.padded_w;
+        const float* row_bottom = row_top + xp.padded_w;
+        const float* w_row = w + ((o0 * g.in_channels + c) * g.kernel_h + p) * g.kernel_w;
+        for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+          const __m256 x_top[2] = {_mm256_loadu_ps(row_top + q), _mm256_loadu_ps(row_top + 8 + q)};
+          const __m256 x_bottom[2] = {_mm256_loadu_ps(row_bottom + q),
+                                      _mm256_loadu_ps(row_bottom + 8 + q)};
+#pragma GCC unroll 8
+          for (int o = 0; o < CB; ++o) {
+            const __m256 weight = _mm256_broadcast_ss(w_row + o * g.in_channels * taps + q);
+#pragma GCC unroll 2
+            for (int v = 0; v < 2; ++v) {
+              top[v][o] = _mm256_fmadd_ps(weight, x_top[v], top[v][o]);
+              bottom[v][o] = _mm256_fmadd_ps(weight, x_bottom[v], bottom[v][o]);
+            }
+          }
+        }
+      }
+#pragma GCC unroll 8
+    for (int o = 0; o < CB; ++o) {
+      const Pooled r =
+          pool_window(even_lanes(top[0][o], top[1][o]), odd_lanes(top[0][o], top[1][o]),
+                      even_lanes(bottom[0][o], bottom[1][o]), odd_lanes(bottom[0][o], bottom[1][o]),
+                      _mm256_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
+      const std::int64_t out = (o0 + o) * pooled + i * pool.out_w + j0;
+      store_pooled(r, columns, 1, y_n + out, winners_n ? winners_n + out : nullptr);
+    }
+  }
+}
+
+void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
+                      const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
+  constexpr std::int64_t kChannels = 2;  // 2 x 2 x 2 accumulators, 4 inputs, 1 weight
+  for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += kChannels)
+    for (std::int64_t block = 0; 8 * block < pool.out_w; ++block)
+      with_constant<kChannels>(std::min(kChannels, g.out_channels - o0), [&](auto channels) {
+        forward_by_width_block<channels>(g, pool, xp, w, b, o0, block, y_n, winners_n);
+      });
+}
+
+// ---- Forward, by channel: 8 channels per ymm, CV vectors of them, PB pooled columns ----
+
+// w_t:[Cout / 8][Cin][KH][KW][8] (vectorized::channels_innermost).
+template <int CV, int PB>
+void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
+                              std::int64_t plane, std::int64_t row_stride, const float* w_t,
+                              const float* b, std::int64_t o0, std::int64_t i, std::int64_t j0,
+                              float* y_n, std::uint8_t* winners_n) {
+  constexpr int C = 2 * PB;  // conv columns
+  const std::int64_t taps = g.patch();
+  __m256 top[CV][C], bottom[CV][C];
+#pragma GCC unroll 4
+  for (int v = 0; v < CV; ++v)
+#pragma GCC unroll 8
+    for (int k = 0; k < C; ++k) top[v][k] = bottom[v][k] = _mm256_setzero_ps();
+  const float* weights = w_t + o0 * taps;
+  for (std::int64_t c = 0; c < g.in_channels; ++c)
+    for (std::int64_t p = 0; p < g.kernel_h; ++p) {
+      const float* row_top = image + c * plane + (2 * i + p) * row_stride + 2 * j0;
+      const float* row_bottom = row_top + row_stride;
+      for (std::int64_t q = 0; q < g.kernel_w; ++q, weights += 8) {
+        __m256 weight[CV];
+#pragma GCC unroll 4
+        for (int v = 0; v < CV; ++v) weight[v] = _mm256_loadu_ps(weights + v * 8 * taps);
+#pragma GCC unroll 8
+        for (int k = 0; k < C; ++k) {
+          const __m256 x_top = _mm256_broadcast_ss(row_top + q + k);
+          const __m256 x_bottom = _mm256_broadcast_ss(row_bottom + q + k);
+#pragma GCC unroll 4
+          for (int v = 0; v < CV; ++v) {
+            top[v][k] = _mm256_fmadd_ps(x_top, weight[v], top[v][k]);
+            bottom[v][k] = _mm256_fmadd_ps(x_bottom, weight[v], bottom[v][k]);
+          }
+        }
+      }
+    }
+  const std::int64_t pooled = pool.out_h * pool.out_w;
+#pragma GCC unroll 4
+  for (int v = 0; v < CV; ++v) {
+    const __m256 bias = b ? _mm256_loadu_ps(b + o0 + 8 * v) : _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int k = 0; k < PB; ++k) {
+      const Pooled r = pool_window(top[v][2 * k], top[v][2 * k + 1], bottom[v][2 * k],
+                                   bottom[v][2 * k + 1], bias, pool.relu);
+      const std::int64_t out = (o0 + 8 * v) * pooled + i * pool.out_w + j0 + k;
+      store_pooled(r, 8, pooled, y_n + out, winners_n ? winners_n + out : nullptr);
+    }
+  }
+}
+
+void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
+                        std::int64_t plane, std::int64_t row_stride, const float* w_t,
+                        const float* b, float* y_n, std::uint8_t* winners_n) {
+  // 8 accumulators, 2 weights and a broadcast input for 16 channels; 12, 1 and 1 for 8.
+  const auto blocks = [&]<int CV, int MaxPB>() {
+    for (std::int64_t o0 = 0; o0 + 8 * CV <= g.out_channels; o0 += 8 * CV)
+      for (std::int64_t i = 0; i < pool.out_h; ++i)
+        for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += MaxPB)
+          with_constant<MaxPB>(std::min<std::int64_t>(MaxPB, pool.out_w - j0), [&](auto columns) {
+            forward_by_channel_block<CV, columns>(g, pool, image, plane, row_stride, w_t, b, o0, i,
+                                                  j0, y_n, winners_n);
+          });
+  };
+  if (g.out_channels % 16 == 0)
+    blocks.template operator()<2, 1>();
+  else
+    blocks.template operator()<1, 3>();
+}
+
+// ---- Backward: the steps of vectorized::backward ----
+
+class Avx2Backward {
+ public:
+  // 8 ymm sums plus operands fit the 16 registers.
+  static constexpr std::int64_t kRowChunk = 8;
+
+  Avx2Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
+               const std::int32_t (&slot_offsets)[4])
+      : g_(g), layout_(layout) {
+    std::copy(std::begin(slot_offsets), std::end(slot_offsets), slot_offsets_);
+  }
+
+  // x_n:[Cin, H, W] into the interleaved padded layout. The border was zeroed once and is never
+  // written, so only the image's rows are copied.
+  void fill_interleaved(const float* x_n, float* out) const {
+    for (std::int64_t h = 0; h < g_.height; ++h)
+      for (std::int64_t c = 0; c < g_.in_channels; ++c)
+        std::memcpy(out + ((h + g_.padding) * g_.in_channels + c) * layout_.row_floats + g_.padding,
+                    x_n + (c * g_.height + h) * g_.width, static_cast<std::size_t>(g_.width) * 4);
+  }
+
+  // dx_n:[Cin, H, W] += the interior of the interleaved padded image `padded`, which is left zero.
+  void add_interleaved(float* padded, float* dx_n) const {
+    for (std::int64_t y = 0; y < layout_.padded_h; ++y)
+      for (std::int64_t c = 0; c < g_.in_channels; ++c) {
+        float* row = padded + (y * g_.in_channels + c) * layout_.row_floats;
+        const std::int64_t image_y = y - g_.padding;
+        if (image_y >= 0 && image_y < g_.height) {
+          float* out = dx_n + (c * g_.height + image_y) * g_.width;
+          for (std::int64_t j = 0; j < g_.width; ++j) out[j] += row[g_.padding + j];
+        }
+        std::memset(row, 0, static_cast<std::size_t>(layout_.row_floats) * sizeof(float));
+      }
+  }
+
+  // The winners of one channel of one image that carry gradient, compacted without branches: each
+  // is written, and the count advances only past the live ones.
+  std::int64_t compact_winners(std::int64_t windows, const std::uint8_t* winners_o,
+                               const float* dy_o, const std::int32_t* window_offset,
+                               LiveWinners out, float* grad_b) const {
+    std::int64_t live_count = 0;
+    float grad_sum = 0;
+    for (std::int64_t k = 0; k < windows; ++k) {
+      const std::uint8_t slot = winners_o[k];
+      const float grad = dy_o[k];
+      const bool live = slot != kNoWinner && grad != 0.0f;
+      out.patch[live_count] = window_offset[k] + slot_offsets_[slot & 3];
+      out.grad[live_count] = grad;
+      grad_sum += live ? grad : 0.0f;
+      live_count += live;
+    }
+    if (grad_b) *grad_b += grad_sum;
+    return live_count;
+  }
+
+  // As Avx512Backward::grad_w_rows; Zen 2's multiply-add waits 5 cycles, so 10 or more sums.
+  template <int S, int R>
+  void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_count,
+                   LiveWinners live, float* sums) const {
+    constexpr int kSets = R >= 6 ? 1 : R >= 3 ? 2 : 4;
+    __m256 sum[kSets][R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int set = 0; set < kSets; ++set) sum[set][r] = _mm256_setzero_ps();
+    std::int64_t e = 0;
+    for (; e + kSets <= live_count; e += kSets)
+#pragma GCC unroll 4
+      for (int set = 0; set < kSets; ++set) {
+        const float* patch = image + live.patch[e + set];
+        const __m256 scale = _mm256_broadcast_ss(live.grad + e + set);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          sum[set][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[set][r]);
+      }
+    for (; e < live_count; ++e) {
+      const float* patch = image + live.patch[e];
+      const __m256 scale = _mm256_broadcast_ss(live.grad + e);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r)
+        sum[0][r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(patch + S * r), sum[0][r]);
+    }
+    // Lanes past kernel_w summed what lies right of the patch: all 8 are stored, sums has room
+    // (8 floats a row) and add_kernel_rows_of_8 reads only the first kernel_w.
+    (void)kernel_w;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+      for (int set = 1; set < kSets; ++set) sum[0][r] = _mm256_add_ps(sum[0][r], sum[set][r]);
+      _mm256_storeu_ps(sums + 8 * r, _mm256_add_ps(_mm256_loadu_ps(sums + 8 * r), sum[0][r]));
+    }
+  }
+
+  // As Avx512Backward::grad_x_rows, the channels that won at a slot found with a byte compare.
+  template <int S, int R>
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
+                   const float* grads, const std::int32_t* window_offset, const float* w8,
+                   std::int64_t rows_total, float* image) const {
+    const std::uint64_t channels =
+        out_channels == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << out_channels) - 1;
+    for (std::int64_t k = 0; k < windows; ++k) {
+      // slots has 64 bytes of slack past the last window, so both loads stay inside it.
+      const std::uint8_t* window_slots = slots + k * out_channels;
+      const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(window_slots));
+      const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(window_slots + 32));
+      for (int slot = 0; slot < 4; ++slot) {
+        const __m256i wanted = _mm256_set1_epi8(static_cast<char>(slot));
+        std::uint64_t won =
+            (static_cast<std::uint64_t>(
+                 static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(low, wanted)))) |
+             static_cast<std::uint64_t>(
+                 static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(high, wanted))))
+                 << 32) &
+            channels;
+        if (!won) continue;
+        __m256 sum[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
+        for (; won; won &= won - 1) {
+          const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
+          const __m256 scale = _mm256_broadcast_ss(grads + k * out_channels + o);
+          const float* w_rows = w8 + o * rows_total * 8;
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r)
+            sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
+        }
+        float* patch = image + window_offset[k] + slot_offsets_[slot];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r)
+          _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
+      }
+    }
+  }
+
+ private:
+  const ConvGeometry& g_;
+  const vectorized::Interleaved& layout_;
+  std::int32_t slot_offsets_[4];
+};
+
+}  // namespace
+
+#endif  // AG_HAVE_AVX2
+
+bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                            const float* w, const float* b, float* y, std::uint8_t* winners) {
+#ifdef AG_HAVE_AVX2
+  if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2) return false;
+  const std::int64_t pooled = g.out_channels * pool.out_h * pool.out_w;
+  if (g.out_channels % 8 == 0) {
+    const std::shared_ptr<float[]> w_t = vectorized::channels_innermost(g, w, 8);
+    // Broadcast loads read only inside the padded image, so unpadded input is read in place.
+    std::optional<PaddedImage> xp;
+    if (g.padding > 0) xp.emplace(g);
+    for (std::int64_t n = 0; n < g.batch; ++n) {
+      const float* image = x + n * g.image_size();
+      std::int64_t plane = g.height * g.width, row_stride = g.width;
+      if (xp) {
+        xp->fill(g, image);
+        image = xp->data.get(), plane = xp->plane, row_stride = xp->padded_w;
+      }
+      forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
+                         winners ? winners + n * pooled : nullptr);
+    }
+    return true;
+  }
+  // A block's loads reach 15 floats past its row's last conv column: inside PaddedImage's slack.
+  PaddedImage xp(g);
+  for (std::int64_t n = 0; n < g.batch; ++n) {
+    xp.fill(g, x + n * g.image_size());
+    forward_by_width(g, pool, xp, w, b, y + n * pooled, winners ? winners + n * pooled : nullptr);
+  }
+  return true;
+#else
+  (void)g, (void)pool, (void)x, (void)w, (void)b, (void)y, (void)winners;
+  return false;
+#endif
+}
+
+bool conv_pool_backward_avx2(const ConvGeometry& g, const PoolGeometry& pool, const float* x,
+                             const float* w, const float* dy, const std::uint8_t* winners,
+                             float* dx, float* dw, float* db) {
+#ifdef AG_HAVE_AVX2
+  return vectorized::backward<Avx2Backward>(g, pool, x, w, dy, winners, dx, dw, db);
+#else
+  (void)g, (void)pool, (void)x, (void)w, (void)dy, (void)winners, (void)dx, (void)dw, (void)db;
+  return false;
+#endif
+}
+
+}  // namespace ag::kernels
