@@ -3,15 +3,17 @@
 // (Zen 2, Haswell to Skylake client). Without them such a CPU ran the plain loops, 30x slower.
 //
 // Forward: direct convolution, two conv rows at a time, pooled in registers after the last
-// multiply-add. With 16 registers a block keeps 8 or 12 accumulators:
+// multiply-add. With 16 registers a block keeps 12 accumulators, enough to hide the multiply-add's
+// latency (8 were 1.2x to 1.5x slower):
 //   - by width: a ymm holds 8 neighbouring outputs of one channel; a block is 2 rows x 16 columns
-//     (2 vectors) x CB channels;
-//   - by channel: a ymm holds 8 output channels of one position; a block is 2 rows x 2 PB columns
-//     x CV vectors of channels (LeNet's conv2: 16 channels x 2 rows x 2 columns).
+//     (2 vectors) x 3 channels (LeNet's conv1);
+//   - by channel: a ymm holds 8 output channels of one position; a block is 2 rows x 6 columns
+//     (LeNet's conv2).
 // Backward: vectorized::backward (conv_pool_common.hpp), its masked steps done with blends and
 // scalar compaction.
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <utility>
@@ -42,7 +44,8 @@ struct Pooled {
   __m256 value;
   __m256i slot;
 };
-inline Pooled pool_window(__m256 z0, __m256 z1, __m256 z2, __m256 z3, __m256 bias, bool relu) {
+[[gnu::always_inline]] inline Pooled pool_window(__m256 z0, __m256 z1, __m256 z2, __m256 z3,
+                                                 __m256 bias, bool relu) {
   __m256 best = z0;
   __m256i slot = _mm256_setzero_si256();
   const auto take = [&](__m256 z, int index) {
@@ -62,32 +65,53 @@ inline Pooled pool_window(__m256 z0, __m256 z1, __m256 z2, __m256 z3, __m256 bia
 
 // Lanes (0, 2, .., 14) and (1, 3, .., 15) of the 16 lanes of a and b: the left and right columns
 // of each 2x2 window over 16 conv columns.
-inline __m256 even_lanes(__m256 a, __m256 b) {
+[[gnu::always_inline]] inline __m256 even_lanes(__m256 a, __m256 b) {
   const __m256 pairs = _mm256_shuffle_ps(a, b, 0x88);  // a0 a2 b0 b2 | a4 a6 b4 b6
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
 }
-inline __m256 odd_lanes(__m256 a, __m256 b) {
+[[gnu::always_inline]] inline __m256 odd_lanes(__m256 a, __m256 b) {
   const __m256 pairs = _mm256_shuffle_ps(a, b, 0xDD);
   return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(pairs), 0xD8));
 }
 
-// Stores the first `count` (<= 8) lanes of r at y[0 ..) and their slots as bytes at winners[0 ..),
-// or at y[0], y[stride], ... when stride != 1.
-void store_pooled(const Pooled& r, std::int64_t count, std::int64_t stride, float* y,
-                  std::uint8_t* winners) {
+// Stores the first `count` (<= 8) lanes of r at y[0 ..) and their slots as bytes at winners[0 ..)
+// (if not null), touching nothing past them.
+[[gnu::always_inline]] inline void store_pooled(const Pooled& r, std::int64_t count, float* y,
+                                                std::uint8_t* winners) {
+  const __m128i slots16 =
+      _mm_packus_epi32(_mm256_castsi256_si128(r.slot), _mm256_extracti128_si256(r.slot, 1));
+  const __m128i slots8 = _mm_packus_epi16(slots16, slots16);  // slots are 0 .. 3 or 0xFF
+  if (count == 8) {
+    _mm256_storeu_ps(y, r.value);
+    if (winners) _mm_storel_epi64(reinterpret_cast<__m128i*>(winners), slots8);
+    return;
+  }
+  const __m256i lanes = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)),
+                                           _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  _mm256_maskstore_ps(y, lanes, r.value);
+  if (winners) {
+    // Byte by byte from the low 8 bytes: a memcpy of a run-time count was a library call.
+    std::uint64_t bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(slots8));
+    for (std::int64_t k = 0; k < count; ++k, bytes >>= 8)
+      winners[k] = static_cast<std::uint8_t>(bytes);
+  }
+}
+
+// Stores the 8 lanes of r at y[0], y[stride], .. and their slots at winners[0], winners[stride], ..
+[[gnu::always_inline]] inline void scatter_pooled(const Pooled& r, std::int64_t stride, float* y,
+                                                  std::uint8_t* winners) {
   alignas(32) float values[8];
   alignas(32) std::int32_t slots[8];
   _mm256_store_ps(values, r.value);
   _mm256_store_si256(reinterpret_cast<__m256i*>(slots), r.slot);
-  for (std::int64_t k = 0; k < count; ++k) {
-    y[k * stride] = values[k];
-    if (winners) winners[k * stride] = static_cast<std::uint8_t>(slots[k]);
-  }
+  for (std::int64_t k = 0; k < 8; ++k) y[k * stride] = values[k];
+  if (winners)
+    for (std::int64_t k = 0; k < 8; ++k) winners[k * stride] = static_cast<std::uint8_t>(slots[k]);
 }
 
 // ---- Forward, by width: CB channels, conv columns [16 b, 16 b + 16) of every row ----
 
-template <int CB>
+template <int CB, int KW>
 void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                             const float* w, const float* b, std::int64_t o0, std::int64_t block,
                             float* y_n, std::uint8_t* winners_n) {
@@ -104,18 +128,22 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
         const float* row_top = image + c * xp.plane + (2 * i + p) * xp.padded_w;
         const float* row_bottom = row_top + xp.padded_w;
         const float* w_row = w + ((o0 * g.in_channels + c) * g.kernel_h + p) * g.kernel_w;
-        for (std::int64_t q = 0; q < g.kernel_w; ++q) {
-          const __m256 x_top[2] = {_mm256_loadu_ps(row_top + q), _mm256_loadu_ps(row_top + 8 + q)};
-          const __m256 x_bottom[2] = {_mm256_loadu_ps(row_bottom + q),
-                                      _mm256_loadu_ps(row_bottom + 8 + q)};
 #pragma GCC unroll 8
-          for (int o = 0; o < CB; ++o) {
-            const __m256 weight = _mm256_broadcast_ss(w_row + o * g.in_channels * taps + q);
+        for (int q = 0; q < KW; ++q) {
+          // CB weights and one input in registers beside the 4 CB sums: each input is loaded once.
+          __m256 weight[CB];
+#pragma GCC unroll 8
+          for (int o = 0; o < CB; ++o)
+            weight[o] = _mm256_broadcast_ss(w_row + o * g.in_channels * taps + q);
 #pragma GCC unroll 2
-            for (int v = 0; v < 2; ++v) {
-              top[v][o] = _mm256_fmadd_ps(weight, x_top[v], top[v][o]);
-              bottom[v][o] = _mm256_fmadd_ps(weight, x_bottom[v], bottom[v][o]);
-            }
+          for (int v = 0; v < 2; ++v) {
+            const __m256 x_top = _mm256_loadu_ps(row_top + 8 * v + q);
+#pragma GCC unroll 8
+            for (int o = 0; o < CB; ++o) top[v][o] = _mm256_fmadd_ps(weight[o], x_top, top[v][o]);
+            const __m256 x_bottom = _mm256_loadu_ps(row_bottom + 8 * v + q);
+#pragma GCC unroll 8
+            for (int o = 0; o < CB; ++o)
+              bottom[v][o] = _mm256_fmadd_ps(weight[o], x_bottom, bottom[v][o]);
           }
         }
       }
@@ -126,88 +154,75 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
                       even_lanes(bottom[0][o], bottom[1][o]), odd_lanes(bottom[0][o], bottom[1][o]),
                       _mm256_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
       const std::int64_t out = (o0 + o) * pooled + i * pool.out_w + j0;
-      store_pooled(r, columns, 1, y_n + out, winners_n ? winners_n + out : nullptr);
+      store_pooled(r, columns, y_n + out, winners_n ? winners_n + out : nullptr);
     }
   }
 }
 
 void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                       const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
-  constexpr std::int64_t kChannels = 2;  // 2 x 2 x 2 accumulators, 4 inputs, 1 weight
+  // 2 rows x 2 vectors x 3 channels = 12 accumulators (12 hide the multiply-add latency, 8 did
+  // not: 20% slower); the inputs that no longer fit in registers are read as memory operands.
+  constexpr std::int64_t kChannels = 3;
   for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += kChannels)
     for (std::int64_t block = 0; 8 * block < pool.out_w; ++block)
       with_constant<kChannels>(std::min(kChannels, g.out_channels - o0), [&](auto channels) {
-        forward_by_width_block<channels>(g, pool, xp, w, b, o0, block, y_n, winners_n);
+        with_constant<8>(g.kernel_w, [&](auto kernel_w) {
+          forward_by_width_block<channels, kernel_w>(g, pool, xp, w, b, o0, block, y_n, winners_n);
+        });
       });
 }
 
-// ---- Forward, by channel: 8 channels per ymm, CV vectors of them, PB pooled columns ----
+// ---- Forward, by channel: 8 channels per ymm, PB pooled columns (2 PB conv columns) ----
 
 // w_t:[Cout / 8][Cin][KH][KW][8] (vectorized::channels_innermost).
-template <int CV, int PB>
+template <int PB>
 void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
                               std::int64_t plane, std::int64_t row_stride, const float* w_t,
                               const float* b, std::int64_t o0, std::int64_t i, std::int64_t j0,
                               float* y_n, std::uint8_t* winners_n) {
   constexpr int C = 2 * PB;  // conv columns
-  const std::int64_t taps = g.patch();
-  __m256 top[CV][C], bottom[CV][C];
-#pragma GCC unroll 4
-  for (int v = 0; v < CV; ++v)
+  __m256 top[C], bottom[C];
 #pragma GCC unroll 8
-    for (int k = 0; k < C; ++k) top[v][k] = bottom[v][k] = _mm256_setzero_ps();
-  const float* weights = w_t + o0 * taps;
+  for (int k = 0; k < C; ++k) top[k] = bottom[k] = _mm256_setzero_ps();
+  const float* weights = w_t + o0 * g.patch();
   for (std::int64_t c = 0; c < g.in_channels; ++c)
     for (std::int64_t p = 0; p < g.kernel_h; ++p) {
       const float* row_top = image + c * plane + (2 * i + p) * row_stride + 2 * j0;
       const float* row_bottom = row_top + row_stride;
       for (std::int64_t q = 0; q < g.kernel_w; ++q, weights += 8) {
-        __m256 weight[CV];
-#pragma GCC unroll 4
-        for (int v = 0; v < CV; ++v) weight[v] = _mm256_loadu_ps(weights + v * 8 * taps);
+        const __m256 weight = _mm256_loadu_ps(weights);
 #pragma GCC unroll 8
         for (int k = 0; k < C; ++k) {
-          const __m256 x_top = _mm256_broadcast_ss(row_top + q + k);
-          const __m256 x_bottom = _mm256_broadcast_ss(row_bottom + q + k);
-#pragma GCC unroll 4
-          for (int v = 0; v < CV; ++v) {
-            top[v][k] = _mm256_fmadd_ps(x_top, weight[v], top[v][k]);
-            bottom[v][k] = _mm256_fmadd_ps(x_bottom, weight[v], bottom[v][k]);
-          }
+          top[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(row_top + q + k), weight, top[k]);
+          bottom[k] = _mm256_fmadd_ps(_mm256_broadcast_ss(row_bottom + q + k), weight, bottom[k]);
         }
       }
     }
   const std::int64_t pooled = pool.out_h * pool.out_w;
-#pragma GCC unroll 4
-  for (int v = 0; v < CV; ++v) {
-    const __m256 bias = b ? _mm256_loadu_ps(b + o0 + 8 * v) : _mm256_setzero_ps();
+  const __m256 bias = b ? _mm256_loadu_ps(b + o0) : _mm256_setzero_ps();
 #pragma GCC unroll 8
-    for (int k = 0; k < PB; ++k) {
-      const Pooled r = pool_window(top[v][2 * k], top[v][2 * k + 1], bottom[v][2 * k],
-                                   bottom[v][2 * k + 1], bias, pool.relu);
-      const std::int64_t out = (o0 + 8 * v) * pooled + i * pool.out_w + j0 + k;
-      store_pooled(r, 8, pooled, y_n + out, winners_n ? winners_n + out : nullptr);
-    }
+  for (int k = 0; k < PB; ++k) {
+    const Pooled r =
+        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu);
+    const std::int64_t out = o0 * pooled + i * pool.out_w + j0 + k;  // channel o0's element
+    scatter_pooled(r, pooled, y_n + out, winners_n ? winners_n + out : nullptr);
   }
 }
 
 void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
                         std::int64_t plane, std::int64_t row_stride, const float* w_t,
                         const float* b, float* y_n, std::uint8_t* winners_n) {
-  // 8 accumulators, 2 weights and a broadcast input for 16 channels; 12, 1 and 1 for 8.
-  const auto blocks = [&]<int CV, int MaxPB>() {
-    for (std::int64_t o0 = 0; o0 + 8 * CV <= g.out_channels; o0 += 8 * CV)
-      for (std::int64_t i = 0; i < pool.out_h; ++i)
-        for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += MaxPB)
-          with_constant<MaxPB>(std::min<std::int64_t>(MaxPB, pool.out_w - j0), [&](auto columns) {
-            forward_by_channel_block<CV, columns>(g, pool, image, plane, row_stride, w_t, b, o0, i,
-                                                  j0, y_n, winners_n);
-          });
-  };
-  if (g.out_channels % 16 == 0)
-    blocks.template operator()<2, 1>();
-  else
-    blocks.template operator()<1, 3>();
+  // 2 rows x 6 columns = 12 accumulators, a weight and a broadcast input. (16 channels in 2
+  // vectors x 2 rows x 2 columns, 8 accumulators, ran 1.5x slower: they do not hide the latency.)
+  constexpr std::int64_t kPooledColumns = 3;
+  for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 8)
+    for (std::int64_t i = 0; i < pool.out_h; ++i)
+      for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += kPooledColumns)
+        with_constant<kPooledColumns>(std::min(kPooledColumns, pool.out_w - j0), [&](auto columns) {
+          forward_by_channel_block<columns>(g, pool, image, plane, row_stride, w_t, b, o0, i, j0,
+                                            y_n, winners_n);
+        });
 }
 
 // ---- Backward: the steps of vectorized::backward ----
@@ -378,6 +393,7 @@ bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, con
     return true;
   }
   // A block's loads reach 15 floats past its row's last conv column: inside PaddedImage's slack.
+  if (g.kernel_w > 8) return false;
   PaddedImage xp(g);
   for (std::int64_t n = 0; n < g.batch; ++n) {
     xp.fill(g, x + n * g.image_size());

@@ -12,6 +12,7 @@
 // costs Cin * KH fused multiply-adds per sum and nothing is spent on the other 3 positions.
 #include <algorithm>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <type_traits>
