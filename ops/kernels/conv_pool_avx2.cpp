@@ -257,7 +257,9 @@ class Avx2Backward {
           float* out = dx_n + (c * g_.height + image_y) * g_.width;
           for (std::int64_t j = 0; j < g_.width; ++j) out[j] += row[g_.padding + j];
         }
-        std::memset(row, 0, static_cast<std::size_t>(layout_.row_floats) * sizeof(float));
+        // Rows are 16, 32 or 64 floats; a library memset per row was 7% of the backward.
+        for (std::int64_t j = 0; j < layout_.row_floats; j += 8)
+          _mm256_storeu_ps(row + j, _mm256_setzero_ps());
       }
   }
 
