@@ -51,17 +51,18 @@ void with_constant(std::int64_t n, Fn&& fn) {
   (std::make_integer_sequence<int, Max>{});
 }
 
-// w:[Cout][Cin][KH][KW] -> w_t:[Cout / lanes][Cin][KH][KW][lanes], `lanes` output channels
-// innermost (Cout a multiple of lanes). Written in order, read across `lanes` rows of w: strided
+// w:[Cout][Cin][KH][KW] -> w_t:[ceil(Cout / lanes)][Cin][KH][KW][lanes], `lanes` output channels
+// innermost, the lanes past Cout zero. Written in order, read across `lanes` rows of w: strided
 // stores, one per cache line, took a tenth of a single image's time.
 inline std::shared_ptr<float[]> channels_innermost(const ConvGeometry& g, const float* w,
                                                    std::int64_t lanes) {
-  const std::int64_t taps = g.patch();
-  auto w_t = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * taps));
+  const std::int64_t taps = g.patch(), blocks = (g.out_channels + lanes - 1) / lanes;
+  auto w_t = make_cached_array<float>(static_cast<std::size_t>(blocks * lanes * taps));
   float* out = w_t.get();
-  for (std::int64_t block = 0; block < g.out_channels; block += lanes)
+  for (std::int64_t block = 0; block < blocks * lanes; block += lanes)
     for (std::int64_t t = 0; t < taps; ++t)
-      for (std::int64_t lane = 0; lane < lanes; ++lane) *out++ = w[(block + lane) * taps + t];
+      for (std::int64_t lane = 0; lane < lanes; ++lane)
+        *out++ = block + lane < g.out_channels ? w[(block + lane) * taps + t] : 0.0f;
   return w_t;
 }
 
