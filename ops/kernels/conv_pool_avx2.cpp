@@ -392,19 +392,12 @@ bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, con
     for (std::int64_t o = 0; o < padded_channels; ++o)
       bias[o] = b && o < g.out_channels ? b[o] : 0.0f;
     b = bias.get();
-    // Broadcast loads read only inside the padded image, so unpadded input is read in place.
-    std::optional<PaddedImage> xp;
-    if (g.padding > 0) xp.emplace(g);
-    for (std::int64_t n = 0; n < g.batch; ++n) {
-      const float* image = x + n * g.image_size();
-      std::int64_t plane = g.height * g.width, row_stride = g.width;
-      if (xp) {
-        xp->fill(g, image);
-        image = xp->data.get(), plane = xp->plane, row_stride = xp->padded_w;
-      }
-      forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
-                         winners ? winners + n * pooled : nullptr);
-    }
+    // Broadcast loads read only inside the rows, so unpadded input is read in place.
+    vectorized::for_each_image(
+        g, x, [&](std::int64_t n, const float* image, std::int64_t plane, std::int64_t row_stride) {
+          forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
+                             winners ? winners + n * pooled : nullptr);
+        });
     return true;
   }
   // A block's loads reach 15 floats past its row's last conv column: inside PaddedImage's slack.

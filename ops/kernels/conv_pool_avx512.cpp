@@ -381,19 +381,12 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
   if (g.out_channels % 16 == 0) {
     // Weights with 16 output channels innermost.
     const std::shared_ptr<float[]> w_t = vectorized::channels_innermost(g, w, 16);
-    // Broadcast loads read only inside the padded image, so unpadded input is read in place.
-    std::optional<PaddedImage> xp;
-    if (g.padding > 0) xp.emplace(g);
-    for (std::int64_t n = 0; n < g.batch; ++n) {
-      const float* image = x + n * g.image_size();
-      std::int64_t plane = g.height * g.width, row_stride = g.width;
-      if (xp) {
-        xp->fill(g, image);
-        image = xp->data.get(), plane = xp->plane, row_stride = xp->padded_w;
-      }
-      forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
-                         winners ? winners + n * pooled : nullptr);
-    }
+    // Broadcast loads read only inside the rows, so unpadded input is read in place.
+    vectorized::for_each_image(
+        g, x, [&](std::int64_t n, const float* image, std::int64_t plane, std::int64_t row_stride) {
+          forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
+                             winners ? winners + n * pooled : nullptr);
+        });
     return true;
   }
   if (g.out_w > 32) return false;

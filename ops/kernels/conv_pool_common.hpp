@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <type_traits>
 #include <utility>
 
@@ -40,6 +41,25 @@ struct PaddedImage {
                     x_n + (c * g.height + h) * g.width, static_cast<std::size_t>(g.width) * 4);
   }
 };
+
+// Calls fn(n, image, plane, row_stride) for each image n of x:[N, Cin, H, W]: image points at its
+// first channel, `plane` floats from one channel to the next and `row_stride` from one row to the
+// next. With padding the image is copied into a zero border first; without, it is read in place
+// (for kernels whose loads stay inside the rows they read).
+template <class Fn>
+void for_each_image(const ConvGeometry& g, const float* x, Fn&& fn) {
+  std::optional<PaddedImage> xp;
+  if (g.padding > 0) xp.emplace(g);
+  for (std::int64_t n = 0; n < g.batch; ++n) {
+    const float* image = x + n * g.image_size();
+    if (!xp) {
+      fn(n, image, g.height * g.width, g.width);
+      continue;
+    }
+    xp->fill(g, image);
+    fn(n, static_cast<const float*>(xp->data.get()), xp->plane, xp->padded_w);
+  }
+}
 
 // Calls fn(std::integral_constant<int, k>{}) for the k in 1 .. Max equal to n: kernels keep
 // their accumulators in registers only when their counts are compile-time constants.
