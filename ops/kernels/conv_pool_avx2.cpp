@@ -165,8 +165,8 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
 
 void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                       const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
-  // 2 rows x 2 vectors x 3 channels = 12 accumulators (12 hide the multiply-add latency, 8 did
-  // not: 20% slower); the inputs that no longer fit in registers are read as memory operands.
+  // 2 rows x 2 vectors x 3 channels = 12 accumulators, 3 weights and an input: all 16 registers
+  // (12 accumulators hide the multiply-add latency; 8, with 2 channels, were 1.2x slower).
   constexpr std::int64_t kChannels = 3;
   for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += kChannels)
     for (std::int64_t block = 0; 8 * block < pool.out_w; ++block)
