@@ -91,10 +91,24 @@ Variable conv2_block_unfused() {
   return conv2_block();
 }
 
+// One image through each block: what a single prediction's latency is made of.
+Variable conv1_block_one_image() {
+  static const Variable image = random({1, 1, 28, 28}, 15, false);
+  const Layers& l = layers();
+  return max_pool2d(relu(conv2d(image, l.conv1_w, l.conv1_b, 1, 2)), 2);
+}
+Variable conv2_block_one_image() {
+  static const Variable x = random({1, 6, 14, 14}, 16, false);
+  const Layers& l = layers();
+  return max_pool2d(relu(conv2d(x, l.conv2_w, l.conv2_b)), 2);
+}
+
 void BM_Conv1ReluPool_Forward(benchmark::State& s) { forward(s, conv1_block); }
 void BM_Conv1ReluPool_Backward(benchmark::State& s) { backward(s, conv1_block); }
 void BM_Conv2ReluPool_Forward(benchmark::State& s) { forward(s, conv2_block); }
 void BM_Conv2ReluPool_Backward(benchmark::State& s) { backward(s, conv2_block); }
+void BM_Conv1ReluPool_Forward_Batch1(benchmark::State& s) { forward(s, conv1_block_one_image); }
+void BM_Conv2ReluPool_Forward_Batch1(benchmark::State& s) { forward(s, conv2_block_one_image); }
 void BM_Conv1ReluPoolUnfused_Forward(benchmark::State& s) { forward(s, conv1_block_unfused); }
 void BM_Conv1ReluPoolUnfused_Backward(benchmark::State& s) { backward(s, conv1_block_unfused); }
 void BM_Conv2ReluPoolUnfused_Forward(benchmark::State& s) { forward(s, conv2_block_unfused); }
@@ -168,6 +182,8 @@ BENCHMARK(BM_Conv1ReluPool_Forward);
 BENCHMARK(BM_Conv1ReluPool_Backward)->UseManualTime();
 BENCHMARK(BM_Conv2ReluPool_Forward);
 BENCHMARK(BM_Conv2ReluPool_Backward)->UseManualTime();
+BENCHMARK(BM_Conv1ReluPool_Forward_Batch1);
+BENCHMARK(BM_Conv2ReluPool_Forward_Batch1);
 BENCHMARK(BM_Conv1ReluPoolUnfused_Forward);
 BENCHMARK(BM_Conv1ReluPoolUnfused_Backward)->UseManualTime();
 BENCHMARK(BM_Conv2ReluPoolUnfused_Forward);

@@ -3,13 +3,14 @@
 // (Zen 2, Haswell to Skylake client). Without them such a CPU ran the plain loops: LeNet trained
 // 17 to 19 times and inferred 31 to 42 times slower.
 //
-// Forward: direct convolution, two conv rows at a time, pooled in registers after the last
-// multiply-add. With 16 registers a block keeps 12 accumulators, enough to hide the multiply-add's
-// latency (8 were 1.2x to 1.5x slower):
+// Forward: direct convolution. With 16 registers a block keeps 10 to 12 accumulators, enough to
+// hide the multiply-add's latency (8 were 1.2x to 1.5x slower):
 //   - by channel: a ymm holds 8 output channels of one position (zero weights fill the lanes past
-//     the last channel); a block is 2 rows x 6 columns (LeNet's conv1 and conv2);
+//     the last channel). 16 channels at a time (LeNet's conv2) go one conv row of 5 positions x
+//     2 vectors at a time, each broadcast input feeding both vectors, and are pooled from a
+//     two-row buffer; 8 or fewer (LeNet's conv1) go 2 rows x 6 columns, pooled in registers;
 //   - by width, for 4 channels or fewer: a ymm holds 8 neighbouring outputs of one channel; a
-//     block is 2 rows x 16 columns (2 vectors) x 3 channels.
+//     block is 2 rows x 16 columns (2 vectors) x 3 channels, pooled in registers.
 // Backward: vectorized::backward (conv_pool_common.hpp), its masked steps done with blends and
 // scalar compaction.
 #include <algorithm>
@@ -215,13 +216,72 @@ void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, c
   }
 }
 
+// The sums of conv row positions [x, x + P) for 16 channels, two vectors of 8 (the weight group at
+// w_pair and the next), into out[2 k] and out[2 k + 1]; `in` points at the input under position
+// x. Each broadcast input feeds both vectors: 2 weight loads and P broadcasts per 2 P
+// multiply-adds.
+template <int P>
+void conv_row_16_channels(const ConvGeometry& g, const float* in, std::int64_t plane,
+                          std::int64_t row_stride, const float* w_pair, __m256* out) {
+  __m256 sum[P][2];
+#pragma GCC unroll 8
+  for (int k = 0; k < P; ++k) sum[k][0] = sum[k][1] = _mm256_setzero_ps();
+  const std::int64_t group = g.patch() * 8;  // floats from one group of 8 channels to the next
+  const float* weights = w_pair;
+  for (std::int64_t c = 0; c < g.in_channels; ++c)
+    for (std::int64_t p = 0; p < g.kernel_h; ++p) {
+      const float* row = in + c * plane + p * row_stride;
+      for (std::int64_t q = 0; q < g.kernel_w; ++q, weights += 8) {
+        const __m256 w0 = _mm256_loadu_ps(weights), w1 = _mm256_loadu_ps(weights + group);
+#pragma GCC unroll 8
+        for (int k = 0; k < P; ++k) {
+          const __m256 x = _mm256_broadcast_ss(row + q + k);
+          sum[k][0] = _mm256_fmadd_ps(x, w0, sum[k][0]);
+          sum[k][1] = _mm256_fmadd_ps(x, w1, sum[k][1]);
+        }
+      }
+    }
+#pragma GCC unroll 8
+  for (int k = 0; k < P; ++k) out[2 * k] = sum[k][0], out[2 * k + 1] = sum[k][1];
+}
+
 void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
                         std::int64_t plane, std::int64_t row_stride, const float* w_t,
                         const float* b, float* y_n, std::uint8_t* winners_n) {
-  // 2 rows x 6 columns = 12 accumulators, a weight and a broadcast input. (16 channels in 2
-  // vectors x 2 rows x 2 columns, 8 accumulators, ran 1.5x slower: they do not hide the latency.)
+  const std::int64_t pooled = pool.out_h * pool.out_w;
+  std::int64_t o0 = 0;
+  // Pairs of 8-channel groups. A conv row of 5 positions keeps 10 sums, and sharing each broadcast
+  // between two weight vectors halves the loads per multiply-add: conv2 ran 1.1x faster than in
+  // 2 x 6 blocks (0.70 -> 0.64 ms at batch 100), whose 13 loads per 12 multiply-adds limit them.
+  // The two rows' sums wait in `rows` (2 x conv_w positions x 2 vectors) to be pooled.
+  constexpr std::int64_t kPositions = 5;
+  const std::int64_t conv_w = 2 * pool.out_w;
+  auto rows = make_cached_array<__m256>(static_cast<std::size_t>(2 * conv_w * 2));
+  for (; o0 + 8 < g.out_channels; o0 += 16)
+    for (std::int64_t i = 0; i < pool.out_h; ++i) {
+      for (std::int64_t r = 0; r < 2; ++r)
+        for (std::int64_t x = 0; x < conv_w; x += kPositions)
+          with_constant<kPositions>(std::min(kPositions, conv_w - x), [&](auto positions) {
+            conv_row_16_channels<positions>(g, image + (2 * i + r) * row_stride + x, plane,
+                                            row_stride, w_t + o0 * g.patch(),
+                                            rows.get() + (r * conv_w + x) * 2);
+          });
+      for (std::int64_t h = 0; h < 2; ++h) {
+        const __m256 bias = _mm256_loadu_ps(b + o0 + 8 * h);
+        const std::int64_t channels = std::min<std::int64_t>(8, g.out_channels - o0 - 8 * h);
+        for (std::int64_t j = 0; j < pool.out_w; ++j) {
+          const __m256* top = rows.get() + 2 * (2 * j) + h;  // window j's top-left sum
+          const __m256* bottom = top + 2 * conv_w;
+          const Pooled r = pool_window(top[0], top[2], bottom[0], bottom[2], bias, pool.relu);
+          const std::int64_t out = (o0 + 8 * h) * pooled + i * pool.out_w + j;
+          scatter_pooled(r, channels, pooled, y_n + out, winners_n ? winners_n + out : nullptr);
+        }
+      }
+    }
+  // A last group of 8 or fewer: 2 rows x 6 columns = 12 accumulators, a weight and a broadcast
+  // input.
   constexpr std::int64_t kPooledColumns = 3;
-  for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 8)
+  for (; o0 < g.out_channels; o0 += 8)
     for (std::int64_t i = 0; i < pool.out_h; ++i)
       for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += kPooledColumns)
         with_constant<kPooledColumns>(std::min(kPooledColumns, pool.out_w - j0), [&](auto columns) {

@@ -459,14 +459,16 @@ INSTANTIATE_TEST_SUITE_P(
         ::testing::Values(
             // batch, cin, h, w, cout, k, stride, padding, relu, bias, pool kernel, pool stride,
             // seed
-            Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},    // LeNet's conv1
-            Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},   // LeNet's conv2
-            Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},  // no relu, no bias
-            Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},    // odd sizes, 7 channels
-            Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},     // 32 output channels
-            Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26},   // wider channel kernel
-            Geometry{2, 2, 11, 11, 8, 3, 1, 1, true, true, 2, 0, 28},    // 8 channels, odd sizes
-            Geometry{1, 1, 40, 40, 3, 3, 1, 1, true, true, 2, 0, 29})),  // 3 channels, 40 wide
+            Geometry{3, 1, 28, 28, 6, 5, 1, 2, true, true, 2, 0, 21},      // LeNet's conv1
+            Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, true, 2, 0, 22},     // LeNet's conv2
+            Geometry{2, 1, 28, 28, 6, 5, 1, 2, false, false, 2, 0, 23},    // no relu, no bias
+            Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, true, 2, 0, 24},      // odd sizes, 7 channels
+            Geometry{2, 3, 9, 9, 32, 3, 1, 0, true, true, 2, 0, 25},       // 32 output channels
+            Geometry{1, 4, 20, 20, 16, 5, 1, 2, true, true, 2, 0, 26},     // wider channel kernel
+            Geometry{2, 2, 11, 11, 8, 3, 1, 1, true, true, 2, 0, 28},      // 8 channels, odd sizes
+            Geometry{1, 1, 40, 40, 3, 3, 1, 1, true, true, 2, 0, 29},      // 3 channels, 40 wide
+            Geometry{2, 3, 12, 15, 12, 3, 1, 1, true, true, 2, 0, 30},     // 8 + 4 channels
+            Geometry{1, 2, 16, 23, 20, 5, 1, 2, true, false, 2, 0, 31})),  // 8 + 8 + 4, odd rows
     [](const auto& info) {
       std::string name = std::get<0>(info.param)->name;
       std::erase(name, '-');
