@@ -294,8 +294,10 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
 
 class Avx2Backward {
  public:
-  // 8 ymm sums plus operands fit the 16 registers.
-  static constexpr std::int64_t kRowChunk = 8;
+  // grad_w_rows keeps 2 sets of 6 row sums (12, for the 5-cycle multiply-add latency) and 2
+  // scales in the 16 registers. Chunks of 8 rows in one set, latency-bound at 8 sums, were 1.05x
+  // slower in conv2's backward (1.51 -> 1.44 ms at batch 100), chunks of 5 1.03x, 10 1.5x (spills).
+  static constexpr std::int64_t kRowChunk = 6;
 
   Avx2Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
                const std::int32_t (&slot_offsets)[4])
@@ -348,11 +350,12 @@ class Avx2Backward {
     return live_count;
   }
 
-  // As Avx512Backward::grad_w_rows; Zen 2's multiply-add waits 5 cycles, so 10 or more sums.
+  // As Avx512Backward::grad_w_rows; Zen 2's multiply-add waits 5 cycles, so 10 or more sums
+  // where the chunk allows.
   template <int S, int R>
   void grad_w_rows(std::int64_t kernel_w, const float* image, std::int64_t live_count,
                    LiveWinners live, float* sums) const {
-    constexpr int kSets = R >= 6 ? 1 : R >= 3 ? 2 : 4;
+    constexpr int kSets = R >= 3 ? 2 : 4;
     __m256 sum[kSets][R];
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r)
