@@ -55,6 +55,17 @@ TEST(Tensor, NegativeDimensionIsRejected) {
   EXPECT_THROW(Tensor({2, -1}), std::invalid_argument);
 }
 
+TEST(Tensor, ElementCountOverflowIsRejected) {
+  // 2^32 x 2^32 elements overflow a 64-bit count: rejected before any allocation.
+  try {
+    Tensor::empty({std::int64_t(1) << 32, std::int64_t(1) << 32});
+    FAIL() << "no error";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "shape: element count overflows in [4294967296, 4294967296]");
+  }
+  EXPECT_EQ(Tensor::empty({std::int64_t(1) << 31, 0, std::int64_t(1) << 40}).numel(), 0);
+}
+
 TEST(Tensor, CloneIsIndependent) {
   Tensor t = Tensor::ones({3});
   Tensor c = t.clone();
