@@ -293,18 +293,19 @@ void conv_row_16_channels(const ConvGeometry& g, const float* in, std::int64_t p
   for (int k = 0; k < P; ++k) out[2 * k] = sum[k][0], out[2 * k + 1] = sum[k][1];
 }
 
+// rows: room for 2 x 2 out_w x 2 vectors, when there are more than 8 channels.
 void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const float* image,
                         std::int64_t plane, std::int64_t row_stride, const float* w_t,
-                        const float* b, float* y_n, std::uint8_t* winners_n) {
+                        const float* b, __m256* rows, float* y_n, std::uint8_t* winners_n) {
   const std::int64_t pooled = pool.out_h * pool.out_w;
   std::int64_t o0 = 0;
   // Pairs of 8-channel groups. A conv row of 5 positions keeps 10 sums, and sharing each broadcast
-  // between two weight vectors halves the loads per multiply-add: conv2 ran 1.1x faster than in
-  // 2 x 6 blocks (0.70 -> 0.64 ms at batch 100), whose 13 loads per 12 multiply-adds limit them.
+  // between two weight vectors halves the loads per multiply-add: conv2 ran 1.15-1.2x faster than
+  // in 2 x 6 blocks (0.70 -> 0.58-0.61 ms at batch 100), whose 13 loads and 12 broadcasts per 12
+  // multiply-adds are more than Zen 2 issues in the 6 cycles those take.
   // The two rows' sums wait in `rows` (2 x conv_w positions x 2 vectors) to be pooled.
   constexpr std::int64_t kPositions = 5;
   const std::int64_t conv_w = 2 * pool.out_w;
-  auto rows = make_cached_array<__m256>(static_cast<std::size_t>(2 * conv_w * 2));
   for (; o0 + 8 < g.out_channels; o0 += 16)
     for (std::int64_t i = 0; i < pool.out_h; ++i) {
       for (std::int64_t r = 0; r < 2; ++r)
@@ -312,13 +313,13 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
           with_constant<kPositions>(std::min(kPositions, conv_w - x), [&](auto positions) {
             conv_row_16_channels<positions>(g, image + (2 * i + r) * row_stride + x, plane,
                                             row_stride, w_t + o0 * g.patch(),
-                                            rows.get() + (r * conv_w + x) * 2);
+                                            rows + (r * conv_w + x) * 2);
           });
       for (std::int64_t h = 0; h < 2; ++h) {
         const __m256 bias = _mm256_loadu_ps(b + o0 + 8 * h);
         const std::int64_t channels = std::min<std::int64_t>(8, g.out_channels - o0 - 8 * h);
         for (std::int64_t j = 0; j < pool.out_w; ++j) {
-          const __m256* top = rows.get() + 2 * (2 * j) + h;  // window j's top-left sum
+          const __m256* top = rows + 2 * (2 * j) + h;  // window j's top-left sum
           const __m256* bottom = top + 2 * conv_w;
           const Pooled r = pool_window(top[0], top[2], bottom[0], bottom[2], bias, pool.relu);
           const std::int64_t out = (o0 + 8 * h) * pooled + i * pool.out_w + j;
@@ -503,10 +504,14 @@ bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, con
     for (std::int64_t o = 0; o < padded_channels; ++o)
       bias[o] = b && o < g.out_channels ? b[o] : 0.0f;
     b = bias.get();
+    std::shared_ptr<float[]> rows;  // 64-byte aligned, read and written as __m256
+    if (g.out_channels > 8)
+      rows = make_cached_array<float>(static_cast<std::size_t>(2 * (2 * pool.out_w) * 2 * 8));
     // Broadcast loads read only inside the rows, so unpadded input is read in place.
     vectorized::for_each_image(
         g, x, [&](std::int64_t n, const float* image, std::int64_t plane, std::int64_t row_stride) {
-          forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b, y + n * pooled,
+          forward_by_channel(g, pool, image, plane, row_stride, w_t.get(), b,
+                             reinterpret_cast<__m256*>(rows.get()), y + n * pooled,
                              winners ? winners + n * pooled : nullptr);
         });
     return true;
