@@ -301,9 +301,9 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
   std::int64_t o0 = 0;
   // Pairs of 8-channel groups. A conv row of 5 positions keeps 10 sums, and sharing each broadcast
   // between two weight vectors halves the loads per multiply-add: conv2 ran 1.15-1.2x faster than
-  // in 2 x 6 blocks (0.70 -> 0.58-0.61 ms at batch 100). Alone in a loop, a block's pattern (a
-  // weight and 12 broadcasts per 12 multiply-adds) ran at 82% of the core's peak, this one (2
-  // weights and 5 broadcasts per 10) at 89%.
+  // in 2 x 6 blocks (0.70 -> 0.58-0.61 ms at batch 100). Alone in a loop (peak_benchmark), the
+  // 2 x 6 block's pattern (a weight and 12 broadcasts per 12 multiply-adds) runs at 74-86% of the
+  // core's peak, this one (2 weights and 5 broadcasts per 10) at 87-92%.
   // The two rows' sums wait in `rows` (2 x conv_w positions x 2 vectors) to be pooled.
   constexpr std::int64_t kPositions = 5;
   const std::int64_t conv_w = 2 * pool.out_w;
