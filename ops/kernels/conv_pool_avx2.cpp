@@ -404,8 +404,8 @@ class Avx2Backward {
                                                   slot_offsets_[2], slot_offsets_[3], 0, 0, 0, 0);
     __m256 grad_sums = _mm256_setzero_ps();
     for (; k + 8 <= windows; k += 8) {
-      const __m256i slot = _mm256_cvtepu8_epi32(
-          _mm_loadl_epi64(reinterpret_cast<const __m128i*>(winners_o + k)));
+      const __m256i slot =
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(winners_o + k)));
       const __m256 grad = _mm256_loadu_ps(dy_o + k);
       const __m256 live = _mm256_andnot_ps(
           _mm256_castsi256_ps(_mm256_cmpeq_epi32(slot, _mm256_set1_epi32(kNoWinner))),
