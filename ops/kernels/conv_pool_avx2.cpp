@@ -12,7 +12,7 @@
 //   - by width, for 4 channels or fewer: a ymm holds 8 neighbouring outputs of one channel; a
 //     block is 2 rows x 16 columns (2 vectors) x 3 channels, pooled in registers.
 // Backward: vectorized::backward (conv_pool_common.hpp), its masked steps done with blends and
-// scalar compaction.
+// a permutation table.
 #include <algorithm>
 #include <array>
 #include <bit>
