@@ -350,7 +350,7 @@ constexpr auto kLeftPack = [] {
   std::array<std::uint64_t, 256> table{};
   for (unsigned mask = 0; mask < 256; ++mask)
     for (unsigned bit = 0, count = 0; bit < 8; ++bit)
-      if (mask >> bit & 1) table[mask] |= std::uint64_t{bit} << (8 * count++);
+      if ((mask >> bit) & 1) table[mask] |= std::uint64_t{bit} << (8 * count++);
   return table;
 }();
 
