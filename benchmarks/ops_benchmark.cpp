@@ -72,15 +72,17 @@ const Layers& layers() {
   return l;
 }
 
-// The fused conv -> relu -> pool, as the model script reaches it.
-Variable conv1_block() {
+// The fused conv -> relu -> pool, as the model script reaches it, on the layer's input x.
+Variable conv1_block_of(const Variable& x) {
   const Layers& l = layers();
-  return max_pool2d(relu(conv2d(l.image, l.conv1_w, l.conv1_b, 1, 2)), 2);
+  return max_pool2d(relu(conv2d(x, l.conv1_w, l.conv1_b, 1, 2)), 2);
 }
-Variable conv2_block() {
+Variable conv2_block_of(const Variable& x) {
   const Layers& l = layers();
-  return max_pool2d(relu(conv2d(l.conv1_out, l.conv2_w, l.conv2_b)), 2);
+  return max_pool2d(relu(conv2d(x, l.conv2_w, l.conv2_b)), 2);
 }
+Variable conv1_block() { return conv1_block_of(layers().image); }
+Variable conv2_block() { return conv2_block_of(layers().conv1_out); }
 // The same chains through the unfused ops (the reference path).
 Variable conv1_block_unfused() {
   NoFusionGuard unfused;
@@ -94,13 +96,11 @@ Variable conv2_block_unfused() {
 // One image through each block: what a single prediction's latency is made of.
 Variable conv1_block_one_image() {
   static const Variable image = random({1, 1, 28, 28}, 15, false);
-  const Layers& l = layers();
-  return max_pool2d(relu(conv2d(image, l.conv1_w, l.conv1_b, 1, 2)), 2);
+  return conv1_block_of(image);
 }
 Variable conv2_block_one_image() {
   static const Variable x = random({1, 6, 14, 14}, 16, false);
-  const Layers& l = layers();
-  return max_pool2d(relu(conv2d(x, l.conv2_w, l.conv2_b)), 2);
+  return conv2_block_of(x);
 }
 
 void BM_Conv1ReluPool_Forward(benchmark::State& s) { forward(s, conv1_block); }
