@@ -77,15 +77,16 @@ inline Pooled pool_window(__m512 z0, __m512 z1, __m512 z2, __m512 z3, __m512 bia
   return {best, slot};
 }
 
-// ---- Forward, by width: CB channels (<= 6), V vectors of 16 columns (out_w <= 16 V) ----
+// ---- Forward, by width: CB channels (<= 6), V vectors of 16 conv columns from pooled column j0
 
 template <int CB, int V>
 void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
-                            const float* w, const float* b, std::int64_t o0, float* y_n,
-                            std::uint8_t* winners_n) {
+                            const float* w, const float* b, std::int64_t o0, std::int64_t j0,
+                            float* y_n, std::uint8_t* winners_n) {
   const std::int64_t taps = g.kernel_h * g.kernel_w, pooled = pool.out_h * pool.out_w;
-  const __mmask16 store_mask = static_cast<__mmask16>((1u << pool.out_w) - 1);
-  const float* image = xp.data.get();
+  const std::int64_t columns = std::min<std::int64_t>(8 * V, pool.out_w - j0);
+  const __mmask16 store_mask = static_cast<__mmask16>((1u << columns) - 1);
+  const float* image = xp.data.get() + 2 * j0;
   for (std::int64_t i = 0; i < pool.out_h; ++i) {
     __m512 top[V][CB], bottom[V][CB];  // conv rows 2i and 2i + 1
 #pragma GCC unroll 8
@@ -117,7 +118,8 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
       }
 #pragma GCC unroll 8
     for (int o = 0; o < CB; ++o) {
-      // Columns 2j and 2j + 1 of both rows, for j = 0 .. 15 (lanes past out_w are not stored).
+      // Columns 2j and 2j + 1 of both rows, for j = 0 .. 8 V - 1 (lanes past out_w are not
+      // stored).
       const __m512 top_hi = V > 1 ? top[V - 1][o] : top[0][o];
       const __m512 bottom_hi = V > 1 ? bottom[V - 1][o] : bottom[0][o];
       const Pooled r = pool_window(_mm512_permutex2var_ps(top[0][o], kEvenLanes, top_hi),
@@ -125,7 +127,7 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
                                    _mm512_permutex2var_ps(bottom[0][o], kEvenLanes, bottom_hi),
                                    _mm512_permutex2var_ps(bottom[0][o], kOddLanes, bottom_hi),
                                    _mm512_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
-      const std::int64_t out = (o0 + o) * pooled + i * pool.out_w;
+      const std::int64_t out = (o0 + o) * pooled + i * pool.out_w + j0;
       _mm512_mask_storeu_ps(y_n + out, store_mask, r.value);
       if (winners_n)
         _mm_mask_storeu_epi8(winners_n + out, store_mask, _mm512_cvtepi32_epi8(r.slot));
@@ -133,12 +135,19 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
   }
 }
 
-template <int V>
+// Tiles of 16 pooled columns (32 conv columns, 2 vectors); an image of 16 or fewer pooled columns
+// takes one vector. Loads reach at most 31 + KW - 1 floats past a tile's first conv column: inside
+// the row or PaddedImage's slack.
 void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                       const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
   for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += 6)
     with_constant<6>(std::min<std::int64_t>(6, g.out_channels - o0), [&](auto channels) {
-      forward_by_width_block<channels, V>(g, pool, xp, w, b, o0, y_n, winners_n);
+      for (std::int64_t j0 = 0; j0 < pool.out_w; j0 += 16) {
+        if (pool.out_w - j0 > 8)
+          forward_by_width_block<channels, 2>(g, pool, xp, w, b, o0, j0, y_n, winners_n);
+        else
+          forward_by_width_block<channels, 1>(g, pool, xp, w, b, o0, j0, y_n, winners_n);
+      }
     });
 }
 
@@ -389,15 +398,10 @@ bool conv_pool_forward_avx512(const ConvGeometry& g, const PoolGeometry& pool, c
         });
     return true;
   }
-  if (g.out_w > 32) return false;
   PaddedImage xp(g);
   for (std::int64_t n = 0; n < g.batch; ++n) {
     xp.fill(g, x + n * g.image_size());
-    std::uint8_t* winners_n = winners ? winners + n * pooled : nullptr;
-    if (g.out_w > 16)
-      forward_by_width<2>(g, pool, xp, w, b, y + n * pooled, winners_n);
-    else
-      forward_by_width<1>(g, pool, xp, w, b, y + n * pooled, winners_n);
+    forward_by_width(g, pool, xp, w, b, y + n * pooled, winners ? winners + n * pooled : nullptr);
   }
   return true;
 #else
