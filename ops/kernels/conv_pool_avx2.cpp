@@ -24,11 +24,11 @@
 
 #include "autograd/allocator.hpp"
 #include "ops/kernels/conv_pool.hpp"
-#include "ops/kernels/conv_pool_common.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define AG_HAVE_AVX2 1
+#include "ops/kernels/conv_pool_common.hpp"
 #endif
 
 namespace ag::kernels {
@@ -114,54 +114,6 @@ struct Pooled {
   if (winners)
     for (std::int64_t k = 0; k < count; ++k)
       winners[k * stride] = static_cast<std::uint8_t>(slots[k]);
-}
-
-// Transposes the 8 x 8 floats of r[0 .. 8) in place: lane l of r[k] becomes lane k of r[l].
-[[gnu::always_inline]] inline void transpose_8x8(__m256 (&r)[8]) {
-  __m256 t[8], u[8];
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    t[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-    t[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-  }
-#pragma GCC unroll 2
-  for (int k = 0; k < 2; ++k) {
-    u[4 * k] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0x44);
-    u[4 * k + 1] = _mm256_shuffle_ps(t[4 * k], t[4 * k + 2], 0xEE);
-    u[4 * k + 2] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0x44);
-    u[4 * k + 3] = _mm256_shuffle_ps(t[4 * k + 1], t[4 * k + 3], 0xEE);
-  }
-#pragma GCC unroll 4
-  for (int k = 0; k < 4; ++k) {
-    r[k] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x20);
-    r[k + 4] = _mm256_permute2f128_ps(u[k], u[k + 4], 0x31);
-  }
-}
-
-// vectorized::channels_innermost(g, w, 8), 8 taps at a time by 8 x 8 transposes: element by
-// element it was 4% of a single image (conv2's 2,400 weights read across 16 rows).
-std::shared_ptr<float[]> channels_innermost_8(const ConvGeometry& g, const float* w) {
-  const std::int64_t taps = g.patch(), blocks = (g.out_channels + 7) / 8;
-  auto w_t = make_cached_array<float>(static_cast<std::size_t>(blocks * 8 * taps));
-  for (std::int64_t block = 0; block < blocks; ++block) {
-    const std::int64_t channels = std::min<std::int64_t>(8, g.out_channels - 8 * block);
-    const float* rows = w + 8 * block * taps;
-    float* out = w_t.get() + block * taps * 8;
-    std::int64_t t = 0;
-    for (; t + 8 <= taps; t += 8) {
-      __m256 r[8];
-#pragma GCC unroll 8
-      for (int lane = 0; lane < 8; ++lane)
-        r[lane] = lane < channels ? _mm256_loadu_ps(rows + lane * taps + t) : _mm256_setzero_ps();
-      transpose_8x8(r);
-#pragma GCC unroll 8
-      for (int k = 0; k < 8; ++k) _mm256_storeu_ps(out + (t + k) * 8, r[k]);
-    }
-    for (; t < taps; ++t)
-      for (std::int64_t lane = 0; lane < 8; ++lane)
-        out[t * 8 + lane] = lane < channels ? rows[lane * taps + t] : 0.0f;
-  }
-  return w_t;
 }
 
 // ---- Forward, by width: CB channels, conv columns [16 b, 16 b + 16) of every row ----
@@ -537,7 +489,7 @@ bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, con
   // By channel unless fewer than half of a vector's 8 lanes would hold channels: conv1's 6
   // channels in 8 lanes ran 1.2x faster than by width (0.75 -> 0.61 ms at batch 100).
   if (g.out_channels > 4) {
-    const std::shared_ptr<float[]> w_t = channels_innermost_8(g, w);
+    const std::shared_ptr<float[]> w_t = vectorized::channels_innermost(g, w, 8);
     // The bias padded with zeros to whole vectors of 8 channels.
     const std::int64_t padded_channels = (g.out_channels + 7) / 8 * 8;
     auto bias = make_cached_array<float>(static_cast<std::size_t>(padded_channels));

@@ -20,11 +20,11 @@
 
 #include "autograd/allocator.hpp"
 #include "ops/kernels/conv_pool.hpp"
-#include "ops/kernels/conv_pool_common.hpp"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define AG_HAVE_AVX512 1
+#include "ops/kernels/conv_pool_common.hpp"
 // GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
 // (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__)
