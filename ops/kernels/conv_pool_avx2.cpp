@@ -312,6 +312,8 @@ class Avx2Backward {
   // scales in the 16 registers. Chunks of 8 rows in one set, latency-bound at 8 sums, were 1.05x
   // slower in conv2's backward (1.51 -> 1.44 ms at batch 100), chunks of 5 1.03x, 10 1.5x (spills).
   static constexpr std::int64_t kRowChunk = 6;
+  // grad_x_rows: 12 sums, a scale and a row of weights, with the window's two slot vectors.
+  static constexpr std::int64_t kWindowRowChunk = 12;
 
   Avx2Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
                const std::int32_t (&slot_offsets)[4])
@@ -431,17 +433,22 @@ class Avx2Backward {
   }
 
   // As Avx512Backward::grad_x_rows, the channels that won at a slot found with a byte compare.
-  template <int S, int R>
-  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                   const float* grads, const std::int32_t* window_offset, const float* w8,
-                   std::int64_t rows_total, float* image) const {
+  template <int S, int E>
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels,
+                          const std::uint8_t* slots, const float* grads,
+                          const std::int32_t* window_offset, const float* w, std::int64_t shifted,
+                          std::int64_t channel_floats, std::int64_t below, float* image) const {
     const std::uint64_t channels =
         out_channels == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << out_channels) - 1;
+    const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};
     for (std::int64_t k = 0; k < windows; ++k) {
       // slots has 64 bytes of slack past the last window, so both loads stay inside it.
       const std::uint8_t* window_slots = slots + k * out_channels;
       const __m256i low = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(window_slots));
       const __m256i high = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(window_slots + 32));
+      __m256 sum[E];
+#pragma GCC unroll 16
+      for (int r = 0; r < E; ++r) sum[r] = _mm256_setzero_ps();
       for (int slot = 0; slot < 4; ++slot) {
         const __m256i wanted = _mm256_set1_epi8(static_cast<char>(slot));
         std::uint64_t won =
@@ -451,23 +458,19 @@ class Avx2Backward {
                  static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(high, wanted))))
                  << 32) &
             channels;
-        if (!won) continue;
-        __m256 sum[R];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
         for (; won; won &= won - 1) {
           const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
           const __m256 scale = _mm256_broadcast_ss(grads + k * out_channels + o);
-          const float* w_rows = w8 + o * rows_total * 8;
-#pragma GCC unroll 8
-          for (int r = 0; r < R; ++r)
+          const float* w_rows = bases[slot] + o * channel_floats;
+#pragma GCC unroll 16
+          for (int r = 0; r < E; ++r)
             sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
         }
-        float* patch = image + window_offset[k] + slot_offsets_[slot];
-#pragma GCC unroll 8
-        for (int r = 0; r < R; ++r)
-          _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
       }
+      float* patch = image + window_offset[k];
+#pragma GCC unroll 16
+      for (int r = 0; r < E; ++r)
+        _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
     }
   }
 

@@ -10,6 +10,7 @@
 // Backward: only winners carry gradient. grad_w and grad_x are sums over winners of a KH x KW
 // patch times the winner's gradient; each kernel row (KW <= 8 floats) is one ymm, so a winner
 // costs Cin * KH fused multiply-adds per sum and nothing is spent on the other 3 positions.
+// grad_x sums a window's four patches in registers first (KW <= 7: KW + 1 columns in a ymm).
 #include <algorithm>
 #include <cstring>
 #include <iterator>
@@ -219,8 +220,9 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
 // The steps of vectorized::backward with AVX-512 masks.
 class Avx512Backward {
  public:
-  // Sums run over kernel rows 16 at a time: 16 ymm sums plus operands fit the 32 registers.
-  static constexpr std::int64_t kRowChunk = 16;
+  // Sums run over kernel rows 16 at a time for grad_w and extended rows 18 at a time for grad_x:
+  // the ymm sums plus operands fit the 32 registers (36 at once spilled).
+  static constexpr std::int64_t kRowChunk = 16, kWindowRowChunk = 18;
 
   Avx512Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
                  const std::int32_t (&slot_offsets)[4])
@@ -336,37 +338,43 @@ class Avx512Backward {
     }
   }
 
-  // The interleaved grad_x image (rows [0, R) of a chunk) += at each position of each window: the
-  // sum over the channels that won there of dy * w[o]. slots/grads:[windows][Cout] (channels
-  // innermost, Cout <= 64); w8:[Cout][R_total][8] (vectorized::kernel_rows_of_8).
-  template <int S, int R>
-  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                   const float* grads, const std::int32_t* window_offset, const float* w8,
-                   std::int64_t rows_total, float* image) const {
+  // The interleaved grad_x image += at each window, rows [0, E) of a chunk of its extended rows
+  // (vectorized::window_kernel_rows): the sum over the channels that won at any of its four slots
+  // of dy * their kernel rows, summed in registers and added to the image once. (Added slot by
+  // slot, the four patches' overlapping rows were loaded right after being stored one float to
+  // the left, a store-to-load forwarding stall each: conv2's backward took 1.13x as long.)
+  // slots/grads:[windows][Cout] (channels innermost, Cout <= 64); w points at the chunk's first
+  // row of channel 0 in the unshifted half, `shifted` floats before the other half;
+  // channel_floats from one channel to the next, `below` from a row to the one a lower slot reads.
+  template <int S, int E>
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels,
+                          const std::uint8_t* slots, const float* grads,
+                          const std::int32_t* window_offset, const float* w, std::int64_t shifted,
+                          std::int64_t channel_floats, std::int64_t below, float* image) const {
     const __mmask64 channels =
         out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
+    const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};
     for (std::int64_t k = 0; k < windows; ++k) {
       const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
+      __m256 sum[E];
+#pragma GCC unroll 32
+      for (int r = 0; r < E; ++r) sum[r] = _mm256_setzero_ps();
       for (int slot = 0; slot < 4; ++slot) {
         __mmask64 won = _mm512_mask_cmpeq_epi8_mask(channels, window_slots,
                                                     _mm512_set1_epi8(static_cast<char>(slot)));
-        if (!won) continue;
-        __m256 sum[R];
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) sum[r] = _mm256_setzero_ps();
         for (; won; won &= won - 1) {
           const std::int64_t o = static_cast<std::int64_t>(_tzcnt_u64(won));
           const __m256 scale = _mm256_set1_ps(grads[k * out_channels + o]);
-          const float* w_rows = w8 + o * rows_total * 8;
-#pragma GCC unroll 16
-          for (int r = 0; r < R; ++r)
+          const float* w_rows = bases[slot] + o * channel_floats;
+#pragma GCC unroll 32
+          for (int r = 0; r < E; ++r)
             sum[r] = _mm256_fmadd_ps(scale, _mm256_loadu_ps(w_rows + 8 * r), sum[r]);
         }
-        float* patch = image + window_offset[k] + slot_offsets_[slot];
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r)
-          _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
       }
+      float* patch = image + window_offset[k];
+#pragma GCC unroll 32
+      for (int r = 0; r < E; ++r)
+        _mm256_storeu_ps(patch + S * r, _mm256_add_ps(_mm256_loadu_ps(patch + S * r), sum[r]));
     }
   }
 

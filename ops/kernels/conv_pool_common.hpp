@@ -95,10 +95,10 @@ void with_constant(std::int64_t n, Fn&& fn) {
   }
 }
 
-// w:[Cout][Cin][KH][KW] -> w_t:[ceil(Cout / lanes)][Cin][KH][KW][lanes], `lanes` (a multiple of
-// 8) output channels innermost, the lanes past Cout zero. 8 taps of 8 channels at a time by an 8 x 8
-// transpose: element by element, reading across `lanes` rows of w, it took 4% of a single image
-// (conv2's 2,400 weights), and stored in strides a tenth.
+// w:[Cout][Cin][KH][KW] -> w_t:[ceil(Cout / lanes)][Cin][KH][KW][lanes], `lanes` (a multiple
+// of 8) output channels innermost, the lanes past Cout zero. 8 taps of 8 channels at a time by an
+// 8 x 8 transpose: element by element, reading across `lanes` rows of w, it took 4% of a single
+// image (conv2's 2,400 weights), and stored in strides a tenth.
 inline std::shared_ptr<float[]> channels_innermost(const ConvGeometry& g, const float* w,
                                                    std::int64_t lanes) {
   const std::int64_t taps = g.patch(), blocks = (g.out_channels + lanes - 1) / lanes;
@@ -181,22 +181,29 @@ inline std::shared_ptr<std::int32_t[]> window_offsets(const ConvGeometry& g,
   return offsets;
 }
 
-// w:[Cout][Cin][KH][KW] -> [Cout][R][8]: kernel rows in r = p * Cin + c order, zero-padded to 8
-// lanes, so the lanes a sum adds past the patch are zero.
-inline std::shared_ptr<float[]> kernel_rows_of_8(const ConvGeometry& g, const float* w) {
-  const std::int64_t rows = g.in_channels * g.kernel_h;
-  auto w8 = make_cached_array<float>(static_cast<std::size_t>(g.out_channels * rows * 8));
+// For grad_x by window: w:[Cout][Cin][KH][KW] -> [2][Cout][(KH + 2) Cin][8]. In each half,
+// channel o's kernel rows (r = p * Cin + c order, zero-padded to 8 lanes) sit at rows Cin + r,
+// with Cin zero rows before and after; the second half has every row moved one lane right (lane 0
+// zero). A 2x2 window's four patches then cover (KH + 1) Cin "extended" rows of KW + 1 columns
+// from its top-left corner: extended row e gets, from a channel that won at slot 0, 1, 2 or 3,
+// row Cin + e of the first half, of the second, row e of the first or of the second.
+inline std::shared_ptr<float[]> window_kernel_rows(const ConvGeometry& g, const float* w) {
+  const std::int64_t rows = (g.kernel_h + 2) * g.in_channels, half = g.out_channels * rows * 8;
+  auto w8 = make_cached_array<float>(static_cast<std::size_t>(2 * half));
+  std::fill(w8.get(), w8.get() + 2 * half, 0.0f);
   for (std::int64_t o = 0; o < g.out_channels; ++o)
     for (std::int64_t p = 0; p < g.kernel_h; ++p)
       for (std::int64_t c = 0; c < g.in_channels; ++c)
-        for (std::int64_t q = 0; q < 8; ++q)
-          w8[((o * g.kernel_h + p) * g.in_channels + c) * 8 + q] =
-              q < g.kernel_w ? w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q]
-                             : 0.0f;
+        for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+          const float v = w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q];
+          float* row = w8.get() + (o * rows + g.in_channels + p * g.in_channels + c) * 8;
+          row[q] = v;
+          row[half + q + 1] = v;
+        }
   return w8;
 }
 
-// dw:[Cout][Cin][KH][KW] += sums:[Cout][R][8], the inverse reordering of kernel_rows_of_8.
+// dw:[Cout][Cin][KH][KW] += sums:[Cout][R][8], summed in r = p * Cin + c row order, 8 lanes a row.
 inline void add_kernel_rows_of_8(const ConvGeometry& g, const float* sums, float* dw) {
   for (std::int64_t o = 0; o < g.out_channels; ++o)
     for (std::int64_t p = 0; p < g.kernel_h; ++p)
@@ -231,15 +238,18 @@ struct LiveWinners {
 //   compact_winners(windows, winners_o, dy_o, window_offset, live, grad_b) -> live count, and
 //                                          *grad_b += their gradients (grad_b may be null)
 //   grad_w_rows<S, R>(kernel_w, image, count, live, sums)
-//   grad_x_rows<S, R>(windows, cout, window_slots, window_grads, window_offset, w8, rows, image)
+//   grad_x_rows<S, E>(windows, cout, window_slots, window_grads, window_offset, w, shifted,
+//                     channel_floats, below, image)       (w from window_kernel_rows)
 //   add_interleaved(image, dx_n)           dx_n += image's interior, image left zero
-// and kRowChunk, how many kernel rows one pass of grad_w_rows / grad_x_rows sums (registers).
+// and kRowChunk / kWindowRowChunk, how many rows one pass of grad_w_rows / grad_x_rows sums
+// (registers).
 template <class Isa>
 bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, const float* w,
               const float* dy, const std::uint8_t* winners, float* dx, float* dw, float* db) {
   if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2) return false;
   const Interleaved layout(g);
-  if (layout.row_floats == 0 || (dx && g.out_channels > 64)) return false;
+  // grad_x sums a window's four patches in rows of KW + 1 columns, one ymm each.
+  if (layout.row_floats == 0 || (dx && (g.out_channels > 64 || g.kernel_w > 7))) return false;
   const std::int64_t S = layout.row_floats, R = layout.rows;
   const std::int64_t windows = pool.out_h * pool.out_w;
   const std::int64_t conv_row = g.in_channels * S;  // from one conv output row to the next
@@ -267,7 +277,7 @@ bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, c
   std::shared_ptr<float[]> w8, window_grads, dx_image;
   std::shared_ptr<std::uint8_t[]> window_slots;
   if (dx) {
-    w8 = kernel_rows_of_8(g, w);
+    w8 = window_kernel_rows(g, w);
     window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
     window_slots =
         make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
@@ -295,12 +305,15 @@ bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, c
     if (!dx) continue;
     channels_innermost(g, windows, winners + image_out, dy + image_out, window_slots.get(),
                        window_grads.get());
-    for (std::int64_t r0 = 0; r0 < R; r0 += kChunk)
+    const std::int64_t extended = R + g.in_channels, padded_rows = R + 2 * g.in_channels;
+    constexpr std::int64_t kWindowChunk = Isa::kWindowRowChunk;
+    for (std::int64_t e0 = 0; e0 < extended; e0 += kWindowChunk)
       layout.with_row_floats([&](auto row_floats) {
-        with_constant<kChunk>(std::min(kChunk, R - r0), [&](auto chunk) {
+        with_constant<kWindowChunk>(std::min(kWindowChunk, extended - e0), [&](auto chunk) {
           isa.template grad_x_rows<row_floats, chunk>(
               windows, g.out_channels, window_slots.get(), window_grads.get(), window_offset.get(),
-              w8.get() + r0 * 8, R, dx_image.get() + r0 * S);
+              w8.get() + (g.in_channels + e0) * 8, g.out_channels * padded_rows * 8,
+              padded_rows * 8, g.in_channels * 8, dx_image.get() + e0 * S);
         });
       });
     isa.add_interleaved(dx_image.get(), dx + n * g.image_size());
