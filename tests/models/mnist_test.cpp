@@ -361,6 +361,37 @@ TEST(MnistBatch, NormalisesChosenExamplesInOrder) {
     }
 }
 
+// Float32 batches go through a vectorised table lookup (ops/kernels/lookup.cpp), in whole and
+// partial vectors: every pixel value, at every shift, must come out as the formula's float.
+TEST(MnistBatch, Float32PixelsEqualTheFormulaAtEveryShift) {
+  const nn::MnistSplit data = synthetic_split(3, 28, 28);
+  const std::vector<std::int64_t> indices{2, 0, 1, 2, 1, 0, 2};
+  for (std::int64_t shift = -3; shift <= 3; ++shift) {
+    std::vector<nn::Shift> shifts;
+    for (std::int64_t b = 0; b < 7; ++b) shifts.push_back({.dy = (b % 3) - 1, .dx = shift + b % 2});
+    ag::Tensor images;
+    std::vector<std::int64_t> targets;
+    nn::fill_batch(images, targets, data, indices, nn::BatchOptions{.mean = 0.1307, .stddev = 0.3081},
+                   shifts);
+    ASSERT_EQ(images.dtype(), ag::DType::Float32);
+    const float background = static_cast<float>((0 / 255.0 - 0.1307) / 0.3081);
+    const float* out = images.data<float>();
+    for (std::int64_t b = 0; b < 7; ++b)
+      for (std::int64_t r = 0; r < 28; ++r)
+        for (std::int64_t c = 0; c < 28; ++c) {
+          const std::int64_t from_r = r - shifts[b].dy, from_c = c - shifts[b].dx;
+          const bool inside = from_r >= 0 && from_r < 28 && from_c >= 0 && from_c < 28;
+          const double pixel =
+              inside ? data.images[static_cast<std::size_t>(indices[b] * 784 + from_r * 28 + from_c)]
+                     : 0;
+          const float expected = inside ? static_cast<float>((pixel / 255.0 - 0.1307) / 0.3081)
+                                        : background;
+          ASSERT_EQ(out[(b * 28 + r) * 28 + c], expected)
+              << "example " << b << " row " << r << " column " << c << " shift " << shift;
+        }
+  }
+}
+
 TEST(MnistBatch, DefaultNormalisationMapsBlackAndWhite) {
   nn::MnistSplit data{.count = 1, .rows = 1, .cols = 2, .images = {0, 255}, .labels = {3}};
   ag::Tensor images;
