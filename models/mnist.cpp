@@ -16,10 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <numeric>
-#include <type_traits>
 #include <utility>
-
-#include "ops/kernels/lookup.hpp"
 
 namespace nn {
 
@@ -343,11 +340,7 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
         const std::int64_t c_begin = std::clamp<std::int64_t>(dx, 0, cols);
         const std::int64_t c_end = std::clamp<std::int64_t>(cols + dx, 0, cols);
         std::fill(dst_row, dst_row + c_begin, background);
-        if constexpr (std::is_same_v<T, float>)
-          ag::kernels::lookup_bytes(src_row + c_begin - dx, c_end - c_begin, normalised,
-                                    dst_row + c_begin);
-        else
-          for (std::int64_t c = c_begin; c < c_end; ++c) dst_row[c] = normalised[src_row[c - dx]];
+        for (std::int64_t c = c_begin; c < c_end; ++c) dst_row[c] = normalised[src_row[c - dx]];
         std::fill(dst_row + std::max(c_begin, c_end), dst_row + cols, background);
       }
     }
