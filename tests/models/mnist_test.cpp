@@ -361,8 +361,8 @@ TEST(MnistBatch, NormalisesChosenExamplesInOrder) {
     }
 }
 
-// Float32 batches go through a vectorised table lookup (ops/kernels/lookup.cpp), in whole and
-// partial vectors: every pixel value, at every shift, must come out as the formula's float.
+// Float32 batches go through a table of the 256 pixel values, row by row around the shift: every
+// pixel value, at every shift, must come out as the formula's float.
 TEST(MnistBatch, Float32PixelsEqualTheFormulaAtEveryShift) {
   const nn::MnistSplit data = synthetic_split(3, 28, 28);
   const std::vector<std::int64_t> indices{2, 0, 1, 2, 1, 0, 2};
