@@ -40,8 +40,7 @@ std::size_t class_bytes(std::size_t bytes) {
 
 constexpr std::size_t kClasses = kSmallLimit / kSmallStep + 64 * kSubClasses + 1;
 
-// The block size of class `index`: class_bytes of any size in the class. Only for classes that
-// hold blocks: the last ones stand for 2^64 bytes and more, which no allocation reaches.
+// The block size of class `index`: class_bytes of any size in the class.
 std::int64_t bytes_of_class(std::size_t index) {
   constexpr std::size_t kSmallClasses = kSmallLimit / kSmallStep;
   if (index <= kSmallClasses) return static_cast<std::int64_t>(index * kSmallStep);
@@ -210,7 +209,6 @@ void release_cached_blocks() {
   if (ThreadCache* cache = thread_cache()) {
     for (std::size_t index = 0; index < kClasses; ++index) {
       auto& list = cache->free[index];
-      if (list.empty()) continue;
       for (void* block : list) ::operator delete(block, kAlignment);
       add(cache->counters.bytes_cached,
           -static_cast<std::int64_t>(list.size()) * bytes_of_class(index));
@@ -222,7 +220,6 @@ void release_cached_blocks() {
   std::lock_guard lock(s.mutex);
   for (std::size_t index = 0; index < kClasses; ++index) {
     auto& list = s.free[index];
-    if (list.empty()) continue;
     for (void* block : list) ::operator delete(block, kAlignment);
     s.retired.bytes_cached -= static_cast<std::int64_t>(list.size()) * bytes_of_class(index);
     list.clear();
