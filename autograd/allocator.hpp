@@ -2,8 +2,6 @@
 // size class and handed out again, so a training loop, which makes tensors of the same sizes every
 // step, stops asking the system for memory after its first steps (no page faults, no returning
 // memory to the kernel and taking it back, no lock on the process's memory map between threads).
-// Each thread has its own free lists, so handing out and taking back a block takes no lock; the
-// blocks of a thread that exits go to lists shared by all.
 #pragma once
 
 #include <cstddef>
@@ -30,8 +28,7 @@ void* allocate_block(std::size_t bytes);
 /// Returns a block from allocate_block(bytes), with the same `bytes`, to the cache.
 void free_block(void* block, std::size_t bytes) noexcept;
 
-/// Gives the calling thread's cached blocks, and those no live thread holds (an exited thread's),
-/// back to the system (for tools that finish a phase, and for tests). Other threads keep theirs.
+/// Gives every cached block back to the system (for tools that finish a phase, and for tests).
 void release_cached_blocks();
 
 /// A standard allocator over the cache, for the control blocks of shared storage.

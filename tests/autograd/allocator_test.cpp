@@ -5,7 +5,6 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <thread>
 
 #include "autograd/tensor.hpp"
 
@@ -65,34 +64,6 @@ TEST(Allocator, ReleaseEmptiesTheCache) {
   void* p = allocate_block(3 << 20);
   free_block(p, 3 << 20);
   EXPECT_GT(allocator_stats().bytes_cached, 0);
-  release_cached_blocks();
-  EXPECT_EQ(allocator_stats().bytes_cached, 0);
-}
-
-// Each thread has its own free lists; an exited thread's blocks go to lists every thread draws
-// from, and the counters add up over threads.
-TEST(Allocator, AnExitedThreadsBlocksServeOtherThreads) {
-  constexpr std::size_t kBytes = 7 << 20;  // a class no other test uses
-  void* from_thread = nullptr;
-  std::thread([&] {
-    from_thread = allocate_block(kBytes);
-    free_block(from_thread, kBytes);  // into that thread's own lists
-  }).join();                          // and, as it exits, into the shared ones
-  const AllocatorStats before = allocator_stats();
-  void* here = allocate_block(kBytes);
-  EXPECT_EQ(here, from_thread);
-  EXPECT_EQ(allocator_stats().system_allocations, before.system_allocations);
-  EXPECT_EQ(allocator_stats().cached_allocations, before.cached_allocations + 1);
-  free_block(here, kBytes);
-}
-
-TEST(Allocator, CountersAddUpOverThreads) {
-  const AllocatorStats before = allocator_stats();
-  void* block = nullptr;
-  std::thread([&] { block = allocate_block(1 << 18); }).join();
-  EXPECT_EQ(allocator_stats().bytes_in_use, before.bytes_in_use + (1 << 18));
-  free_block(block, 1 << 18);  // freed on another thread than the one that took it
-  EXPECT_EQ(allocator_stats().bytes_in_use, before.bytes_in_use);
   release_cached_blocks();
   EXPECT_EQ(allocator_stats().bytes_cached, 0);
 }
