@@ -434,10 +434,10 @@ class Avx2Backward {
 
   // As Avx512Backward::grad_x_rows, the channels that won at a slot found with a byte compare.
   template <int S, int E>
-  void grad_x_rows(std::int64_t windows, std::int64_t out_channels,
-                          const std::uint8_t* slots, const float* grads,
-                          const std::int32_t* window_offset, const float* w, std::int64_t shifted,
-                          std::int64_t channel_floats, std::int64_t below, float* image) const {
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
+                   const float* grads, const std::int32_t* window_offset, const float* w,
+                   std::int64_t shifted, std::int64_t channel_floats, std::int64_t below,
+                   float* image) const {
     const std::uint64_t channels =
         out_channels == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << out_channels) - 1;
     const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};

@@ -341,16 +341,16 @@ class Avx512Backward {
   // The interleaved grad_x image += at each window, rows [0, E) of a chunk of its extended rows
   // (vectorized::window_kernel_rows): the sum over the channels that won at any of its four slots
   // of dy * their kernel rows, summed in registers and added to the image once. (Added slot by
-  // slot, the four patches' overlapping rows were loaded right after being stored one float to
-  // the left, a store-to-load forwarding stall each: conv2's backward took 1.13x as long.)
+  // slot, each patch row was loaded right after an overlapping store one float to its left,
+  // which a store cannot forward: conv2's backward took 1.15x as long.)
   // slots/grads:[windows][Cout] (channels innermost, Cout <= 64); w points at the chunk's first
   // row of channel 0 in the unshifted half, `shifted` floats before the other half;
   // channel_floats from one channel to the next, `below` from a row to the one a lower slot reads.
   template <int S, int E>
-  void grad_x_rows(std::int64_t windows, std::int64_t out_channels,
-                          const std::uint8_t* slots, const float* grads,
-                          const std::int32_t* window_offset, const float* w, std::int64_t shifted,
-                          std::int64_t channel_floats, std::int64_t below, float* image) const {
+  void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
+                   const float* grads, const std::int32_t* window_offset, const float* w,
+                   std::int64_t shifted, std::int64_t channel_floats, std::int64_t below,
+                   float* image) const {
     const __mmask64 channels =
         out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
     const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};

@@ -3,6 +3,8 @@
 // register width. Internal to those two files, which include it only when built for AVX2 or wider.
 #pragma once
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -13,8 +15,6 @@
 
 #include "autograd/allocator.hpp"
 #include "ops/kernels/conv_pool.hpp"
-
-#include <immintrin.h>
 
 namespace ag::kernels::vectorized {
 
