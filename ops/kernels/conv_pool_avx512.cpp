@@ -13,7 +13,6 @@
 // grad_x sums a window's four patches in registers first (KW <= 7: KW + 1 columns in a ymm).
 #include <algorithm>
 #include <cstring>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -227,7 +226,6 @@ class Avx512Backward {
   Avx512Backward(const ConvGeometry& g, const vectorized::Interleaved& layout,
                  const std::int32_t (&slot_offsets)[4])
       : g_(g), layout_(layout), slot_offset_(_mm512_maskz_loadu_epi32(0xF, slot_offsets)) {
-    std::copy(std::begin(slot_offsets), std::end(slot_offsets), slot_offsets_);
     for (std::int64_t j = 0; j < layout.row_floats; ++j)
       if (j >= g.padding && j < g.padding + g.width)
         image_lanes_[j / 16] |= static_cast<__mmask16>(1u << (j % 16));
@@ -382,7 +380,6 @@ class Avx512Backward {
   const ConvGeometry& g_;
   const vectorized::Interleaved& layout_;
   __m512i slot_offset_;
-  std::int32_t slot_offsets_[4];
   __mmask16 image_lanes_[4] = {};  // which lanes of the 16-float pieces of a row are image columns
 };
 
