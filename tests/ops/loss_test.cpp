@@ -89,7 +89,8 @@ TEST(NllLoss, GradMatchesNumeric) {
   Generator gen(40);
   const std::vector<std::pair<Shape, std::vector<std::int64_t>>> cases = {
       {{1, 1}, {0}}, {{1, 10}, {7}}, {{5, 3}, {0, 2, 1, 1, 2}}};
-  for (const auto& [shape, targets] : cases) {
+  for (const auto& [shape, case_targets] : cases) {
+    const std::vector<std::int64_t>& targets = case_targets;  // clang 14 cannot capture a binding
     std::vector<Variable> inputs{
         Variable(Tensor::uniform(shape, -3, 0, gen, DType::Float64), true)};
     auto result = gradcheck([&](const auto& v) { return nll_loss(v[0], targets); }, inputs);
