@@ -435,12 +435,15 @@ class Avx2Backward {
   // As Avx512Backward::grad_x_rows, the channels that won at a slot found with a byte compare.
   template <int S, int E>
   void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                   const float* grads, const std::int32_t* window_offset, const float* w,
-                   std::int64_t shifted, std::int64_t channel_floats, std::int64_t below,
+                   const float* grads, const std::int32_t* window_offset,
+                   const vectorized::WindowKernelRows& kernel, std::int64_t e0,
                    float* image) const {
     const std::uint64_t channels =
         out_channels == 64 ? ~std::uint64_t(0) : (std::uint64_t(1) << out_channels) - 1;
-    const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};
+    const float* w = kernel.row(e0);
+    const std::int64_t channel_floats = kernel.channel_floats;
+    const float* bases[4] = {w, w + kernel.shifted, w - kernel.below,
+                             w + kernel.shifted - kernel.below};
     for (std::int64_t k = 0; k < windows; ++k) {
       // slots has 64 bytes of slack past the last window, so both loads stay inside it.
       const std::uint8_t* window_slots = slots + k * out_channels;

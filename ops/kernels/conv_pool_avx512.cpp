@@ -337,21 +337,23 @@ class Avx512Backward {
   }
 
   // The interleaved grad_x image += at each window, rows [0, E) of a chunk of its extended rows
-  // (vectorized::window_kernel_rows): the sum over the channels that won at any of its four slots
+  // (vectorized::WindowKernelRows): the sum over the channels that won at any of its four slots
   // of dy * their kernel rows, summed in registers and added to the image once. (Added slot by
   // slot, each patch row was loaded right after an overlapping store one float to its left,
   // which a store cannot forward: conv2's backward took 1.15x as long.)
-  // slots/grads:[windows][Cout] (channels innermost, Cout <= 64); w points at the chunk's first
-  // row of channel 0 in the unshifted half, `shifted` floats before the other half;
-  // channel_floats from one channel to the next, `below` from a row to the one a lower slot reads.
+  // slots/grads:[windows][Cout] (channels innermost, Cout <= 64); the chunk starts at extended
+  // row e0.
   template <int S, int E>
   void grad_x_rows(std::int64_t windows, std::int64_t out_channels, const std::uint8_t* slots,
-                   const float* grads, const std::int32_t* window_offset, const float* w,
-                   std::int64_t shifted, std::int64_t channel_floats, std::int64_t below,
+                   const float* grads, const std::int32_t* window_offset,
+                   const vectorized::WindowKernelRows& kernel, std::int64_t e0,
                    float* image) const {
     const __mmask64 channels =
         out_channels == 64 ? ~__mmask64(0) : (__mmask64(1) << out_channels) - 1;
-    const float* bases[4] = {w, w + shifted, w - below, w + shifted - below};
+    const float* w = kernel.row(e0);
+    const std::int64_t channel_floats = kernel.channel_floats;
+    const float* bases[4] = {w, w + kernel.shifted, w - kernel.below,
+                             w + kernel.shifted - kernel.below};
     for (std::int64_t k = 0; k < windows; ++k) {
       const __m512i window_slots = _mm512_maskz_loadu_epi8(channels, slots + k * out_channels);
       __m256 sum[E];

@@ -187,21 +187,36 @@ inline std::shared_ptr<std::int32_t[]> window_offsets(const ConvGeometry& g,
 // zero). A 2x2 window's four patches then cover (KH + 1) Cin "extended" rows of KW + 1 columns
 // from its top-left corner: extended row e gets, from a channel that won at slot 0, 1, 2 or 3,
 // row Cin + e of the first half, of the second, row e of the first or of the second.
-inline std::shared_ptr<float[]> window_kernel_rows(const ConvGeometry& g, const float* w) {
-  const std::int64_t rows = (g.kernel_h + 2) * g.in_channels, half = g.out_channels * rows * 8;
-  auto w8 = make_cached_array<float>(static_cast<std::size_t>(2 * half));
-  std::fill(w8.get(), w8.get() + 2 * half, 0.0f);
-  for (std::int64_t o = 0; o < g.out_channels; ++o)
-    for (std::int64_t p = 0; p < g.kernel_h; ++p)
-      for (std::int64_t c = 0; c < g.in_channels; ++c)
-        for (std::int64_t q = 0; q < g.kernel_w; ++q) {
-          const float v = w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q];
-          float* row = w8.get() + (o * rows + g.in_channels + p * g.in_channels + c) * 8;
-          row[q] = v;
-          row[half + q + 1] = v;
-        }
-  return w8;
-}
+struct WindowKernelRows {
+  std::shared_ptr<float[]> data;
+  std::int64_t extended;        // (KH + 1) Cin rows a window's sums cover
+  std::int64_t channel_floats;  // from one output channel's rows to the next
+  std::int64_t shifted;         // from the first half to the second
+  std::int64_t below;           // from a row to the one a lower slot reads (Cin rows)
+
+  WindowKernelRows(const ConvGeometry& g, const float* w)
+      : extended((g.kernel_h + 1) * g.in_channels),
+        channel_floats((g.kernel_h + 2) * g.in_channels * 8),
+        shifted(g.out_channels * channel_floats),
+        below(g.in_channels * 8) {
+    data = make_cached_array<float>(static_cast<std::size_t>(2 * shifted));
+    std::fill(data.get(), data.get() + 2 * shifted, 0.0f);
+    for (std::int64_t o = 0; o < g.out_channels; ++o)
+      for (std::int64_t p = 0; p < g.kernel_h; ++p)
+        for (std::int64_t c = 0; c < g.in_channels; ++c)
+          for (std::int64_t q = 0; q < g.kernel_w; ++q) {
+            const float v = w[((o * g.in_channels + c) * g.kernel_h + p) * g.kernel_w + q];
+            float* row =
+                data.get() + o * channel_floats + (g.in_channels + p * g.in_channels + c) * 8;
+            row[q] = v;
+            row[shifted + q + 1] = v;
+          }
+  }
+
+  // Extended row e of channel 0 in the unshifted half (past its Cin leading zero rows, `below`
+  // floats), what slot 0 reads.
+  const float* row(std::int64_t e) const { return data.get() + below + e * 8; }
+};
 
 // dw:[Cout][Cin][KH][KW] += sums:[Cout][R][8], summed in r = p * Cin + c row order, 8 lanes a row.
 inline void add_kernel_rows_of_8(const ConvGeometry& g, const float* sums, float* dw) {
@@ -238,8 +253,8 @@ struct LiveWinners {
 //   compact_winners(windows, winners_o, dy_o, window_offset, live, grad_b) -> live count, and
 //                                          *grad_b += their gradients (grad_b may be null)
 //   grad_w_rows<S, R>(kernel_w, image, count, live, sums)
-//   grad_x_rows<S, E>(windows, cout, window_slots, window_grads, window_offset, w, shifted,
-//                     channel_floats, below, image)       (w from window_kernel_rows)
+//   grad_x_rows<S, E>(windows, cout, window_slots, window_grads, window_offset, kernel, e0,
+//                     image)                   kernel: WindowKernelRows, e0 the chunk's first row
 //   add_interleaved(image, dx_n)           dx_n += image's interior, image left zero
 // and kRowChunk / kWindowRowChunk, how many rows one pass of grad_w_rows / grad_x_rows sums
 // (registers).
@@ -274,10 +289,11 @@ bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, c
 
   // For grad_x: the kernel rows, each image's winners and gradients with channels innermost, and
   // a zeroed interleaved image to sum into.
-  std::shared_ptr<float[]> w8, window_grads, dx_image;
+  std::optional<WindowKernelRows> w_rows;
+  std::shared_ptr<float[]> window_grads, dx_image;
   std::shared_ptr<std::uint8_t[]> window_slots;
   if (dx) {
-    w8 = window_kernel_rows(g, w);
+    w_rows.emplace(g, w);
     window_grads = make_cached_array<float>(static_cast<std::size_t>(windows * g.out_channels));
     window_slots =
         make_cached_array<std::uint8_t>(static_cast<std::size_t>(windows * g.out_channels + 64));
@@ -285,7 +301,7 @@ bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, c
     std::memset(dx_image.get(), 0, image_floats * sizeof(float));
   }
 
-  constexpr std::int64_t kChunk = Isa::kRowChunk;
+  constexpr std::int64_t kChunk = Isa::kRowChunk, kWindowChunk = Isa::kWindowRowChunk;
   for (std::int64_t n = 0; n < g.batch; ++n) {
     const std::int64_t image_out = n * g.out_channels * windows;
     if (dw) isa.fill_interleaved(x + n * g.image_size(), x_image.get());
@@ -305,15 +321,12 @@ bool backward(const ConvGeometry& g, const PoolGeometry& pool, const float* x, c
     if (!dx) continue;
     channels_innermost(g, windows, winners + image_out, dy + image_out, window_slots.get(),
                        window_grads.get());
-    const std::int64_t extended = R + g.in_channels, padded_rows = R + 2 * g.in_channels;
-    constexpr std::int64_t kWindowChunk = Isa::kWindowRowChunk;
-    for (std::int64_t e0 = 0; e0 < extended; e0 += kWindowChunk)
+    for (std::int64_t e0 = 0; e0 < w_rows->extended; e0 += kWindowChunk)
       layout.with_row_floats([&](auto row_floats) {
-        with_constant<kWindowChunk>(std::min(kWindowChunk, extended - e0), [&](auto chunk) {
-          isa.template grad_x_rows<row_floats, chunk>(
-              windows, g.out_channels, window_slots.get(), window_grads.get(), window_offset.get(),
-              w8.get() + (g.in_channels + e0) * 8, g.out_channels * padded_rows * 8,
-              padded_rows * 8, g.in_channels * 8, dx_image.get() + e0 * S);
+        with_constant<kWindowChunk>(std::min(kWindowChunk, w_rows->extended - e0), [&](auto chunk) {
+          isa.template grad_x_rows<row_floats, chunk>(windows, g.out_channels, window_slots.get(),
+                                                      window_grads.get(), window_offset.get(),
+                                                      *w_rows, e0, dx_image.get() + e0 * S);
         });
       });
     isa.add_interleaved(dx_image.get(), dx + n * g.image_size());
