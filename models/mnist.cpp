@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -319,6 +320,22 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
       normalised[static_cast<std::size_t>(v)] =
           static_cast<T>((v / 255.0 - options.mean) / options.stddev);
     const T background = normalised[0];
+    // The same values as one multiply-add, when it gives every one of them exactly (it does for
+    // float32 and MNIST's mean and stddev): a loop the compiler vectorises, where the lookups took
+    // 3 cycles a pixel, 7% of inference at batch 100. std::fma rounds once, vectorised or not.
+    const double scale = 1.0 / (255.0 * options.stddev), offset = -options.mean / options.stddev;
+    const auto affine = [scale, offset](std::uint8_t v) {
+      return static_cast<T>(std::fma(static_cast<double>(v), scale, offset));
+    };
+    bool affine_exact = true;
+    for (int v = 0; v < 256; ++v)
+      affine_exact &= affine(static_cast<std::uint8_t>(v)) == normalised[static_cast<std::size_t>(v)];
+    const auto convert = [&](const std::uint8_t* from, T* to, std::int64_t count) {
+      if (affine_exact)
+        for (std::int64_t i = 0; i < count; ++i) to[i] = affine(from[i]);
+      else
+        for (std::int64_t i = 0; i < count; ++i) to[i] = normalised[from[i]];
+    };
 
     T* out = images.data<T>();
     for (std::int64_t b = 0; b < batch; ++b) {
@@ -326,21 +343,25 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
       const std::uint8_t* src = data.images.data() + index * pixels;
       T* dst = out + b * pixels;
       targets[static_cast<std::size_t>(b)] = data.labels[static_cast<std::size_t>(index)];
-      // out[r][c] = in[r - dy][c - dx]: the digit moves down by dy and right by dx.
+      // out[r][c] = in[r - dy][c - dx]: the digit moves down by dy and right by dx. Rows
+      // [r_begin, r_end) and columns [c_begin, c_end) have a source pixel; the rest are background.
       const auto [dy, dx] = shift_of(b);
-      for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t r_begin = std::clamp<std::int64_t>(dy, 0, rows);
+      const std::int64_t r_end = std::clamp<std::int64_t>(rows + dy, 0, rows);
+      const std::int64_t c_begin = std::clamp<std::int64_t>(dx, 0, cols);
+      const std::int64_t c_end = std::clamp<std::int64_t>(cols + dx, 0, cols);
+      std::fill(dst, dst + r_begin * cols, background);
+      std::fill(dst + std::max(r_begin, r_end) * cols, dst + pixels, background);
+      if (dx == 0) {  // the rows are one run of pixels
+        if (r_end > r_begin)
+          convert(src + (r_begin - dy) * cols, dst + r_begin * cols, (r_end - r_begin) * cols);
+        continue;
+      }
+      for (std::int64_t r = r_begin; r < r_end; ++r) {
         T* dst_row = dst + r * cols;
-        const std::int64_t src_r = r - dy;
-        if (src_r < 0 || src_r >= rows) {
-          std::fill(dst_row, dst_row + cols, background);
-          continue;
-        }
-        const std::uint8_t* src_row = src + src_r * cols;
-        // Columns [c_begin, c_end) have a source pixel; the rest are background.
-        const std::int64_t c_begin = std::clamp<std::int64_t>(dx, 0, cols);
-        const std::int64_t c_end = std::clamp<std::int64_t>(cols + dx, 0, cols);
+        const std::uint8_t* src_row = src + (r - dy) * cols;
         std::fill(dst_row, dst_row + c_begin, background);
-        for (std::int64_t c = c_begin; c < c_end; ++c) dst_row[c] = normalised[src_row[c - dx]];
+        if (c_end > c_begin) convert(src_row + c_begin - dx, dst_row + c_begin, c_end - c_begin);
         std::fill(dst_row + std::max(c_begin, c_end), dst_row + cols, background);
       }
     }

@@ -363,19 +363,21 @@ TEST(MnistBatch, NormalisesChosenExamplesInOrder) {
 
 // Float32 batches go through a table of the 256 pixel values, row by row around the shift: every
 // pixel value, at every shift, must come out as the formula's float.
-TEST(MnistBatch, Float32PixelsEqualTheFormulaAtEveryShift) {
-  const nn::MnistSplit data = synthetic_split(3, 28, 28);
+// fill_batch computes pixels by a vectorised multiply-add when that gives every value of the
+// formula exactly, and by table otherwise: both ways must give the formula's values, bit for bit.
+template <class T>
+void expect_pixels_equal_the_formula(double mean, double stddev) {
+  const nn::MnistSplit data = synthetic_split(3, 28, 28);  // every byte value occurs
   const std::vector<std::int64_t> indices{2, 0, 1, 2, 1, 0, 2};
+  const nn::BatchOptions options{.mean = mean, .stddev = stddev, .dtype = ag::dtype_of<T>()};
   for (std::int64_t shift = -3; shift <= 3; ++shift) {
     std::vector<nn::Shift> shifts;
     for (std::int64_t b = 0; b < 7; ++b) shifts.push_back({.dy = (b % 3) - 1, .dx = shift + b % 2});
     ag::Tensor images;
     std::vector<std::int64_t> targets;
-    nn::fill_batch(images, targets, data, indices, nn::BatchOptions{.mean = 0.1307, .stddev = 0.3081},
-                   shifts);
-    ASSERT_EQ(images.dtype(), ag::DType::Float32);
-    const float background = static_cast<float>((0 / 255.0 - 0.1307) / 0.3081);
-    const float* out = images.data<float>();
+    nn::fill_batch(images, targets, data, indices, options, shifts);
+    ASSERT_EQ(images.dtype(), ag::dtype_of<T>());
+    const T* out = images.data<T>();
     for (std::int64_t b = 0; b < 7; ++b)
       for (std::int64_t r = 0; r < 28; ++r)
         for (std::int64_t c = 0; c < 28; ++c) {
@@ -384,11 +386,18 @@ TEST(MnistBatch, Float32PixelsEqualTheFormulaAtEveryShift) {
           const double pixel =
               inside ? data.images[static_cast<std::size_t>(indices[b] * 784 + from_r * 28 + from_c)]
                      : 0;
-          const float expected = inside ? static_cast<float>((pixel / 255.0 - 0.1307) / 0.3081)
-                                        : background;
-          ASSERT_EQ(out[(b * 28 + r) * 28 + c], expected)
-              << "example " << b << " row " << r << " column " << c << " shift " << shift;
+          ASSERT_EQ(out[(b * 28 + r) * 28 + c], static_cast<T>((pixel / 255.0 - mean) / stddev))
+              << "mean " << mean << " stddev " << stddev << " example " << b << " row " << r
+              << " column " << c << " shift " << shift;
         }
+  }
+}
+
+TEST(MnistBatch, PixelsEqualTheFormulaAtEveryShiftForEveryNormalisationAndDtype) {
+  for (const auto [mean, stddev] :
+       {std::pair{0.1307, 0.3081}, {0.5, 0.5}, {0.0, 1.0}, {0.2, 0.7}, {0.45, 0.226}}) {
+    expect_pixels_equal_the_formula<float>(mean, stddev);
+    expect_pixels_equal_the_formula<double>(mean, stddev);
   }
 }
 
