@@ -44,12 +44,20 @@ using vectorized::with_constant;
 // The pooled value and winner slot of 8 windows given their four elements, in window order
 // (top-left, top-right, bottom-left, bottom-right): the first maximum wins, as in max_pool2d. The
 // bias is added after the maximum (the same for all four); relu keeps only positive maxima.
+// Without `winners` (a forward that saves nothing) the slots are left zero and the value is taken
+// by maxima: max(a, b) is "a > b ? a : b", as the comparisons, so the values agree bit for bit,
+// NaN and signed zeros included.
 struct Pooled {
   __m256 value;
   __m256i slot;
 };
 [[gnu::always_inline]] inline Pooled pool_window(__m256 z0, __m256 z1, __m256 z2, __m256 z3,
-                                                 __m256 bias, bool relu) {
+                                                 __m256 bias, bool relu, bool winners) {
+  if (!winners) {
+    const __m256 best =
+        _mm256_add_ps(_mm256_max_ps(z3, _mm256_max_ps(z2, _mm256_max_ps(z1, z0))), bias);
+    return {relu ? _mm256_max_ps(best, _mm256_setzero_ps()) : best, _mm256_setzero_si256()};
+  }
   __m256 best = z0;
   __m256i slot = _mm256_setzero_si256();
   const auto take = [&](__m256 z, int index) {
@@ -159,7 +167,7 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
       const Pooled r =
           pool_window(even_lanes(top[0][o], top[1][o]), odd_lanes(top[0][o], top[1][o]),
                       even_lanes(bottom[0][o], bottom[1][o]), odd_lanes(bottom[0][o], bottom[1][o]),
-                      _mm256_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
+                      _mm256_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu, winners_n != nullptr);
       const std::int64_t out = (o0 + o) * pooled + i * pool.out_w + j0;
       store_pooled(r, columns, y_n + out, winners_n ? winners_n + out : nullptr);
     }
@@ -211,7 +219,8 @@ void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, c
 #pragma GCC unroll 8
   for (int k = 0; k < PB; ++k) {
     const Pooled r =
-        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu);
+        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu,
+                    winners_n != nullptr);
     const std::int64_t out = o0 * pooled + i * pool.out_w + j0 + k;  // channel o0's element
     scatter_pooled(r, std::min<std::int64_t>(8, g.out_channels - o0), pooled, y_n + out,
                    winners_n ? winners_n + out : nullptr);
@@ -276,7 +285,8 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
         for (std::int64_t j = 0; j < pool.out_w; ++j) {
           const __m256* top = rows + 2 * (2 * j) + h;  // window j's top-left sum
           const __m256* bottom = top + 2 * conv_w;
-          const Pooled r = pool_window(top[0], top[2], bottom[0], bottom[2], bias, pool.relu);
+          const Pooled r = pool_window(top[0], top[2], bottom[0], bottom[2], bias, pool.relu,
+                                       winners_n != nullptr);
           const std::int64_t out = (o0 + 8 * h) * pooled + i * pool.out_w + j;
           scatter_pooled(r, channels, pooled, y_n + out, winners_n ? winners_n + out : nullptr);
         }

@@ -52,11 +52,20 @@ const __m512i kOddLanes =
 // The pooled value and winner slot of 16 windows given their four elements, in window order
 // (top-left, top-right, bottom-left, bottom-right): the first maximum wins, as in max_pool2d. The
 // bias is added after the maximum (the same for all four); relu keeps only positive maxima.
+// Without `winners` (a forward that saves nothing) the slots are left zero and the value is taken
+// by maxima: max(a, b) is "a > b ? a : b", as the comparisons, so the values agree bit for bit,
+// NaN and signed zeros included, in 5 instructions instead of 13.
 struct Pooled {
   __m512 value;
   __m512i slot;
 };
-inline Pooled pool_window(__m512 z0, __m512 z1, __m512 z2, __m512 z3, __m512 bias, bool relu) {
+[[gnu::always_inline]] inline Pooled pool_window(__m512 z0, __m512 z1, __m512 z2, __m512 z3,
+                                                 __m512 bias, bool relu, bool winners) {
+  if (!winners) {
+    const __m512 best =
+        _mm512_add_ps(_mm512_max_ps(z3, _mm512_max_ps(z2, _mm512_max_ps(z1, z0))), bias);
+    return {relu ? _mm512_max_ps(best, _mm512_setzero_ps()) : best, _mm512_setzero_si512()};
+  }
   __m512 best = z0;
   __m512i slot = _mm512_setzero_si512();
   __mmask16 m = _mm512_cmp_ps_mask(z1, best, _CMP_GT_OQ);
@@ -126,7 +135,8 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
                                    _mm512_permutex2var_ps(top[0][o], kOddLanes, top_hi),
                                    _mm512_permutex2var_ps(bottom[0][o], kEvenLanes, bottom_hi),
                                    _mm512_permutex2var_ps(bottom[0][o], kOddLanes, bottom_hi),
-                                   _mm512_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu);
+                                   _mm512_set1_ps(b ? b[o0 + o] : 0.0f), pool.relu,
+                                   winners_n != nullptr);
       const std::int64_t out = (o0 + o) * pooled + i * pool.out_w + j0;
       _mm512_mask_storeu_ps(y_n + out, store_mask, r.value);
       if (winners_n)
@@ -191,7 +201,8 @@ void forward_by_channel_block(const ConvGeometry& g, const PoolGeometry& pool, c
 #pragma GCC unroll 8
   for (int k = 0; k < PB; ++k) {
     const Pooled r =
-        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu);
+        pool_window(top[2 * k], top[2 * k + 1], bottom[2 * k], bottom[2 * k + 1], bias, pool.relu,
+                    winners_n != nullptr);
     const std::int64_t out = o0 * pooled + i * pool.out_w + j0 + k;  // channel o0's element
     _mm512_i32scatter_ps(y_n + out, channel_offsets, r.value, 4);
     if (winners_n) {

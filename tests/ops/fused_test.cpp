@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -394,16 +395,23 @@ struct KernelRun {
   bool fast_forward = false, fast_backward = false;
 };
 
+kernels::PoolGeometry pool_geometry(const Geometry& geometry, const ConvGeometry& g) {
+  const std::int64_t pool_stride =
+      geometry.pool_stride ? geometry.pool_stride : geometry.pool_kernel;
+  return {geometry.pool_kernel, pool_stride, (g.out_h - geometry.pool_kernel) / pool_stride + 1,
+          (g.out_w - geometry.pool_kernel) / pool_stride + 1, geometry.relu};
+}
+
+std::size_t outputs(const ConvGeometry& g, const kernels::PoolGeometry& pool) {
+  return static_cast<std::size_t>(g.batch * g.out_channels * pool.out_h * pool.out_w);
+}
+
 // family null: the plain loops.
 KernelRun run_kernels(const Geometry& geometry, const KernelFamily* family) {
   const Inputs in = random_inputs(geometry, DType::Float32);
   ConvGeometry g = conv_geometry(in.x, in.w, in.b, geometry.stride, geometry.padding);
-  const std::int64_t pool_stride =
-      geometry.pool_stride ? geometry.pool_stride : geometry.pool_kernel;
-  const kernels::PoolGeometry pool{
-      geometry.pool_kernel, pool_stride, (g.out_h - geometry.pool_kernel) / pool_stride + 1,
-      (g.out_w - geometry.pool_kernel) / pool_stride + 1, geometry.relu};
-  const auto count = static_cast<std::size_t>(g.batch * g.out_channels * pool.out_h * pool.out_w);
+  const kernels::PoolGeometry pool = pool_geometry(geometry, g);
+  const std::size_t count = outputs(g, pool);
   KernelRun run;
   run.y.assign(count, -7);
   run.winners.assign(count, 0xEE);
@@ -450,6 +458,37 @@ TEST_P(VectorisedGeometry, MatchesPlainLoops) {
   expect_close(fast.dx, plain.dx, 1e-5, "grad_x");
   expect_close(fast.dw, plain.dw, 1e-5, "grad_w");
   expect_close(fast.db, plain.db, 1e-5, "grad_b");
+}
+
+// A forward that saves no winners (under no_grad) pools by maxima instead of comparisons: its
+// values must be the same bit for bit, ties and NaN included. A third of the image is zero, so
+// windows there tie at zero sums, and one pixel is NaN, so some windows hold NaN at some slots.
+TEST_P(VectorisedGeometry, ForwardWithoutWinnersGivesTheSameBits) {
+  const auto& [family, geometry] = GetParam();
+  if (!family->built) GTEST_SKIP() << "built without " << family->name;
+  const Inputs in = random_inputs(geometry, DType::Float32);
+  const float* random_x = in.x.value().data<float>();
+  std::vector<float> image(random_x, random_x + in.x.value().numel());
+  std::fill(image.begin(), image.begin() + static_cast<std::ptrdiff_t>(image.size() / 3), 0.0f);
+  image[image.size() / 2] = std::numeric_limits<float>::quiet_NaN();
+  const float* x = image.data();
+  const ConvGeometry g = conv_geometry(in.x, in.w, in.b, geometry.stride, geometry.padding);
+  const kernels::PoolGeometry pool = pool_geometry(geometry, g);
+  const float* w = in.w.value().data<float>();
+  const float* b = geometry.bias ? in.b.value().data<float>() : nullptr;
+  std::vector<float> with(outputs(g, pool), -7), without(outputs(g, pool), -7);
+  std::vector<std::uint8_t> winners(outputs(g, pool));
+  ASSERT_TRUE(family->forward(g, pool, x, w, b, with.data(), winners.data()));
+  ASSERT_TRUE(family->forward(g, pool, x, w, b, without.data(), nullptr));
+  std::size_t nans = 0;
+  for (std::size_t i = 0; i < with.size(); ++i) {
+    nans += std::isnan(with[i]);
+    ASSERT_EQ(std::bit_cast<std::uint32_t>(without[i]), std::bit_cast<std::uint32_t>(with[i]))
+        << "element " << i << ": " << without[i] << " without winners, " << with[i] << " with";
+  }
+  if (!geometry.relu) {
+    EXPECT_GT(nans, 0u) << "the NaN should reach the output";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
