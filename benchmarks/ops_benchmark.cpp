@@ -1,5 +1,6 @@
 // Micro-benchmarks of every op LeNet-5 uses, forward and backward, at LeNet's shapes (float32,
-// batch 100 unless the name says otherwise), plus a whole inference and a whole training step.
+// batch 100 unless the name says otherwise), the batch preparation, and a whole inference and a
+// whole training step.
 //   ./build/benchmarks/ops_benchmark --benchmark_filter=Conv
 // A backward is timed alone: its reported time is the thread's CPU time around backward(), its
 // forward untimed. On a shared machine read CPU times: other processes' load inflates wall time.
@@ -10,6 +11,7 @@
 
 #include "autograd/subnormals.hpp"
 #include "models/lenet.hpp"
+#include "models/mnist.hpp"
 #include "models/optim.hpp"
 #include "ops/fused.hpp"
 #include "ops/ops.hpp"
@@ -176,6 +178,26 @@ void BM_LeNet_TrainingStep(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * N);
 }
 
+// Batch preparation: 100 MNIST-sized images of bytes to normalised float32, unshifted and with
+// the training's random shifts of up to 2 pixels.
+void fill_batch_of_100(benchmark::State& state, int max_shift) {
+  nn::MnistSplit data{.count = 1000, .rows = 28, .cols = 28, .images = {}, .labels = {}};
+  Generator gen(15);
+  data.images.resize(1000 * 784);
+  for (auto& p : data.images) p = static_cast<std::uint8_t>(gen.below(256));
+  data.labels.assign(1000, 0);
+  std::vector<std::int64_t> indices(N), targets;
+  for (std::int64_t i = 0; i < N; ++i) indices[static_cast<std::size_t>(i)] = (i * 7) % 1000;
+  Tensor images;
+  for (auto _ : state) {
+    nn::fill_batch(images, targets, data, indices, {.max_shift = max_shift}, &gen);
+    benchmark::DoNotOptimize(images.raw_data());
+  }
+  state.SetItemsProcessed(state.iterations() * N);
+}
+void BM_FillBatch(benchmark::State& s) { fill_batch_of_100(s, 0); }
+void BM_FillBatch_Shifted(benchmark::State& s) { fill_batch_of_100(s, 2); }
+
 }  // namespace
 
 BENCHMARK(BM_Conv1ReluPool_Forward);
@@ -201,6 +223,8 @@ BENCHMARK(BM_LogSoftmax_Forward);
 BENCHMARK(BM_LogSoftmax_Backward)->UseManualTime();
 BENCHMARK(BM_NllLoss_Forward);
 BENCHMARK(BM_NllLoss_Backward)->UseManualTime();
+BENCHMARK(BM_FillBatch);
+BENCHMARK(BM_FillBatch_Shifted);
 BENCHMARK(BM_LeNet_Inference)->Arg(1)->Arg(100);
 BENCHMARK(BM_LeNet_TrainingStep);
 
