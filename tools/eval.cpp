@@ -1,9 +1,12 @@
 // lenet eval: test accuracy, per-class accuracy and the confusion matrix of saved weights.
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
+#include <thread>
 
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/weights.hpp"
@@ -14,14 +17,18 @@ namespace cli {
 
 int eval(const std::vector<std::string>& args) {
   std::string weights = "models/lenet5.safetensors", data = "data/mnist", errors, samples;
+  int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   po::options_description options("options");
   options.add_options()
       ("weights", po::value(&weights)->default_value(weights), "weights file (safetensors)")
       ("data", po::value(&data)->default_value(data), "directory with the MNIST IDX files")
+      ("threads", po::value(&threads)->default_value(threads),
+       "threads to run the batches on (the result does not depend on it)")
       ("errors", po::value(&errors), "write a PNG grid of the misclassified test digits")
       ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits");
   po::variables_map vm;
-  if (!parse("eval", "[--weights FILE] [--data DIR] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
+  if (!parse("eval", "[--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
+  if (threads < 1 || threads > 64) throw UsageError("--threads must be in [1, 64]");
   weights = resolve_path(vm, "weights");
   data = resolve_path(vm, "data", kFetchMnistHint);
 
@@ -29,7 +36,8 @@ int eval(const std::vector<std::string>& args) {
   nn::LeNet5 model(gen);
   const nn::Metadata metadata = nn::load_weights(model, weights);
   const nn::MnistSplit test_set = nn::load_mnist(data, nn::Split::Test);
-  const Evaluation result = evaluate(model, test_set, nn::normalization_from(metadata));
+  nn::DataParallel parallel(model, threads);
+  const Evaluation result = evaluate(parallel, test_set, nn::normalization_from(metadata));
 
   std::cout << std::fixed << std::setprecision(4) << weights << " on " << test_set.count
             << " test images: accuracy " << result.accuracy << " ("

@@ -23,33 +23,44 @@ std::vector<std::uint8_t> argmax_rows(const ag::Tensor& logp) {
   return out;
 }
 
-Evaluation evaluate(nn::LeNet5& model, const nn::MnistSplit& data,
+Evaluation evaluate(nn::DataParallel& parallel, const nn::MnistSplit& data,
                     const nn::Normalization& normalization, std::int64_t batch_size) {
-  ag::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
-  Evaluation result;
-  result.predictions.reserve(static_cast<std::size_t>(data.count));
+  if (batch_size < 1) ag::fail("evaluate", "batch size must be positive");
   const nn::BatchOptions options{.mean = normalization.mean, .stddev = normalization.std};
-  ag::Tensor images;
-  std::vector<std::int64_t> targets, indices;
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  for (std::int64_t start = 0; start < data.count; start += batch_size) {
-    const std::int64_t n = std::min(batch_size, data.count - start);
-    indices.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) indices[static_cast<std::size_t>(i)] = start + i;
-    nn::fill_batch(images, targets, data, indices, options);
-    const ag::Variable logp = model(ag::Variable(images));
-    loss_sum += ag::nll_loss(logp, targets).value().item() * static_cast<double>(n);
-    for (std::int64_t i = 0; const std::uint8_t predicted : argmax_rows(logp.value())) {
-      const auto truth = static_cast<std::size_t>(targets[static_cast<std::size_t>(i++)]);
-      ++result.confusion[truth][predicted];
-      correct += truth == predicted;
-      result.predictions.push_back(predicted);
+  const std::int64_t batches = (data.count + batch_size - 1) / batch_size;
+  std::vector<double> batch_loss(static_cast<std::size_t>(batches));  // summed over the batch
+  Evaluation result;
+  result.predictions.resize(static_cast<std::size_t>(data.count));
+  const int shards = static_cast<int>(std::clamp<std::int64_t>(batches, 1, parallel.threads()));
+  parallel.run(shards, [&](int shard, nn::LeNet5& net) {
+    ag::NoGradGuard no_grad;  // grad mode is the thread's own
+    const bool was_training = net.is_training();
+    net.eval();
+    ag::Tensor images;
+    std::vector<std::int64_t> targets, indices;
+    for (std::int64_t k = batches * shard / shards; k < batches * (shard + 1) / shards; ++k) {
+      const std::int64_t start = k * batch_size, n = std::min(batch_size, data.count - start);
+      indices.resize(static_cast<std::size_t>(n));
+      for (std::int64_t i = 0; i < n; ++i) indices[static_cast<std::size_t>(i)] = start + i;
+      nn::fill_batch(images, targets, data, indices, options);
+      const ag::Variable logp = net(ag::Variable(images));
+      batch_loss[static_cast<std::size_t>(k)] =
+          ag::nll_loss(logp, targets).value().item() * static_cast<double>(n);
+      const std::vector<std::uint8_t> predicted = argmax_rows(logp.value());
+      std::copy(predicted.begin(), predicted.end(), result.predictions.begin() + start);
     }
+    net.train(was_training);
+  });
+
+  double loss_sum = 0;
+  for (const double loss : batch_loss) loss_sum += loss;
+  std::int64_t correct = 0;
+  for (std::int64_t i = 0; i < data.count; ++i) {
+    const auto truth = static_cast<std::size_t>(data.labels[static_cast<std::size_t>(i)]);
+    const std::uint8_t predicted = result.predictions[static_cast<std::size_t>(i)];
+    ++result.confusion[truth][predicted];
+    correct += truth == predicted;
   }
-  model.train(was_training);
   result.loss = data.count ? loss_sum / static_cast<double>(data.count) : 0;
   result.accuracy = data.count ? static_cast<double>(correct) / static_cast<double>(data.count) : 0;
   return result;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
 #include "models/mnist.hpp"
 #include "models/weights.hpp"
@@ -18,8 +19,11 @@ struct Evaluation {
   std::vector<std::uint8_t> predictions;                      // one per example
 };
 
-/// Evaluates under NoGradGuard, in eval mode, in batches of `batch_size`.
-Evaluation evaluate(nn::LeNet5& model, const nn::MnistSplit& data,
+/// Evaluates parallel.master() under NoGradGuard, in eval mode, in batches of `batch_size` split
+/// over the threads (each runs its replica, which shares the master's weights). The result is the
+/// same for every thread count: each batch is computed whole by one thread, and the losses are
+/// summed in batch order.
+Evaluation evaluate(nn::DataParallel& parallel, const nn::MnistSplit& data,
                     const nn::Normalization& normalization, std::int64_t batch_size = 1000);
 
 /// Index of the largest of each row of logp:[N, 10].

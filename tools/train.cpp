@@ -370,7 +370,7 @@ int train(const std::vector<std::string>& args) {
       }
     }
     if (interactive) std::cout << '\n';
-    last_test = evaluate(model, test_set, normalization);
+    last_test = evaluate(parallel, test_set, normalization);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
     const double train_acc = static_cast<double>(position.epoch_correct) / static_cast<double>(position.epoch_seen);
     std::ostringstream row;

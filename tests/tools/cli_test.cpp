@@ -367,6 +367,23 @@ TEST(Eval, ShippedWeightsScoreAbove99Percent) {
   EXPECT_EQ(ag::read_file(dir / "errors.png").substr(1, 3), "PNG");
 }
 
+// The batches of an evaluation are split over the threads, each computed whole by one: the report
+// (accuracy, loss, confusion matrix) must not depend on how many there are, an uneven split
+// included (10 batches over 3 threads).
+TEST(Eval, ReportIsTheSameOnAnyNumberOfThreads) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  const Outcome one = run({"eval", "--threads", "1"});
+  ASSERT_EQ(one.status, 0) << one.output;
+  for (const char* threads : {"2", "3"}) {
+    const Outcome more = run({"eval", "--threads", threads});
+    ASSERT_EQ(more.status, 0) << more.output;
+    EXPECT_EQ(more.output, one.output) << threads << " threads";
+  }
+  const Outcome none = run({"eval", "--threads", "0"});
+  EXPECT_EQ(none.status, 2);
+  EXPECT_NE(none.output.find("--threads"), std::string::npos) << none.output;
+}
+
 TEST(Eval, WeightsOfAnotherShapeAreRefusedInOneLine) {
   TempDir dir;
   nn::save_safetensors(dir / "other.safetensors", {{"conv1.weight", ag::Tensor({6, 1, 3, 3})}});
