@@ -366,7 +366,7 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
       // The rows are one run of the source too: out[r][c] = split[first + (r - r_begin) cols + c].
       // A shifted row's run takes |dx| pixels from the next or previous row, which are then made
       // background; the run may reach |dx| bytes into the neighbouring image, but not outside the
-      // split. (Row by row, the shifted batches of training took 3 times as long.)
+      // split. (Row by row, shifted batches took twice as long.)
       const std::int64_t first = index * pixels + (r_begin - dy) * cols - dx;
       const std::int64_t run = (r_end - r_begin) * cols;
       if (first >= 0 && first + run <= static_cast<std::int64_t>(data.images.size())) {
