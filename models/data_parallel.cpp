@@ -48,9 +48,12 @@ namespace {
 // How long a thread polls for its next hand-off before it sleeps. The shards of a step finish
 // tens to hundreds of microseconds apart on a shared machine, and waking a sleeping thread (a
 // halted vCPU) takes tens of microseconds: with 25 µs of polling, about one hand-off in three
-// slept and the gradient sum took 43 µs instead of 9. The price of a millisecond is that much CPU
-// spent after the last step before other work (evaluation, I/O).
-constexpr std::chrono::microseconds kPollBudget{1000};
+// slept and the gradient sum took 43 µs instead of 9. But a thread that shares its CPU with
+// another process spends its share of the CPU on polling and is then preempted in the middle of
+// its shard, for a whole time slice: with a busy loop on the second vCPU, two threads trained at
+// 17,000 images/s with 1 ms of polling, 36,000 with 100 µs (one thread: 48,000), and on a quiet
+// machine 100 µs and 1 ms trained equally fast.
+constexpr std::chrono::microseconds kPollBudget{100};
 
 inline void pause() {
 #if defined(__x86_64__) || defined(__i386__)

@@ -112,9 +112,10 @@ class DataParallel {
   std::vector<char> finite_;  // per element range of the gradient sum
 
   // The hand-off: a generation number that workers wait to change, the work, and a count of
-  // workers still busy with it. Both sides poll for up to a millisecond before sleeping on a
-  // condition variable: waking a sleeping thread takes tens of microseconds, a few percent of a
-  // step, and the threads of a step finish up to hundreds of microseconds apart.
+  // workers still busy with it. Both sides poll for up to 100 µs before sleeping on a condition
+  // variable: waking a sleeping thread takes tens of microseconds, a few percent of a step, but a
+  // thread polling longer on a CPU it shares loses the CPU in the middle of its shard
+  // (data_parallel.cpp, kPollBudget).
   std::mutex mutex_;
   std::condition_variable wake_, done_;
   std::atomic<std::uint64_t> generation_{0};
