@@ -34,9 +34,6 @@ class DataParallel {
 
   int threads() const { return static_cast<int>(replicas_.size()) + 1; }
 
-  /// The model the replicas were made from, which shard 0 runs.
-  LeNet5& master() { return master_; }
-
   /// How a batch of `batch` examples is split: min(threads(), batch) shards (at least 1), shard s
   /// holding examples [batch * s / shards, batch * (s + 1) / shards).
   int shards(std::int64_t batch) const;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <thread>
 
 namespace cli {
 
@@ -55,6 +56,14 @@ bool parse(std::string_view command, std::string_view synopsis, po::options_desc
 void require_positive(std::string_view option, double value) {
   if (!(value > 0))
     throw UsageError("--" + std::string(option) + " must be positive, got " + std::to_string(value));
+}
+
+int default_threads() {
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+}
+
+void require_thread_count(int threads) {
+  if (threads < 1 || threads > 64) throw UsageError("--threads must be in [1, 64]");
 }
 
 std::string resolve_path(const po::variables_map& vm, const std::string& option, std::string_view hint) {

@@ -26,6 +26,13 @@ bool parse(std::string_view command, std::string_view synopsis, po::options_desc
 /// Throws UsageError unless value > 0.
 void require_positive(std::string_view option, double value);
 
+/// The default of a --threads option: one per core, up to 4 (the shards of a batch of 64 stay
+/// large enough to be efficient).
+int default_threads();
+
+/// Throws UsageError unless 1 <= threads <= 64.
+void require_thread_count(int threads);
+
 /// A default file or directory found nowhere (see resolve_path): printed as one line, exit status 1.
 struct MissingPath : std::runtime_error {
   using std::runtime_error::runtime_error;

@@ -1,10 +1,8 @@
 // lenet eval: test accuracy, per-class accuracy and the confusion matrix of saved weights.
 
-#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <iostream>
-#include <thread>
 
 #include "models/data_parallel.hpp"
 #include "models/lenet.hpp"
@@ -17,7 +15,7 @@ namespace cli {
 
 int eval(const std::vector<std::string>& args) {
   std::string weights = "models/lenet5.safetensors", data = "data/mnist", errors, samples;
-  int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  int threads = default_threads();
   po::options_description options("options");
   options.add_options()
       ("weights", po::value(&weights)->default_value(weights), "weights file (safetensors)")
@@ -28,7 +26,7 @@ int eval(const std::vector<std::string>& args) {
       ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits");
   po::variables_map vm;
   if (!parse("eval", "[--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
-  if (threads < 1 || threads > 64) throw UsageError("--threads must be in [1, 64]");
+  require_thread_count(threads);
   weights = resolve_path(vm, "weights");
   data = resolve_path(vm, "data", kFetchMnistHint);
 

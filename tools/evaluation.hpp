@@ -19,7 +19,7 @@ struct Evaluation {
   std::vector<std::uint8_t> predictions;                      // one per example
 };
 
-/// Evaluates parallel.master() under NoGradGuard, in eval mode, in batches of `batch_size` split
+/// Evaluates the model `parallel` was made for under NoGradGuard, in eval mode, in batches of `batch_size` split
 /// over the threads (each runs its replica, which shares the master's weights). The result is the
 /// same for every thread count: each batch is computed whole by one thread, and the losses are
 /// summed in batch order.

@@ -12,7 +12,6 @@
 #include <iostream>
 #include <memory>
 #include <sstream>
-#include <thread>
 
 #include "autograd/file.hpp"
 #include "models/data_parallel.hpp"
@@ -51,8 +50,7 @@ struct TrainConfig {
   double gamma = 0.1;             // --schedule step
   int augment = 2;
   std::uint64_t seed = 1;
-  // One worker per core, up to 4: the shards of a batch of 64 stay large enough to be efficient.
-  int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  int threads = default_threads();
   std::int64_t limit = 0;
   std::int64_t log_every = 100;
   std::string out = "runs/lenet5.safetensors";
@@ -123,7 +121,7 @@ void validate(const TrainConfig& c) {
   require_positive("batch-size", static_cast<double>(c.batch_size));
   require_positive("lr", c.lr);
   require_positive("log-every", static_cast<double>(c.log_every));
-  if (c.threads < 1 || c.threads > 64) throw UsageError("--threads must be in [1, 64]");
+  require_thread_count(c.threads);
   if (c.limit < 0) throw UsageError("--limit must not be negative");
   if (c.warmup_steps < 0) throw UsageError("--warmup-steps must not be negative");
   if (c.checkpoint_every < 0) throw UsageError("--checkpoint-every must not be negative");
