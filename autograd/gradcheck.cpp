@@ -1,6 +1,7 @@
 // gradcheck: analytic Jacobian by one-hot backward passes, numeric Jacobian by central differences.
 #include "autograd/gradcheck.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 #include <sstream>
@@ -68,6 +69,8 @@ GradcheckResult gradcheck(const GradcheckFunction& f, const std::vector<Variable
   const std::int64_t n_out = output.value().numel();
 
   GradcheckResult result;
+  for (std::size_t i = 0; i < checked_inputs.size(); ++i)
+    result.inputs.push_back({.input = checked_index[i], .name = checked_inputs[i].name()});
   auto failed = [&](std::string message) {
     result.ok = false;
     result.message = std::move(message);
@@ -115,13 +118,25 @@ GradcheckResult gradcheck(const GradcheckFunction& f, const std::vector<Variable
         const double numeric = (plus.at(j) - minus.at(j)) / (2 * options.eps);
         const double exact = analytic[static_cast<std::size_t>(j)][i].at(k);
         ++result.checked;
-        if (!(std::abs(exact - numeric) <= options.atol + options.rtol * std::abs(numeric))) {
+        GradcheckInputReport& report = result.inputs[i];
+        ++report.checked;
+        const double error = std::abs(exact - numeric);
+        const double tolerance = options.atol + options.rtol * std::abs(numeric);
+        report.worst_error = std::max(report.worst_error, error);
+        // A NaN compares false everywhere: make it the worst possible.
+        const double ratio = std::isnan(error) ? INFINITY : error / tolerance;
+        if (ratio > report.worst_ratio) {
+          report.worst_ratio = ratio;
+          report.worst_tolerance = tolerance;
+        }
+        if (!(error <= tolerance) && result.ok) {
           std::ostringstream message;
           message.precision(10);
           message << "gradcheck: Jacobian mismatch at "
                   << describe(checked_index[i], v, k, j) << ": analytic " << exact
                   << " vs numeric " << numeric;
-          return failed(message.str());
+          failed(message.str());
+          if (options.stop_at_first_mismatch) return result;
         }
       }
     }

@@ -18,12 +18,26 @@ struct GradcheckOptions {
   /// Check at most this many elements of each input (a fixed, evenly spread subset); 0 = all.
   /// For large inputs such as a whole network's weights, where every element costs two forwards.
   std::int64_t max_elements_per_input = 0;
+  /// Stop at the first mismatch (the default), or compare everything so that every input's
+  /// worst error is known (a whole-model check reports one line per tensor).
+  bool stop_at_first_mismatch = true;
+};
+
+/// How one input that requires grad fared: its worst error and the tolerance it was held to there.
+struct GradcheckInputReport {
+  std::size_t input = 0;  // position among the inputs
+  std::string name;       // the Variable's name, if it has one
+  std::int64_t checked = 0;
+  double worst_error = 0;      // max |analytic - numeric|
+  double worst_tolerance = 0;  // atol + rtol * |numeric| where the error / tolerance is largest
+  double worst_ratio = 0;      // max |analytic - numeric| / (atol + rtol * |numeric|); > 1 fails
 };
 
 struct GradcheckResult {
   bool ok = true;
   std::string message;  // on failure: which input, element and output, analytic vs numeric
   std::int64_t checked = 0;  // Jacobian entries compared
+  std::vector<GradcheckInputReport> inputs;  // one per input that requires grad, in input order
   explicit operator bool() const { return ok; }
 };
 

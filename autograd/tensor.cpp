@@ -45,6 +45,21 @@ std::int64_t shape_numel(const Shape& shape) {
 
 // ---- Generator ----
 
+namespace {
+thread_local Generator* scoped_generator = nullptr;
+}  // namespace
+
+Generator& current_generator() {
+  thread_local Generator fallback(0);
+  return scoped_generator ? *scoped_generator : fallback;
+}
+
+GeneratorScope::GeneratorScope(Generator& generator) : previous_(scoped_generator) {
+  scoped_generator = &generator;
+}
+
+GeneratorScope::~GeneratorScope() { scoped_generator = previous_; }
+
 double Generator::uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
 
 double Generator::uniform(double low, double high) { return low + (high - low) * uniform(); }

@@ -48,6 +48,23 @@ class Generator {
   std::mt19937_64 engine_;
 };
 
+/// The generator that ops drawing random numbers inside a forward (dropout) use on this thread:
+/// the one the innermost live GeneratorScope names, else a thread-local Generator(0). Training
+/// gives each shard of each step a scope of its own, so a seed reproduces every draw.
+Generator& current_generator();
+
+/// While alive, current_generator() on this thread is `generator`.
+class GeneratorScope {
+ public:
+  explicit GeneratorScope(Generator& generator);
+  ~GeneratorScope();
+  GeneratorScope(const GeneratorScope&) = delete;
+  GeneratorScope& operator=(const GeneratorScope&) = delete;
+
+ private:
+  Generator* previous_;
+};
+
 /// The memory behind a Tensor and every copy or reshape view of it: a block from the caching
 /// allocator, and the storage's version counter. Every in-place write through the Tensor API
 /// (fill, set, add_) and Variable::mutable_value() bumps the version, so a tensor saved for

@@ -24,7 +24,7 @@ class BackwardFn;
 struct Node;
 
 /// A result that an op has not computed yet, so that the op consuming it may fuse both into one
-/// kernel (conv2d -> relu -> max_pool2d; see ops/fused.hpp). It knows the shape and dtype it will
+/// kernel (conv2d -> relu -> max_pool2d; see ops/fusion/fusion.hpp). It knows the shape and dtype it will
 /// have and how to compute itself the ordinary, unfused way. The first use of the Variable's value
 /// or node runs compute() (under the grad mode of the op that deferred it) and from then on the
 /// Variable is like any other. A deferred result reads its inputs when it is computed, later than

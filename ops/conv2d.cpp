@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "ops/fused.hpp"
+#include "ops/fusion/fusion.hpp"
 #include "ops/kernels/conv_geometry.hpp"
 #include "ops/kernels/gemm.hpp"
 
@@ -68,7 +68,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   // Per image n, with K = Cin*KH*KW and P = Ho*Wo:
   //   y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b   (cols = im2col of x[n])
   // With fusion on, the result waits for its consumer: a relu and max_pool2d may run with it as
-  // one kernel (ops/fused.hpp); any other use computes it below. Arguments are checked now.
+  // one kernel (ops/fusion/fusion.hpp); any other use computes it below. Arguments are checked now.
   if (fusion_enabled()) return defer_conv2d(x, w, b, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   const bool has_bias = b.defined();

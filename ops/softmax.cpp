@@ -1,9 +1,10 @@
-// log_softmax along one dimension of a tensor of any rank.
+// softmax and log_softmax along one dimension of a tensor of any rank.
 #include "ops/softmax.hpp"
 
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <string_view>
 
 namespace ag {
 
@@ -15,28 +16,78 @@ struct Fibers {
   std::int64_t outer = 1, size = 1, inner = 1;
 };
 
-Fibers fibers_along(const Shape& shape, std::size_t dim) {
+// The fibers of x along `dim`, after checking dim (negative counts from the end). A 0-d tensor
+// takes dim 0 or -1, as in PyTorch: one softmax over its single element.
+Fibers fibers_along(std::string_view op, const Variable& x, std::int64_t dim) {
+  if (!x.defined()) fail(op, "undefined input");
+  const Shape& shape = x.shape();
+  const auto rank = static_cast<std::int64_t>(shape.size());
+  const std::int64_t rank_or_one = std::max<std::int64_t>(rank, 1);
+  if (dim < -rank_or_one || dim >= rank_or_one)
+    fail(op, "dim " + std::to_string(dim) + " out of range for shape " + shape_str(shape));
+  if (dim < 0) dim += rank_or_one;
   Fibers f;
-  for (std::size_t d = 0; d < shape.size(); ++d) {
-    if (d < dim) f.outer *= shape[d];
-    else if (d == dim) f.size = shape[d];
-    else f.inner *= shape[d];
+  for (std::int64_t d = 0; d < rank; ++d) {
+    const std::int64_t extent = shape[static_cast<std::size_t>(d)];
+    if (d < dim) f.outer *= extent;
+    else if (d == dim) f.size = extent;
+    else f.inner *= extent;
   }
   return f;
 }
 
 }  // namespace
 
+Variable softmax(const Variable& x, std::int64_t dim) {
+  const Fibers f = fibers_along("softmax", x, dim);
+
+  Tensor y(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    if (f.size == 0) return;
+    for (std::int64_t o = 0; o < f.outer; ++o)
+      for (std::int64_t i = 0; i < f.inner; ++i) {
+        const T* xs = x.value().data<T>() + o * f.size * f.inner + i;
+        T* ys = y.data<T>() + o * f.size * f.inner + i;
+        // Subtracting the maximum keeps exp() <= 1 (no overflow) and the sum >= 1 (no 0 / 0).
+        T max = xs[0];
+        for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+        T sum_exp = 0;
+        for (std::int64_t k = 0; k < f.size; ++k) {
+          ys[k * f.inner] = std::exp(xs[k * f.inner] - max);
+          sum_exp += ys[k * f.inner];
+        }
+        const T inverse = T(1) / sum_exp;
+        for (std::int64_t k = 0; k < f.size; ++k) ys[k * f.inner] *= inverse;
+      }
+  });
+
+  // Saves the output y, shared with the result; not x.
+  const SavedTensor saved_y =
+      needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
+  auto backward = [saved_y, f](const Tensor& dy, const GradMask&) {
+    const Tensor& y = saved_y.unpack();
+    Tensor dx(dy.shape(), dy.dtype());
+    dispatch(dy.dtype(), [&]<class T>() {
+      for (std::int64_t o = 0; o < f.outer; ++o)
+        for (std::int64_t i = 0; i < f.inner; ++i) {
+          const std::int64_t first = o * f.size * f.inner + i;
+          const T* ys = y.data<T>() + first;
+          const T* dys = dy.data<T>() + first;
+          T* dxs = dx.data<T>() + first;
+          // dx = y * (dy - <dy, y>): the softmax Jacobian diag(y) - y y^T applied to dy.
+          T dot = 0;
+          for (std::int64_t k = 0; k < f.size; ++k) dot += dys[k * f.inner] * ys[k * f.inner];
+          for (std::int64_t k = 0; k < f.size; ++k)
+            dxs[k * f.inner] = ys[k * f.inner] * (dys[k * f.inner] - dot);
+        }
+    });
+    return TensorList{dx};
+  };
+  return record(std::move(y), "softmax", {x}, std::move(backward));
+}
+
 Variable log_softmax(const Variable& x, std::int64_t dim) {
-  if (!x.defined()) fail("log_softmax", "undefined input");
-  const auto rank = static_cast<std::int64_t>(x.shape().size());
-  // A 0-d tensor takes dim 0 or -1, as in PyTorch: one softmax over its single element (y = 0).
-  const std::int64_t rank_or_one = std::max<std::int64_t>(rank, 1);
-  if (dim < -rank_or_one || dim >= rank_or_one)
-    fail("log_softmax", "dim " + std::to_string(dim) + " out of range for shape " +
-                            shape_str(x.shape()));
-  if (dim < 0) dim += rank_or_one;
-  const Fibers f = fibers_along(x.shape(), static_cast<std::size_t>(dim));
+  const Fibers f = fibers_along("log_softmax", x, dim);
 
   Tensor y(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {

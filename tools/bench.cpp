@@ -1,4 +1,4 @@
-// lenet bench: training and inference speed of LeNet-5 (images/s at several batch sizes and thread
+// lenet bench: training and inference speed of a registered model (images/s at several batch sizes and thread
 // counts), single-image latency, peak memory, and whether steady steps still take memory from the
 // system. Cells are measured in interleaved rounds and reported as medians, so a burst of load
 // from another process on a shared machine touches one sample of every cell, not one whole cell.
@@ -15,11 +15,10 @@
 #include <thread>
 
 #include "autograd/allocator.hpp"
-#include "models/data_parallel.hpp"
-#include "models/lenet.hpp"
-#include "models/mnist.hpp"
-#include "models/optim.hpp"
-#include "models/weights.hpp"
+#include "models/data/mnist.hpp"
+#include "models/nn/optim.hpp"
+#include "models/registry.hpp"
+#include "models/train/data_parallel.hpp"
 #include "tools/cli.hpp"
 
 namespace cli {
@@ -80,21 +79,29 @@ nn::MnistSplit synthetic_split(std::int64_t count) {
 // One cell of the table: a model, its threads and its batch buffers, ready to run steps.
 class Runner {
  public:
-  Runner(bool training, std::int64_t batch, int threads, const nn::MnistSplit& data)
+  Runner(const nn::ModelEntry& entry, bool training, std::int64_t batch, int threads,
+         const nn::MnistSplit& data)
       : training_(training),
         batch_(batch),
         data_(data),
         gen_(1),
-        model_(gen_),
-        parallel_(model_, threads),
+        model_(entry.make(gen_)),
+        parallel_(*model_,
+                  [&entry] {
+                    ag::Generator unused(0);
+                    return entry.make(unused);
+                  },
+                  threads),
         optimizer_(
-            model_.parameters(),
+            model_->parameters(),
             nn::SGDOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}),
         shards_(parallel_.shards(batch)),
         images_(static_cast<std::size_t>(threads)),
         targets_(static_cast<std::size_t>(threads)),
         indices_(static_cast<std::size_t>(batch)),
-        outputs_(static_cast<std::size_t>(threads)) {}
+        outputs_(static_cast<std::size_t>(threads)) {
+    if (!training) model_->eval();
+  }
 
   // One step on the next `batch` examples: a training step (batch preparation, forward, loss,
   // backward, gradient sum, SGD update) or an inference pass (preparation, forward, argmax).
@@ -113,12 +120,12 @@ class Runner {
       parallel_.step(batch_, fill, optimizer_, predictions_);
       return;
     }
-    parallel_.run(shards_, [&](int shard, nn::LeNet5& net) {
+    parallel_.run(shards_, [&](int shard, nn::Model& net) {
       const std::int64_t lo = batch_ * shard / shards_, hi = batch_ * (shard + 1) / shards_;
       fill(lo, hi, images_[static_cast<std::size_t>(shard)], targets_[static_cast<std::size_t>(shard)]);
       ag::NoGradGuard no_grad;
       outputs_[static_cast<std::size_t>(shard)] =
-          net(ag::Variable(images_[static_cast<std::size_t>(shard)])).value();
+          net.log_probabilities(net(ag::Variable(images_[static_cast<std::size_t>(shard)]))).value();
     });
   }
 
@@ -129,7 +136,7 @@ class Runner {
   std::int64_t batch_, next_ = 0;
   const nn::MnistSplit& data_;
   ag::Generator gen_;
-  nn::LeNet5 model_;
+  std::unique_ptr<nn::Model> model_;
   nn::DataParallel parallel_;
   nn::SGD optimizer_;
   int shards_;
@@ -185,7 +192,9 @@ int bench(const std::vector<std::string>& args) {
               modes_text = "train,infer,latency";
   double seconds = 0.5;
   int rounds = 3;
+  const nn::ModelEntry& entry = nn::find_model(model_option(args));
   po::options_description options("options");
+  add_model_option(options);
   // clang-format off
   options.add_options()
       ("data", po::value(&data_dir)->default_value(data_dir),
@@ -202,7 +211,7 @@ int bench(const std::vector<std::string>& args) {
   // clang-format on
   po::variables_map vm;
   if (!parse("bench",
-             "[--batch 1,10,100,1000] [--threads 1,2] [--modes train,infer,latency] [--csv]",
+             "[--model NAME] [--batch 1,10,100,1000] [--threads 1,2] [--modes train,infer,latency] [--csv]",
              options, args, vm))
     return 0;
   require_positive("seconds", seconds);
@@ -251,13 +260,13 @@ int bench(const std::vector<std::string>& args) {
         cells.push_back({training,
                          batch,
                          static_cast<int>(threads),
-                         std::make_unique<Runner>(training, batch, static_cast<int>(threads),
+                         std::make_unique<Runner>(entry, training, batch, static_cast<int>(threads),
                                                   training ? train_set : test_set),
                          {}});
   }
 
   if (!csv)
-    std::cout << "lenet bench: LeNet-5 on " << (real ? "MNIST" : "synthetic") << " images; "
+    std::cout << "lenet bench: " << entry.name << " on " << (real ? "MNIST" : "synthetic") << " images; "
               << cpu_model() << ", " << std::thread::hardware_concurrency() << " hardware threads\n"
               << "images/s, median of " << rounds << " interleaved rounds of " << seconds
               << " s per cell\n"
@@ -276,7 +285,8 @@ int bench(const std::vector<std::string>& args) {
   std::vector<double> latencies_us;
   if (latency_mode) {
     ag::Generator gen(1);
-    nn::LeNet5 model(gen);
+    const std::unique_ptr<nn::Model> model = entry.make(gen);
+    model->eval();
     ag::Tensor image;
     std::vector<std::int64_t> target;
     const std::int64_t index = 0;
@@ -284,7 +294,7 @@ int bench(const std::vector<std::string>& args) {
     ag::NoGradGuard no_grad;
     const auto one = [&] {
       const auto start = Clock::now();
-      const ag::Variable logp = model(ag::Variable(image));
+      const ag::Variable logp = model->log_probabilities((*model)(ag::Variable(image)));
       (void)logp.value();
       latencies_us.push_back(seconds_since(start) * 1e6);
     };

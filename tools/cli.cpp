@@ -53,6 +53,35 @@ bool parse(std::string_view command, std::string_view synopsis, po::options_desc
   return true;
 }
 
+std::string model_option(const std::vector<std::string>& args) {
+  std::string name = "lenet5";
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--model") {
+      if (i + 1 == args.size()) throw UsageError("the required argument for option '--model' is missing");
+      name = args[++i];
+    } else if (args[i].starts_with("--model=")) {
+      name = args[i].substr(8);
+    }
+  }
+  return name;
+}
+
+void add_model_option(po::options_description& options) {
+  static const std::string fallback = "lenet5";
+  options.add_options()("model", po::value<std::string>()->default_value(fallback),
+                        "registered model (lenet models lists them)");
+}
+
+std::string default_weights(const nn::ModelEntry& entry) { return "models/" + entry.name + ".safetensors"; }
+
+LoadedModel load_model(const nn::ModelEntry& entry, const std::string& path) {
+  LoadedModel loaded{.entry = &entry};
+  ag::Generator unused(0);  // every parameter is overwritten by the file's
+  loaded.model = entry.make(unused);
+  loaded.metadata = nn::load_weights(*loaded.model, path, entry.name);
+  return loaded;
+}
+
 void require_positive(std::string_view option, double value) {
   if (!(value > 0))
     throw UsageError("--" + std::string(option) + " must be positive, got " + std::to_string(value));

@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "models/registry.hpp"
+
 namespace cli {
 
 namespace po = boost::program_options;
@@ -50,11 +52,37 @@ std::string resolve_path(const po::variables_map& vm, const std::string& option,
 /// resolve_path's hint for the MNIST directory.
 inline constexpr std::string_view kFetchMnistHint = "tools/fetch-mnist downloads MNIST";
 
+/// The value of --model NAME (or --model=NAME) in `args`, read before the other options because
+/// the model decides their defaults; "lenet5" when absent.
+std::string model_option(const std::vector<std::string>& args);
+
+/// Adds --model to a verb's options (parsed again there, so that --help lists it).
+void add_model_option(po::options_description& options);
+
+/// The default of --weights for a model: its shipped weights, models/<name>.safetensors.
+std::string default_weights(const nn::ModelEntry& entry);
+
+/// A registered model with the weights of a file.
+struct LoadedModel {
+  const nn::ModelEntry* entry = nullptr;
+  std::unique_ptr<nn::Model> model;
+  nn::Metadata metadata;  // the file's
+};
+
+/// entry's model with the weights of `path` (refused, naming both, if the file records another
+/// model).
+LoadedModel load_model(const nn::ModelEntry& entry, const std::string& path);
+
+/// The whole `lenet` command: argv[1] names the verb. Returns the exit status.
+int run(int argc, char** argv);
+
 int train(const std::vector<std::string>& args);
 int eval(const std::vector<std::string>& args);
 int predict(const std::vector<std::string>& args);
 int graph(const std::vector<std::string>& args);
 int serve(const std::vector<std::string>& args);
 int bench(const std::vector<std::string>& args);
+int models(const std::vector<std::string>& args);
+int gradcheck(const std::vector<std::string>& args);
 
 }  // namespace cli

@@ -4,19 +4,19 @@
 #include <iomanip>
 #include <iostream>
 
-#include "models/data_parallel.hpp"
-#include "models/lenet.hpp"
-#include "models/mnist.hpp"
-#include "models/weights.hpp"
+#include "models/data/mnist.hpp"
+#include "models/train/data_parallel.hpp"
+#include "models/train/evaluation.hpp"
 #include "tools/cli.hpp"
-#include "tools/evaluation.hpp"
 
 namespace cli {
 
 int eval(const std::vector<std::string>& args) {
-  std::string weights = "models/lenet5.safetensors", data = "data/mnist", errors, samples;
+  const nn::ModelEntry& entry = nn::find_model(model_option(args));
+  std::string weights = default_weights(entry), data = "data/mnist", errors, samples;
   int threads = default_threads();
   po::options_description options("options");
+  add_model_option(options);
   options.add_options()
       ("weights", po::value(&weights)->default_value(weights), "weights file (safetensors)")
       ("data", po::value(&data)->default_value(data), "directory with the MNIST IDX files")
@@ -25,45 +25,49 @@ int eval(const std::vector<std::string>& args) {
       ("errors", po::value(&errors), "write a PNG grid of the misclassified test digits")
       ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits");
   po::variables_map vm;
-  if (!parse("eval", "[--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
+  if (!parse("eval", "[--model NAME] [--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
   require_thread_count(threads);
   weights = resolve_path(vm, "weights");
   data = resolve_path(vm, "data", kFetchMnistHint);
 
-  ag::Generator gen(0);
-  nn::LeNet5 model(gen);
-  const nn::Metadata metadata = nn::load_weights(model, weights);
+  LoadedModel loaded = load_model(entry, weights);
   const nn::MnistSplit test_set = nn::load_mnist(data, nn::Split::Test);
-  nn::DataParallel parallel(model, threads);
-  const Evaluation result = evaluate(parallel, test_set, nn::normalization_from(metadata));
+  nn::DataParallel parallel(
+      *loaded.model,
+      [&entry] {
+        ag::Generator unused(0);
+        return entry.make(unused);
+      },
+      threads);
+  const nn::Evaluation result = nn::evaluate(parallel, test_set);
 
-  std::cout << std::fixed << std::setprecision(4) << weights << " on " << test_set.count
+  std::cout << std::fixed << std::setprecision(4) << weights << " (" << entry.name << ") on " << test_set.count
             << " test images: accuracy " << result.accuracy << " ("
             << static_cast<std::int64_t>(std::llround(result.accuracy * static_cast<double>(test_set.count)))
             << " correct), loss " << result.loss << "\n\nper class:\n";
-  for (int d = 0; d < 10; ++d) {
+  const std::size_t classes = result.confusion.size();
+  for (std::size_t d = 0; d < classes; ++d) {
     std::int64_t total = 0;
-    for (auto count : result.confusion[static_cast<std::size_t>(d)]) total += count;
-    const auto correct = result.confusion[static_cast<std::size_t>(d)][static_cast<std::size_t>(d)];
+    for (auto count : result.confusion[d]) total += count;
+    const auto correct = result.confusion[d][d];
     std::cout << "  " << d << ": " << std::setprecision(4)
               << (total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0) << "  ("
               << correct << "/" << total << ")\n";
   }
   std::cout << "\nconfusion matrix (rows: true digit, columns: predicted):\n      ";
-  for (int p = 0; p < 10; ++p) std::cout << std::setw(6) << p;
+  for (std::size_t p = 0; p < classes; ++p) std::cout << std::setw(6) << p;
   std::cout << '\n';
-  for (int t = 0; t < 10; ++t) {
+  for (std::size_t t = 0; t < classes; ++t) {
     std::cout << std::setw(6) << t;
-    for (int p = 0; p < 10; ++p)
-      std::cout << std::setw(6) << result.confusion[static_cast<std::size_t>(t)][static_cast<std::size_t>(p)];
+    for (std::size_t p = 0; p < classes; ++p) std::cout << std::setw(6) << result.confusion[t][p];
     std::cout << '\n';
   }
   if (!errors.empty()) {
-    write_error_grid(errors, test_set, result);
+    nn::write_error_grid(errors, test_set, result);
     std::cout << "\nwrote " << errors << '\n';
   }
   if (!samples.empty()) {
-    write_sample_grid(samples, nn::load_mnist(data, nn::Split::Train));
+    nn::write_sample_grid(samples, nn::load_mnist(data, nn::Split::Train));
     std::cout << "wrote " << samples << '\n';
   }
   return 0;

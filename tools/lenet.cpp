@@ -1,4 +1,6 @@
-// The `lenet` command: one binary, one subcommand per file in tools/.
+// The `lenet` command: its subcommands (one per file in tools/) and the dispatch that turns every
+// error into one line and an exit status. main.cpp calls run(); a program that registers a model
+// of its own can call it too and get every verb for that model.
 #include <array>
 #include <iostream>
 #include <new>
@@ -6,6 +8,7 @@
 #include <vector>
 
 #include "autograd/subnormals.hpp"
+#include "models/registry.hpp"
 #include "tools/cli.hpp"
 
 namespace {
@@ -17,12 +20,14 @@ struct Command {
 };
 
 constexpr std::array commands{
-    Command{"train", "train LeNet-5 on MNIST and write its weights", cli::train},
+    Command{"train", "train a model on MNIST and write its weights", cli::train},
     Command{"eval", "test accuracy, per-class accuracy and confusion matrix of saved weights", cli::eval},
     Command{"predict", "classify digit images (PNG or PGM)", cli::predict},
-    Command{"graph", "draw LeNet-5's computation graph (DOT, SVG or PNG)", cli::graph},
+    Command{"graph", "draw a model's computation graph (DOT, SVG or PNG)", cli::graph},
     Command{"serve", "serve the draw-a-digit web page and its JSON API", cli::serve},
     Command{"bench", "measure training and inference speed", cli::bench},
+    Command{"models", "list the registered models", cli::models},
+    Command{"gradcheck", "check a model's gradients against finite differences", cli::gradcheck},
 };
 
 void usage(std::ostream& out) {
@@ -32,7 +37,7 @@ void usage(std::ostream& out) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int cli::run(int argc, char** argv) {
   if (argc < 2) {
     usage(std::cerr);
     return 2;
@@ -49,6 +54,9 @@ int main(int argc, char** argv) {
     if (command.name != name) continue;
     try {
       return command.run(args);
+    } catch (const nn::UnknownModel& e) {
+      std::cerr << "lenet " << name << ": " << e.what() << '\n';
+      return 2;
     } catch (const cli::UsageError& e) {
       std::cerr << "lenet " << name << ": " << e.what() << " (see lenet " << name << " --help)\n";
       return 2;

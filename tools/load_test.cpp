@@ -30,8 +30,8 @@
 #include <thread>
 #include <vector>
 
-#include "models/digit_image.hpp"
-#include "models/mnist.hpp"
+#include "models/data/digit_image.hpp"
+#include "models/data/mnist.hpp"
 
 namespace {
 

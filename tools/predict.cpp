@@ -1,4 +1,4 @@
-// lenet predict: classify pictures of digits (PNG or PGM) with saved LeNet-5 weights. Each image is
+// lenet predict: classify pictures of digits (PNG or PGM) with a model's saved weights. Each image is
 // decoded and preprocessed the MNIST way (models/digit_image), exactly as the web server does.
 #include <filesystem>
 #include <iomanip>
@@ -6,17 +6,17 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/file.hpp"
-#include "models/digit_image.hpp"
-#include "models/lenet.hpp"
-#include "models/weights.hpp"
+#include "models/data/digit_image.hpp"
 #include "tools/cli.hpp"
 
 namespace cli {
 
 int predict(const std::vector<std::string>& args) {
-  std::string weights = "models/lenet5.safetensors";
+  const nn::ModelEntry& entry = nn::find_model(model_option(args));
+  std::string weights = default_weights(entry);
   std::vector<std::string> images;
   po::options_description options("options");
+  add_model_option(options);
   options.add_options()("weights", po::value(&weights)->default_value(weights),
                         "weights file (safetensors)")(
       "json", "print one JSON document instead of one line per image")(
@@ -25,17 +25,20 @@ int predict(const std::vector<std::string>& args) {
   po::positional_options_description positional;
   positional.add("image", -1);
   po::variables_map vm;
-  if (!parse("predict", "[--weights FILE] [--json] [--probabilities] IMAGE...", options, args, vm,
+  if (!parse("predict", "[--model NAME] [--weights FILE] [--json] [--probabilities] IMAGE...", options, args, vm,
              &positional))
     return 0;
   if (images.empty()) throw UsageError("no images given");
   weights = resolve_path(vm, "weights");
   const bool json = vm.count("json") > 0, all_probabilities = vm.count("probabilities") > 0;
 
-  ag::Generator gen(0);
-  nn::LeNet5 model(gen);
-  const nn::Normalization normalization = nn::normalization_from(nn::load_weights(model, weights));
-  model.eval();
+  const LoadedModel loaded = load_model(entry, weights);
+  const nn::Model& model = *loaded.model;
+  loaded.model->eval();
+  const nn::InputSpec& input = model.input();
+  if (input.channels != 1 || input.height != 28 || input.width != 28)
+    throw std::runtime_error(entry.name + " takes " + ag::shape_str(model.input_shape(1)) +
+                             " inputs; lenet predict makes [1, 1, 28, 28] digits");
 
   // Every image is read and checked before anything is printed, so a bad one among many gives one
   // error line and no partial output.
@@ -50,7 +53,7 @@ int predict(const std::vector<std::string>& args) {
   nlohmann::json predictions = nlohmann::json::array();
   for (std::size_t i = 0; i < images.size(); ++i) {
     const nn::Prediction p =
-        nn::classify(model, nn::to_input_tensor(digits[i], normalization)).front();
+        nn::classify(model, nn::to_input_tensor(digits[i], input.normalization)).front();
     if (json) {
       predictions.push_back(
           {{"file", images[i]}, {"digit", p.digit}, {"probabilities", p.probabilities}});
@@ -60,7 +63,7 @@ int predict(const std::vector<std::string>& args) {
               << p.probabilities[static_cast<std::size_t>(p.digit)] << ")";
     if (all_probabilities) {
       std::cout << "  [";
-      for (int k = 0; k < 10; ++k)
+      for (std::size_t k = 0; k < p.probabilities.size(); ++k)
         std::cout << (k ? " " : "") << k << ":" << p.probabilities[static_cast<std::size_t>(k)];
       std::cout << "]";
     }

@@ -17,17 +17,19 @@ int stop_pipe[2] = {-1, -1};  // written by the signal handler, read by the stop
 }  // namespace
 
 int serve(const std::vector<std::string>& args) {
-  web::ServerOptions server_options;
+  const nn::ModelEntry& entry = nn::find_model(model_option(args));
+  web::ServerOptions server_options{.model = entry.name, .weights = default_weights(entry)};
   std::string host = "127.0.0.1";
   int port = 8080;
   po::options_description options("options");
+  add_model_option(options);
   options.add_options()
       ("weights", po::value(&server_options.weights)->default_value(server_options.weights), "weights file (safetensors)")
       ("host", po::value(&host)->default_value(host), "address to listen on (0.0.0.0: every interface)")
       ("port", po::value(&port)->default_value(port), "port to listen on (0: any free port)")
       ("threads", po::value(&server_options.threads)->default_value(server_options.threads), "worker threads (1 to 64)");
   po::variables_map vm;
-  if (!parse("serve", "[--weights FILE] [--host ADDRESS] [--port N] [--threads N]", options, args, vm))
+  if (!parse("serve", "[--model NAME] [--weights FILE] [--host ADDRESS] [--port N] [--threads N]", options, args, vm))
     return 0;
   if (port < 0 || port > 65535) throw UsageError("--port must be from 0 to 65535, got " + std::to_string(port));
   if (server_options.threads < 1 || server_options.threads > 64)
@@ -42,7 +44,7 @@ int serve(const std::vector<std::string>& args) {
   });
   const int bound = server.bind(host, port);
   const std::string shown_host = host.find(':') == std::string::npos ? host : "[" + host + "]";
-  std::cout << "serving LeNet-5 (" << server_options.weights << ") on http://" << shown_host << ':' << bound
+  std::cout << "serving " << entry.name << " (" << server_options.weights << ") on http://" << shown_host << ':' << bound
             << "/  (Ctrl-C to stop)" << std::endl;
 
   // SIGINT and SIGTERM stop the server through a pipe: the handler only writes a byte (all it may

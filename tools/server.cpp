@@ -24,9 +24,10 @@
 #include <vector>
 
 #include "autograd/dot.hpp"
-#include "models/lenet.hpp"
-#include "models/weights.hpp"
-#include "ops/ops.hpp"
+#include "autograd/engine.hpp"
+#include "models/nn/weights.hpp"
+#include "models/registry.hpp"
+#include "ops/fusion/fusion.hpp"
 #include "tools/web_assets.hpp"
 
 namespace web {
@@ -204,8 +205,28 @@ json metadata_number(const nn::Metadata& metadata, const std::string& key) {
   return nullptr;
 }
 
-json describe_model(const nn::LeNet5& model, const nn::Metadata& metadata, const std::string& weights,
-                    const nn::Normalization& normalization) {
+// The layer a value belongs to: the module of the nearest parameter it was computed from
+// ("conv1.weight" -> "conv1"), looking up through a few ops (a scaled activation's multiply);
+// its op's name when none is near.
+std::string layer_of(const ag::Variable& value) {
+  std::vector<ag::Variable> frontier{value};
+  for (int depth = 0; depth < 4 && !frontier.empty(); ++depth) {
+    std::vector<ag::Variable> next;
+    for (const ag::Variable& v : frontier) {
+      if (v.is_leaf()) continue;
+      for (const ag::Variable& input : v.node()->inputs) {
+        const std::string& name = input.name();
+        if (input.is_leaf() && name.find('.') != std::string::npos) return name.substr(0, name.rfind('.'));
+        next.push_back(input);
+      }
+    }
+    frontier = std::move(next);
+  }
+  return std::string(value.node()->op);
+}
+
+json describe_model(const nn::ModelEntry& entry, const nn::Model& model, const nn::Metadata& metadata,
+                    const std::string& weights) {
   // Layers in registration order, each with its parameters ("conv1.weight" belongs to "conv1").
   json layers = json::array();
   for (const auto& [name, parameter] : model.named_parameters()) {
@@ -220,8 +241,11 @@ json describe_model(const nn::LeNet5& model, const nn::Metadata& metadata, const
     const auto it = metadata.find(key);
     return it == metadata.end() ? json(nullptr) : json(it->second);
   };
-  return {{"name", "LeNet-5"},
-          {"input_shape", {1, 28, 28}},
+  const nn::InputSpec& input = model.input();
+  const nn::Normalization& normalization = input.normalization;
+  return {{"name", entry.name},
+          {"description", entry.description},
+          {"input_shape", {input.channels, input.height, input.width}},
           {"layers", layers},
           {"parameter_count", model.parameter_count()},
           {"test_accuracy", metadata_number(metadata, "test_accuracy")},
@@ -355,9 +379,8 @@ struct DigitServer::Impl {
 
   ServerOptions options;
   LogSink log;
-  ag::Generator generator{0};  // initial weights, all overwritten by the file's
-  nn::LeNet5 model{generator};
-  nn::Normalization normalization;
+  const nn::ModelEntry& entry;
+  std::unique_ptr<nn::Model> model;
   std::string model_json;  // GET /api/model, built once
   std::string graph_svg;   // GET /api/graph.svg, rendered once; empty if Graphviz failed
   httplib::Server http;
@@ -365,17 +388,23 @@ struct DigitServer::Impl {
   std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
 };
 
-DigitServer::Impl::Impl(const ServerOptions& opts, LogSink sink) : options(opts), log(std::move(sink)) {
-  const nn::Metadata metadata = nn::load_weights(model, options.weights);
-  normalization = nn::normalization_from(metadata);
+DigitServer::Impl::Impl(const ServerOptions& opts, LogSink sink)
+    : options(opts), log(std::move(sink)), entry(nn::find_model(opts.model)) {
+  ag::Generator generator{0};  // initial weights, all overwritten by the file's
+  model = entry.make(generator);
+  const nn::InputSpec& input = model->input();
+  if (input.channels != 1 || input.height != 28 || input.width != 28)
+    throw std::runtime_error("model " + entry.name + " takes " + ag::shape_str(model->input_shape(1)) +
+                             " inputs; the server makes [1, 1, 28, 28] digits");
+  const nn::Metadata metadata = nn::load_weights(*model, options.weights, entry.name);
   // Inference runs on all worker threads at once against this one model: in eval mode and under
   // a (thread-local) NoGradGuard, the forward only reads the parameters and allocates its outputs.
-  model.eval();
-  model_json = dump(describe_model(model, metadata, options.weights, normalization));
+  model->eval();
+  model_json = dump(describe_model(entry, *model, metadata, options.weights));
   try {
-    const ag::Variable input(ag::Tensor({1, 1, 28, 28}), false, "input");
-    const ag::DotOptions dot{.title = "LeNet-5", .rankdir = "TB"};
-    graph_svg = ag::render_dot(ag::to_dot(model(input), dot), "svg");
+    const ag::Variable graph_input(ag::Tensor(model->input_shape(1)), false, "input");
+    const ag::DotOptions dot{.title = entry.name, .rankdir = "TB"};
+    graph_svg = ag::render_dot(ag::to_dot((*model)(graph_input), dot), "svg");
   } catch (const std::exception& e) {
     log_line("graph unavailable: " + printable(e.what()));
   }
@@ -469,7 +498,8 @@ void DigitServer::Impl::set_limits() {
 json DigitServer::Impl::predict(const httplib::Request& request) const {
   const Clock::time_point start = Clock::now();
   const nn::Digit digit = digit_from_request(request);
-  const nn::Prediction prediction = nn::classify(model, nn::to_input_tensor(digit, normalization)).front();
+  const nn::Prediction prediction =
+      nn::classify(*model, nn::to_input_tensor(digit, model->input().normalization)).front();
   return {{"digit", prediction.digit},
           {"probabilities", prediction.probabilities},
           {"input28", rounded(digit.data(), static_cast<std::int64_t>(digit.size()), 1e3)},
@@ -479,15 +509,27 @@ json DigitServer::Impl::predict(const httplib::Request& request) const {
 json DigitServer::Impl::features(const httplib::Request& request) const {
   const Clock::time_point start = Clock::now();
   const nn::Digit digit = digit_from_request(request);
-  // The first two stages of LeNet5::forward, each stopped after its relu, before max-pool: what
-  // the convolutions respond to, at their full resolution.
-  ag::NoGradGuard no_grad;
-  const ag::Variable x(nn::to_input_tensor(digit, normalization));          // [1, 1, 28, 28]
-  const ag::Variable conv1 = ag::relu(model.conv1(x));                        // [1, 6, 28, 28]
-  const ag::Variable conv2 = ag::relu(model.conv2(ag::max_pool2d(conv1, 2)));  // [1, 16, 10, 10]
-  return {{"stage", "after relu, before max-pool"},
-          {"conv1", feature_maps(conv1.value())},
-          {"conv2", feature_maps(conv2.value())},
+  // The forward op by op (no fusion), recorded with the input requiring grad so that the graph
+  // keeps every intermediate value. The feature maps are the image-shaped outputs of the
+  // activations ([1, C, H, W] after relu, tanh or sigmoid, before any pooling), in the order the
+  // forward computed them: what each convolutional stage responds to, at its full resolution.
+  const ag::NoFusionGuard unfused;
+  const ag::Variable x(nn::to_input_tensor(digit, model->input().normalization), /*requires_grad=*/true);
+  const ag::Variable output = (*model)(x);
+  const ag::VariableOrder order = ag::reverse_topological_order(output);
+  json layers = json::array();
+  for (auto it = order.rbegin(); it != order.rend(); ++it) {
+    const ag::Variable& v = *it;
+    if (v.is_leaf() || v.shape().size() != 4) continue;
+    const std::string_view op = v.node()->op;
+    if (op != "relu" && op != "tanh" && op != "sigmoid") continue;
+    json maps = feature_maps(v.value());
+    maps["name"] = layer_of(v);
+    maps["activation"] = std::string(op);
+    layers.push_back(std::move(maps));
+  }
+  return {{"stage", "after the activation, before pooling"},
+          {"layers", layers},
           {"latency_us", microseconds_since(start)}};
 }
 

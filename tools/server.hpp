@@ -1,12 +1,12 @@
-// The draw-a-digit web server: LeNet-5 behind a small JSON API, plus the page in tools/web/ (embedded
+// The draw-a-digit web server: a registered model behind a small JSON API, plus the page in tools/web/ (embedded
 // in the binary), on cpp-httplib with every limit set. `lenet serve` runs it; the tests start it
 // in-process on a free port.
 //
 //   GET  /                 the page (index.html, app.js, style.css, served from memory)
 //   POST /api/predict      image -> {"digit", "probabilities", "input28", "latency_us"}
-//   POST /api/features     image -> conv1 and conv2 feature maps (after relu, before max-pool)
+//   POST /api/features     image -> {"layers": [the feature maps of every convolutional stage]}
 //   GET  /api/model        layers, parameter shapes and counts, test accuracy from the weights file
-//   GET  /api/graph.svg    LeNet-5's graph from the engine's DOT export (rendered once at start-up)
+//   GET  /api/graph.svg    the model's graph from the engine's DOT export (rendered at start-up)
 //   GET  /healthz          {"status": "ok"}
 //
 // An image is a JSON body {"width": W, "height": H, "pixels": [W*H grey values 0..255]} or a PNG
@@ -22,11 +22,12 @@
 #include <string>
 #include <string_view>
 
-#include "models/digit_image.hpp"
+#include "models/data/digit_image.hpp"
 
 namespace web {
 
 struct ServerOptions {
+  std::string model = "lenet5";  // a registered name; it must take [1, 28, 28] images
   std::string weights = "models/lenet5.safetensors";
   std::size_t threads = 4;                       // worker threads, each serving one connection
   std::size_t max_queued_connections = 64;       // accepted, waiting for a worker; then accept waits
@@ -53,8 +54,9 @@ class HttpError : public std::runtime_error {
 /// PNG), 415 for any other Content-Type.
 nn::GrayImage image_from_body(std::string_view body, std::string_view content_type);
 
-/// The server: loads the weights and renders the graph when constructed (throws, naming the file,
-/// if the weights cannot be loaded), then serves after bind() and listen().
+/// The server: loads the model's weights and renders its graph when constructed (throws, naming
+/// the file, if the weights cannot be loaded; naming the model if it is not registered or takes
+/// other images than 28x28 digits), then serves after bind() and listen().
 class DigitServer {
  public:
   DigitServer(const ServerOptions& options, LogSink log);

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "models/mnist.hpp"
+#include "models/data/mnist.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace fuzz {

@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "models/digit_image.hpp"
+#include "models/data/digit_image.hpp"
 #include "tests/fuzz/targets.hpp"
 #include "tools/server.hpp"
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "models/digit_image.hpp"
+#include "models/data/digit_image.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "models/serialize.hpp"
+#include "models/nn/safetensors.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace fuzz {

@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/tensor.hpp"
-#include "models/serialize.hpp"
+#include "models/nn/safetensors.hpp"
 #include "tests/fuzz/targets.hpp"
 
 namespace {

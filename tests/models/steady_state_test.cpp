@@ -15,10 +15,10 @@
 #include <vector>
 
 #include "autograd/allocator.hpp"
-#include "models/data_parallel.hpp"
-#include "models/lenet.hpp"
-#include "models/mnist.hpp"
-#include "models/optim.hpp"
+#include "models/train/data_parallel.hpp"
+#include "models/lenet5.hpp"
+#include "models/data/mnist.hpp"
+#include "models/nn/optim.hpp"
 #include "ops/loss.hpp"
 
 namespace {

@@ -1,8 +1,11 @@
-// relu: hand-computed forward, the [x > 0] mask in backward, gradchecks away from the kink, its
-// saved input modified in place.
+// relu, tanh, sigmoid: hand-computed forwards, their gradients, gradchecks (relu's away from the
+// kink), saved tensors modified in place, large inputs, and gradcheck catching a wrong backward.
 #include "ops/activation.hpp"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
@@ -67,4 +70,141 @@ TEST(Relu, InputModifiedInPlaceAfterBackwardIsFine) {
   sum(relu(x)).backward();
   x.mutable_value().fill(-5.0);
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{0, 1, 1}));
+}
+
+// ---- tanh ----
+
+TEST(Tanh, MatchesHandValues) {
+  Variable y = ag::tanh(variable({2, 2}, {0, 0.5, -1, 20}));
+  EXPECT_EQ(y.shape(), (Shape{2, 2}));
+  // tanh(0.5) = (e - 1) / (e + 1), tanh(-1) = (1 - e^2) / (1 + e^2).
+  const double e = std::exp(1.0);
+  expect_values(y, {0, (e - 1) / (e + 1), (1 - e * e) / (1 + e * e), 1});
+}
+
+TEST(Tanh, GradientIsOneMinusOutputSquared) {
+  Variable x = variable({3}, {0, 0.5, -2});
+  sum(ag::tanh(x)).backward();
+  const double t = std::tanh(0.5), u = std::tanh(-2.0);
+  expect_values(x.grad(), Shape{3}, {1, 1 - t * t, 1 - u * u});
+}
+
+TEST(Tanh, SaturatesWithoutNanForLargeInputs) {
+  Variable x = variable({2}, {1000, -1000});
+  Variable y = ag::tanh(x);
+  expect_values(y, {1, -1});
+  sum(y).backward();
+  expect_values(x.grad(), Shape{2}, {0, 0});
+}
+
+TEST(Tanh, WorksInFloat32) {
+  Variable y = ag::tanh(Variable(Tensor::from({2}, std::vector<float>{0.0f, 0.5f})));
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  EXPECT_EQ(y.value().data<float>()[1], std::tanh(0.5f));
+}
+
+TEST(Tanh, UndefinedInputThrowsNamingTheOp) {
+  EXPECT_EQ(thrown_message([] { ag::tanh(Variable{}); }), "tanh: undefined input");
+}
+
+TEST(Tanh, GradMatchesNumericForSeveralShapes) {
+  Generator gen(11);
+  for (const Shape& shape : std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
+    std::vector<Variable> inputs{random_variable(shape, gen, true, -3, 3)};
+    auto result = gradcheck([](const auto& v) { return ag::tanh(v[0]); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
+  }
+}
+
+TEST(Tanh, ScaledTanhComposesWithOperators) {
+  // LeCun's 1.7159 tanh(2x / 3), as a network writes it.
+  Variable x = variable({2}, {0.75, -1.5});
+  Variable y = 1.7159 * ag::tanh(x * (2.0 / 3));
+  expect_values(y, {1.7159 * std::tanh(0.75 * (2.0 / 3)), 1.7159 * std::tanh(-1.5 * (2.0 / 3))});
+  Generator gen(12);
+  std::vector<Variable> inputs{random_variable({3, 4}, gen, true, -3, 3)};
+  auto result =
+      gradcheck([](const auto& v) { return 1.7159 * ag::tanh(v[0] * (2.0 / 3)); }, inputs);
+  EXPECT_TRUE(result.ok) << result.message;
+}
+
+TEST(Tanh, SavesItsOutputSoItsInputMayBeModified) {
+  Variable x = variable({2}, {0.5, -1});
+  Variable y = sum(ag::tanh(x));
+  x.mutable_value().fill(3.0);
+  y.backward();
+  const double t = std::tanh(0.5), u = std::tanh(-1.0);
+  expect_values(x.grad(), Shape{2}, {1 - t * t, 1 - u * u});
+}
+
+namespace {
+
+// tanh with a backward that is wrong on purpose: dy * (1 - y) instead of dy * (1 - y^2).
+Variable tanh_with_wrong_backward(const Variable& x) {
+  Tensor y(x.shape(), DType::Float64);
+  for (std::int64_t k = 0; k < y.numel(); ++k) y.set(k, std::tanh(x.value().at(k)));
+  const SavedTensor saved_y(y, SavedTensor::kOutput);
+  return record(std::move(y), "tanh", {x}, [saved_y](const Tensor& dy, const GradMask&) {
+    const Tensor& y_value = saved_y.unpack();
+    Tensor dx(dy.shape(), DType::Float64);
+    for (std::int64_t k = 0; k < dx.numel(); ++k) dx.set(k, dy.at(k) * (1 - y_value.at(k)));
+    return TensorList{dx};
+  });
+}
+
+}  // namespace
+
+TEST(Tanh, GradcheckCatchesAWrongBackward) {
+  std::vector<Variable> inputs{variable({2, 2}, {0.5, -1, 1.5, 0.25})};
+  auto result = gradcheck([](const auto& v) { return tanh_with_wrong_backward(v[0]); }, inputs);
+  EXPECT_FALSE(result.ok);
+  // Element 0: analytic 1 - tanh(0.5) against numeric 1 - tanh(0.5)^2.
+  expect_starts_with(result.message,
+                     "gradcheck: Jacobian mismatch at input 0 of shape [2, 2], element 0, output "
+                     "element 0: analytic 0.537882");
+}
+
+// ---- sigmoid ----
+
+TEST(Sigmoid, MatchesHandValues) {
+  Variable y = sigmoid(variable({3}, {0, 2, -2}));
+  const double e2 = std::exp(2.0);
+  expect_values(y, {0.5, e2 / (1 + e2), 1 / (1 + e2)});
+}
+
+TEST(Sigmoid, GradientIsOutputTimesOneMinusOutput) {
+  Variable x = variable({2}, {0, 1});
+  sum(sigmoid(x)).backward();
+  const double s = 1 / (1 + std::exp(-1.0));
+  expect_values(x.grad(), Shape{2}, {0.25, s * (1 - s)});
+}
+
+TEST(Sigmoid, IsStableForLargeMagnitudes) {
+  // e^1000 overflows; and 1 - 1 / (1 + e^-x) would round sigmoid(-40) to 0.
+  Variable x = variable({4}, {1000, -1000, 40, -40});
+  Variable y = sigmoid(x);
+  expect_values(y, {1, 0, 1 / (1 + std::exp(-40.0)), std::exp(-40.0) / (1 + std::exp(-40.0))});
+  sum(y).backward();
+  for (double g : x.grad().to_vector()) EXPECT_FALSE(std::isnan(g));
+  EXPECT_EQ(x.grad().at(0), 0);
+  EXPECT_EQ(x.grad().at(1), 0);
+}
+
+TEST(Sigmoid, WorksInFloat32) {
+  Variable y = sigmoid(Variable(Tensor::from({3}, std::vector<float>{0.0f, 200.0f, -200.0f})));
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  EXPECT_EQ(y.value().to_vector(), (std::vector<double>{0.5, 1, 0}));
+}
+
+TEST(Sigmoid, UndefinedInputThrowsNamingTheOp) {
+  EXPECT_EQ(thrown_message([] { sigmoid(Variable{}); }), "sigmoid: undefined input");
+}
+
+TEST(Sigmoid, GradMatchesNumericForSeveralShapes) {
+  Generator gen(13);
+  for (const Shape& shape : std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
+    std::vector<Variable> inputs{random_variable(shape, gen, true, -6, 6)};
+    auto result = gradcheck([](const auto& v) { return sigmoid(v[0]); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
+  }
 }

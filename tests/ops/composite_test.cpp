@@ -223,7 +223,7 @@ TEST(Composite, LeNet5LossGradientsMatchNumericForEveryParameter) {
 
 namespace {
 
-// What SGD does (models/optim.cpp): w -= lr * grad, written through mutable_value().
+// What SGD does (models/nn/optim.cpp): w -= lr * grad, written through mutable_value().
 void sgd_step(const std::vector<Variable>& params, double lr) {
   for (Variable p : params) {
     double* w = p.mutable_value().data<double>();

@@ -13,7 +13,7 @@
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
-#include "ops/fused.hpp"
+#include "ops/fusion/fusion.hpp"
 #include "tests/ops/op_testing.hpp"
 
 using namespace ag;

@@ -173,7 +173,7 @@ TEST(Linear, OptimiserStepBeforeBackwardThrowsNamingTheWeight) {
              "fc1.weight");
   Variable b(Tensor::zeros({2}, DType::Float64), true, "fc1.bias");
   Variable loss = sum(linear(x, w, b));
-  // What an SGD step does (models/optim.cpp): write the parameter through mutable_value().
+  // What an SGD step does (models/nn/optim.cpp): write the parameter through mutable_value().
   double* weights = w.mutable_value().data<double>();
   for (std::int64_t i = 0; i < w.value().numel(); ++i) weights[i] -= 0.1;
   EXPECT_EQ(thrown_message([&] { loss.backward(); }),

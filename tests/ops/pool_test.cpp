@@ -1,5 +1,7 @@
 // max_pool2d: hand-computed forward and gradient routing, the first-maximum tie rule, float64
 // gradchecks on tie-free inputs, the validation messages, and an input modified after the forward.
+// avg_pool2d: hand-computed forward and gradient spreading (overlapping windows too), gradchecks,
+// validation.
 #include "ops/pool.hpp"
 
 #include <gtest/gtest.h>
@@ -174,4 +176,124 @@ TEST(MaxPool2d, SavesOnlyTheWinnersSoItsInputMayBeModified) {
   x.mutable_value().fill(0.0);
   y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
   expect_values(x.grad(), {1, 1, 4, 4}, pool_grad_of_image_4x4);
+}
+
+// ---- avg_pool2d ----------------------------------------------------------------------------
+
+TEST(AvgPool2d, ForwardMatchesHandComputed) {
+  // Windows of image_4x4: {1, 5, 3, 4}, {2, 0, 8, 6}, {9, 0, 7, 3}, {1, 2, 4, 11}.
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  expect_values(avg_pool2d(x, 2, 2).value(), {1, 1, 2, 2}, {3.25, 4, 4.75, 4.5});
+  expect_values(avg_pool2d(x, 2).value(), {1, 1, 2, 2}, {3.25, 4, 4.75, 4.5});  // stride 0
+}
+
+TEST(AvgPool2d, OverlappingWindowsAndOddSizeMatchHandComputed) {
+  // 5x5 of 0..24: the mean of a window of this linear ramp is its centre.
+  std::vector<double> image(25);
+  std::iota(image.begin(), image.end(), 0.0);
+  image[24] = 100;  // outside every 2x2 window (stride 2) below
+  Variable x = variable({1, 1, 5, 5}, image);
+  expect_values(avg_pool2d(x, 2).value(), {1, 1, 2, 2}, {3, 5, 13, 15});
+  image[24] = 24;
+  Variable ramp = variable({1, 1, 5, 5}, image);
+  expect_values(avg_pool2d(ramp, 3, 2).value(), {1, 1, 2, 2}, {6, 8, 16, 18});
+  expect_values(avg_pool2d(ramp, 3, 1).value(), {1, 1, 3, 3}, {6, 7, 8, 11, 12, 13, 16, 17, 18});
+}
+
+TEST(AvgPool2d, PoolsEachPlaneOfABatchSeparately) {
+  Variable x = variable({2, 2, 2, 2}, {1, 2, 3, 4, 8, 7, 6, 5, -1, -2, -3, -4, 0, 9, 0, 0});
+  expect_values(avg_pool2d(x, 2).value(), {2, 2, 1, 1}, {2.5, 6.5, -2.5, 2.25});
+}
+
+TEST(AvgPool2d, BackwardSpreadsEachGradientOverItsWindow) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  avg_pool2d(x, 2).backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 4, 4},
+                {0.25, 0.25, 0.5, 0.5,  //
+                 0.25, 0.25, 0.5, 0.5,  //
+                 0.75, 0.75, 1.0, 1.0,  //
+                 0.75, 0.75, 1.0, 1.0});
+}
+
+TEST(AvgPool2d, OverlappingWindowsAccumulate) {
+  // 3x3, kernel 2, stride 1: each element collects a quarter of dy from every window covering it.
+  Variable x = variable({1, 1, 3, 3}, {1, 2, 3, 4, 9, 5, 6, 7, 8});
+  Variable y = avg_pool2d(x, 2, 1);
+  expect_values(y.value(), {1, 1, 2, 2}, {4, 4.75, 6.5, 7.25});
+  y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 10.0, 100.0, 1000.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 3, 3},
+                {0.25, 2.75, 2.5,       //
+                 25.25, 277.75, 252.5,  //
+                 25, 275, 250});
+}
+
+TEST(AvgPool2d, OddSizeLeavesTheUncoveredEdgeWithoutGradient) {
+  Variable x = variable({1, 1, 3, 3}, {1, 2, 3, 4, 5, 6, 7, 8, 9});
+  avg_pool2d(x, 2).backward(Tensor::ones({1, 1, 1, 1}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 3, 3}, {0.25, 0.25, 0, 0.25, 0.25, 0, 0, 0, 0});
+}
+
+TEST(AvgPool2d, Float32MatchesFloat64) {
+  Generator gen(4);
+  Variable x = random_variable({2, 3, 7, 6}, gen, /*requires_grad=*/false);
+  const Tensor y64 = avg_pool2d(x, 3, 2).value();
+  const Tensor y32 = avg_pool2d(Variable(x.value().to(DType::Float32)), 3, 2).value();
+  ASSERT_EQ(y32.dtype(), DType::Float32);
+  ASSERT_EQ(y32.shape(), y64.shape());
+  for (std::int64_t i = 0; i < y64.numel(); ++i) EXPECT_NEAR(y32.at(i), y64.at(i), 1e-6) << i;
+}
+
+TEST(AvgPool2d, SavesNothingSoItsInputMayBeModified) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable y = avg_pool2d(x, 2);
+  x.mutable_value().fill(0.0);
+  y.backward(Tensor::from({1, 1, 2, 2}, {4.0, 8.0, 12.0, 16.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 4, 4},
+                {1, 1, 2, 2,  //
+                 1, 1, 2, 2,  //
+                 3, 3, 4, 4,  //
+                 3, 3, 4, 4});
+}
+
+class AvgPool2dGeometry : public ::testing::TestWithParam<PoolCase> {};
+
+TEST_P(AvgPool2dGeometry, GradientMatchesNumeric) {
+  const PoolCase& c = GetParam();
+  Generator gen(static_cast<std::uint64_t>(shape_numel(c.shape)) + 1);
+  auto r = gradcheck(
+      [&c](const std::vector<Variable>& in) { return avg_pool2d(in[0], c.kernel, c.stride); },
+      {random_variable(c.shape, gen)});
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(r.checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AvgPool2dGeometry,
+    ::testing::Values(PoolCase{"Kernel2Stride2", {2, 3, 4, 6}, 2, 2},
+                      PoolCase{"Kernel3Stride2Overlapping", {1, 2, 7, 7}, 3, 2},
+                      PoolCase{"Kernel2Stride1Overlapping", {2, 1, 5, 4}, 2, 1},
+                      PoolCase{"Kernel3Stride1Overlapping", {1, 1, 5, 6}, 3, 1},
+                      PoolCase{"Kernel2OddSizeDropsEdge", {1, 2, 5, 7}, 2, 2},
+                      PoolCase{"Kernel3Stride3DropsEdge", {3, 1, 7, 8}, 3, 3},
+                      PoolCase{"KernelIsWholeImage", {2, 2, 3, 3}, 3, 0},
+                      PoolCase{"Kernel1", {1, 1, 2, 3}, 1, 0}),
+    [](const ::testing::TestParamInfo<PoolCase>& info) { return info.param.name; });
+
+TEST(AvgPool2dErrors, KernelLargerThanInputNamesOpAndShape) {
+  Variable x = variable({1, 1, 2, 3}, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 3); }),
+            "avg_pool2d: kernel 3 is larger than x [1, 1, 2, 3]");
+}
+
+TEST(AvgPool2dErrors, InputNotFourDimensionalNamesOpAndShape) {
+  Variable x = variable({2, 2}, {1, 2, 3, 4});
+  EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 2); }),
+            "avg_pool2d: expected x of shape [N, C, H, W], got [2, 2]");
+}
+
+TEST(AvgPool2dErrors, NonPositiveKernelOrNegativeStride) {
+  Variable x = variable({1, 1, 2, 2}, {1, 2, 3, 4});
+  EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 0); }), "avg_pool2d: kernel must be >= 1, got 0");
+  EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 2, -1); }),
+            "avg_pool2d: stride must be >= 0 (0 = kernel), got -1");
 }

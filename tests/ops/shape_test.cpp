@@ -1,8 +1,12 @@
 // reshape and flatten: views sharing storage (and its version counter), shape rules, gradients
-// reshaped back.
+// reshaped back. cat and transpose: hand-computed copies, validation, gradchecks.
 #include "ops/shape.hpp"
 
 #include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "autograd/gradcheck.hpp"
 #include "ops/activation.hpp"
@@ -18,6 +22,30 @@ Variable iota(Shape shape, bool requires_grad = true) {
   Tensor t(std::move(shape), DType::Float64);
   for (std::int64_t i = 0; i < t.numel(); ++i) t.set(i, static_cast<double>(i));
   return Variable(t, requires_grad);
+}
+
+// Row-major strides of a contiguous tensor of `shape`.
+std::vector<std::int64_t> strides_of(const Shape& shape) {
+  std::vector<std::int64_t> strides(shape.size(), 1);
+  for (std::size_t d = shape.size(); d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  return strides;
+}
+
+// Expects y == x with dimensions d0 and d1 swapped, element by element, by index arithmetic.
+void expect_transposed(const Tensor& x, const Tensor& y, std::size_t d0, std::size_t d1) {
+  Shape expected_shape = x.shape();
+  std::swap(expected_shape[d0], expected_shape[d1]);
+  ASSERT_EQ(y.shape(), expected_shape);
+  const std::vector<std::int64_t> x_strides = strides_of(x.shape()),
+                                  y_strides = strides_of(y.shape());
+  for (std::int64_t flat = 0; flat < y.numel(); ++flat) {
+    std::vector<std::int64_t> index(y.shape().size());
+    for (std::size_t d = 0; d < index.size(); ++d) index[d] = flat / y_strides[d] % y.shape()[d];
+    std::swap(index[d0], index[d1]);  // now an index into x
+    std::int64_t x_flat = 0;
+    for (std::size_t d = 0; d < index.size(); ++d) x_flat += index[d] * x_strides[d];
+    EXPECT_EQ(y.at(flat), x.at(x_flat)) << "element " << flat;
+  }
 }
 
 }  // namespace
@@ -103,4 +131,202 @@ TEST(Reshape, SavesNothingSoItsInputMayBeModified) {
   x.mutable_value().fill(-1.0);
   loss.backward();
   EXPECT_EQ(x.grad().to_vector(), (std::vector<double>{1, 1, 1, 1, 1, 1}));
+}
+
+// ---- cat ----
+
+TEST(Cat, JoinsThreeInputsAlongTheFirstDim) {
+  Variable a = variable({1, 2}, {1, 2}), b = variable({2, 2}, {3, 4, 5, 6}),
+           c = variable({1, 2}, {7, 8});
+  expect_values(cat({a, b, c}, 0).value(), {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+}
+
+TEST(Cat, JoinsThreeInputsAlongAMiddleDim) {
+  // [2, 1, 2], [2, 2, 2], [2, 1, 2] along dim 1 -> [2, 4, 2]: per outer index, a's row, b's two
+  // rows, c's row.
+  Variable a = variable({2, 1, 2}, {0, 1, 100, 101}),
+           b = variable({2, 2, 2}, {2, 3, 4, 5, 102, 103, 104, 105}),
+           c = variable({2, 1, 2}, {6, 7, 106, 107});
+  expect_values(cat({a, b, c}, 1).value(), {2, 4, 2},
+                {0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 102, 103, 104, 105, 106, 107});
+  expect_values(cat({a, b, c}, -2).value(), {2, 4, 2},
+                {0, 1, 2, 3, 4, 5, 6, 7, 100, 101, 102, 103, 104, 105, 106, 107});
+}
+
+TEST(Cat, JoinsAlongTheLastDim) {
+  Variable a = variable({2, 1}, {1, 2}), b = variable({2, 2}, {10, 11, 20, 21});
+  expect_values(cat({a, b}, -1).value(), {2, 3}, {1, 10, 11, 2, 20, 21});
+}
+
+TEST(Cat, GradientOfEachInputIsItsSliceOfTheOutputGradient) {
+  Variable a = variable({2, 1}, {1, 2}), b = variable({2, 2}, {10, 11, 20, 21});
+  cat({a, b}, 1).backward(Tensor::from({2, 3}, {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, DType::Float64));
+  expect_values(a.grad(), {2, 1}, {1, 4});
+  expect_values(b.grad(), {2, 2}, {2, 3, 5, 6});
+}
+
+TEST(Cat, OnlyInputsThatRequireGradGetOne) {
+  Variable a = variable({1, 2}, {1, 2}), frozen = variable({1, 2}, {3, 4}, false);
+  cat({frozen, a}, 0).backward(Tensor::from({2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
+  expect_values(a.grad(), {1, 2}, {3, 4});
+  EXPECT_FALSE(frozen.has_grad());
+}
+
+TEST(Cat, TheSameInputTwiceAccumulatesBothSlices) {
+  Variable a = variable({2}, {1, 2});
+  cat({a, a}, 0).backward(Tensor::from({4}, {1.0, 2.0, 10.0, 20.0}, DType::Float64));
+  expect_values(a.grad(), {2}, {11, 22});
+}
+
+TEST(Cat, OneInputIsACopy) {
+  Variable a = iota({2, 3});
+  Variable y = cat({a}, 1);
+  EXPECT_FALSE(y.value().same_storage(a.value()));
+  expect_values(y.value(), {2, 3}, {0, 1, 2, 3, 4, 5});
+}
+
+TEST(Cat, WorksInFloat32) {
+  Variable a(Tensor::from({1, 2}, std::vector<float>{1.5f, 2.5f}), true),
+      b(Tensor::from({1, 1}, std::vector<float>{-3.0f}), true);
+  Variable y = cat({a, b}, 1);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  expect_values(y.value(), {1, 3}, {1.5, 2.5, -3});
+  y.backward(Tensor::from({1, 3}, std::vector<float>{1, 2, 3}));
+  expect_values(b.grad(), {1, 1}, {3});
+}
+
+TEST(Cat, GradMatchesNumericAlongEachDim) {
+  Generator gen(22);
+  struct Case {
+    std::vector<Shape> shapes;
+    std::int64_t dim;
+  };
+  const std::vector<Case> cases{
+      {{{2, 3, 4}, {1, 3, 4}, {3, 3, 4}}, 0},
+      {{{1, 3}, {1, 3}, {1, 3}}, 0},
+      {{{2, 1, 4}, {2, 3, 4}, {2, 2, 4}}, 1},
+      {{{1, 2, 5}, {1, 1, 5}, {1, 3, 5}}, -2},
+      {{{3, 2, 1}, {3, 2, 3}, {3, 2, 2}}, -1},
+      {{{2, 2, 3, 1}, {2, 1, 3, 1}, {2, 3, 3, 1}}, 1},
+  };
+  for (const Case& c : cases) {
+    std::vector<Variable> inputs;
+    for (const Shape& shape : c.shapes) inputs.push_back(random_variable(shape, gen));
+    auto result = gradcheck(
+        [&c](const std::vector<Variable>& v) { return cat({v[0], v[1], v[2]}, c.dim); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(c.shapes[0]) << " dim " << c.dim << ": " << result.message;
+    EXPECT_GT(result.checked, 0);
+  }
+}
+
+TEST(CatErrors, ShapesThatDifferOutsideDimNameOpAndShapes) {
+  Variable a = iota({2, 3}), b = iota({2, 4}), c = iota({2});
+  EXPECT_EQ(thrown_message([&] { cat({a, b}, 0); }),
+            "cat: input 1 of shape [2, 4] does not match input 0 of shape [2, 3] outside dim 0");
+  EXPECT_EQ(thrown_message([&] { cat({a, a, c}, -1); }),
+            "cat: input 2 of shape [2] does not match input 0 of shape [2, 3] outside dim 1");
+}
+
+TEST(CatErrors, DtypeMismatchNamesOpAndShapes) {
+  Variable a = iota({2, 3});
+  Variable b(Tensor::zeros({2, 3}, DType::Float32));
+  EXPECT_EQ(thrown_message([&] { cat({a, b}, 0); }),
+            "cat: input 1 [2, 3] is float32 but input 0 [2, 3] is float64");
+}
+
+TEST(CatErrors, NoInputsZeroDimInputsOrDimOutOfRange) {
+  EXPECT_EQ(thrown_message([&] { cat({}, 0); }), "cat: expected at least one input");
+  Variable scalar(Tensor::full({}, 1.0, DType::Float64));
+  EXPECT_EQ(thrown_message([&] { cat({scalar, scalar}, 0); }),
+            "cat: cannot join 0-d tensors (input 0 has shape [])");
+  Variable a = iota({2, 3});
+  EXPECT_EQ(thrown_message([&] { cat({a, a}, 2); }), "cat: dim 2 out of range for shape [2, 3]");
+  EXPECT_EQ(thrown_message([&] { cat({a, a}, -3); }), "cat: dim -3 out of range for shape [2, 3]");
+}
+
+// ---- transpose ----
+
+TEST(Transpose, SwapsTheTwoDimsOfAMatrix) {
+  Variable x = iota({2, 3});
+  Variable y = transpose(x, 0, 1);
+  expect_values(y.value(), {3, 2}, {0, 3, 1, 4, 2, 5});
+  EXPECT_FALSE(y.value().same_storage(x.value()));
+  expect_values(transpose(x, -1, -2).value(), {3, 2}, {0, 3, 1, 4, 2, 5});
+}
+
+TEST(Transpose, SwapsAnyTwoDimsOf3dAnd4dTensors) {
+  for (const Shape& shape : std::vector<Shape>{{2, 3, 4}, {2, 3, 4, 5}, {1, 4, 1, 3}}) {
+    Variable x = iota(shape);
+    const auto rank = static_cast<std::int64_t>(shape.size());
+    for (std::int64_t d0 = 0; d0 < rank; ++d0)
+      for (std::int64_t d1 = 0; d1 < rank; ++d1) {
+        SCOPED_TRACE(shape_str(shape) + " dims " + std::to_string(d0) + ", " + std::to_string(d1));
+        expect_transposed(x.value(), transpose(x, d0, d1).value(), static_cast<std::size_t>(d0),
+                          static_cast<std::size_t>(d1));
+        // The same pair counted from the end.
+        expect_transposed(x.value(), transpose(x, d0 - rank, d1).value(),
+                          static_cast<std::size_t>(d0), static_cast<std::size_t>(d1));
+      }
+  }
+}
+
+TEST(Transpose, ThreeDimHandValues) {
+  // x:[2, 2, 3] = 0..11, dims 0 and 2 -> y:[3, 2, 2], y[k, j, i] = x[i, j, k] = 6i + 3j + k.
+  expect_values(transpose(iota({2, 2, 3}), 0, 2).value(), {3, 2, 2},
+                {0, 6, 3, 9, 1, 7, 4, 10, 2, 8, 5, 11});
+}
+
+TEST(Transpose, GradientIsTheOutputGradientTransposedBack) {
+  Variable x = iota({2, 3});
+  transpose(x, 1, 0).backward(
+      Tensor::from({3, 2}, {1.0, 2.0, 3.0, 4.0, 5.0, 6.0}, DType::Float64));
+  expect_values(x.grad(), {2, 3}, {1, 3, 5, 2, 4, 6});
+}
+
+TEST(Transpose, ZeroDimTensorAndEqualDimsGiveACopy) {
+  Variable scalar(Tensor::full({}, 2.5, DType::Float64), true);
+  Variable y = transpose(scalar, 0, -1);
+  EXPECT_EQ(y.shape(), Shape{});
+  EXPECT_EQ(y.value().item(), 2.5);
+  y.backward();
+  EXPECT_EQ(scalar.grad().item(), 1.0);
+  Variable x = iota({2, 3});
+  expect_values(transpose(x, 1, -1).value(), {2, 3}, {0, 1, 2, 3, 4, 5});
+}
+
+TEST(Transpose, WorksInFloat32) {
+  Variable x(Tensor::from({2, 2}, std::vector<float>{1, 2, 3, 4}), true);
+  Variable y = transpose(x, 0, 1);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  expect_values(y.value(), {2, 2}, {1, 3, 2, 4});
+  y.backward(Tensor::from({2, 2}, std::vector<float>{1, 2, 3, 4}));
+  expect_values(x.grad(), {2, 2}, {1, 3, 2, 4});
+}
+
+TEST(Transpose, DimOutOfRangeThrowsNamingOpAndShape) {
+  Variable x = iota({2, 3, 4});
+  EXPECT_EQ(thrown_message([&] { transpose(x, 0, 3); }),
+            "transpose: dim1 3 out of range for shape [2, 3, 4]");
+  EXPECT_EQ(thrown_message([&] { transpose(x, -4, 1); }),
+            "transpose: dim0 -4 out of range for shape [2, 3, 4]");
+  Variable scalar(Tensor::full({}, 1.0, DType::Float64));
+  EXPECT_EQ(thrown_message([&] { transpose(scalar, 0, 1); }),
+            "transpose: dim1 1 out of range for shape []");
+}
+
+TEST(Transpose, GradMatchesNumericOn3dAnd4dTensors) {
+  Generator gen(23);
+  const std::vector<std::pair<Shape, std::pair<std::int64_t, std::int64_t>>> cases{
+      {{2, 3, 4}, {0, 2}}, {{2, 3, 4}, {1, -1}}, {{1, 3, 2}, {0, 1}},
+      {{2, 3, 2, 3}, {1, 3}}, {{2, 1, 3, 2}, {0, -1}}, {{3, 2, 2, 1}, {2, 1}}};
+  for (const auto& c : cases) {
+    const Shape& shape = c.first;
+    const std::int64_t d0 = c.second.first, d1 = c.second.second;
+    std::vector<Variable> inputs{random_variable(shape, gen)};
+    auto result = gradcheck(
+        [d0, d1](const std::vector<Variable>& v) { return transpose(v[0], d0, d1); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape) << " dims " << d0 << ", " << d1 << ": "
+                           << result.message;
+    EXPECT_GT(result.checked, 0);
+  }
 }

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "autograd/file.hpp"
-#include "models/serialize.hpp"
+#include "models/nn/safetensors.hpp"
 
 namespace fs = std::filesystem;
 

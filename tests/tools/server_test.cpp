@@ -29,10 +29,10 @@
 #include <thread>
 #include <vector>
 
-#include "models/digit_image.hpp"
-#include "models/lenet.hpp"
-#include "models/mnist.hpp"
-#include "models/weights.hpp"
+#include "models/data/digit_image.hpp"
+#include "models/lenet5.hpp"
+#include "models/data/mnist.hpp"
+#include "models/nn/weights.hpp"
 #include "ops/ops.hpp"
 #include "tools/server.hpp"
 

@@ -239,30 +239,49 @@ function paint(canvas, values, width, height, colour, scale) {
   context.putImageData(image, 0, 0);
 }
 
-const featureCanvases = { conv1: [], conv2: [] };
-function makeFeatureCanvases(name, count, side) {
-  const container = document.getElementById(name);
-  for (let c = 0; c < count; c += 1) {
+// One heading and one canvas per map for each layer the server reports, made when its first
+// answer arrives (the layers depend on the model being served). Each layer's maps share one scale
+// (its largest value), so a quiet map looks quiet.
+const featureCanvases = {};
+function makeFeatureLayer(container, layer) {
+  const heading = document.createElement('h3');
+  heading.textContent = `${layer.name} `;
+  const detail = document.createElement('span');
+  detail.textContent = `${layer.channels} maps, ${layer.width}\u00d7${layer.height}`;
+  heading.appendChild(detail);
+  const maps = document.createElement('div');
+  maps.className = layer.channels > 8 ? 'maps maps-16' : 'maps';
+  maps.id = layer.name;
+  featureCanvases[layer.name] = [];
+  for (let c = 0; c < layer.channels; c += 1) {
     const canvas = document.createElement('canvas');
-    canvas.width = side;
-    canvas.height = side;
-    canvas.title = `${name} map ${c + 1}`;
+    canvas.width = layer.width;
+    canvas.height = layer.height;
+    canvas.title = `${layer.name} map ${c + 1}`;
     canvas.setAttribute('aria-label', canvas.title);
-    container.appendChild(canvas);
-    featureCanvases[name].push(canvas);
+    maps.appendChild(canvas);
+    featureCanvases[layer.name].push(canvas);
   }
+  container.append(heading, maps);
 }
-makeFeatureCanvases('conv1', 6, 28);
-makeFeatureCanvases('conv2', 16, 10);
 
-// Each layer's maps share one scale (its largest value), so a quiet map looks quiet.
 function showFeatures(answer) {
-  for (const name of ['conv1', 'conv2']) {
-    const layer = answer[name];
+  const container = document.getElementById('feature-layers');
+  if (Object.keys(featureCanvases).length === 0) {
+    container.replaceChildren();
+    if (answer.layers.length === 0) {
+      const note = document.createElement('p');
+      note.className = 'note';
+      note.textContent = 'This model has no convolutional layers.';
+      container.appendChild(note);
+    }
+    for (const layer of answer.layers) makeFeatureLayer(container, layer);
+  }
+  for (const layer of answer.layers) {
     let largest = 0;
     for (const map of layer.maps) for (const v of map) largest = Math.max(largest, v);
     layer.maps.forEach((map, c) => {
-      const canvas = featureCanvases[name][c];
+      const canvas = (featureCanvases[layer.name] || [])[c];
       if (canvas) paint(canvas, map, layer.width, layer.height, viridis, largest);
     });
   }
@@ -276,6 +295,8 @@ async function showModel() {
     const response = await fetch('/api/model');
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const model = await response.json();
+    document.getElementById('model-name').textContent = model.name;
+    document.title = `Draw a digit · ${model.name}`;
     document.getElementById('parameter-count').textContent = model.parameter_count.toLocaleString('en-US');
     document.getElementById('weights-name').textContent = model.weights;
     if (typeof model.test_accuracy === 'number') {

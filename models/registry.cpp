@@ -1,0 +1,42 @@
+// The built-in models, one line each, and lookup by name.
+#include "models/registry.hpp"
+
+#include "models/lenet5.hpp"
+#include "models/mlp.hpp"
+
+namespace nn {
+
+namespace {
+
+std::deque<ModelEntry>& registry() {
+  static std::deque<ModelEntry> models{
+      {"lenet5", "LeNet-5 with ReLU and max-pooling, the usual modern form", make_model<LeNet5>, {}},
+      {"mlp", "784-300-100-10 tanh network (LeCun et al. 1998: 3.05% test error)", make_model<Mlp>,
+       {.lr = 0.05, .augment = 0}},
+  };
+  return models;
+}
+
+}  // namespace
+
+const std::deque<ModelEntry>& registered_models() { return registry(); }
+
+const ModelEntry& find_model(std::string_view name) {
+  std::string names;
+  for (const ModelEntry& entry : registry()) {
+    if (entry.name == name) return entry;
+    names += (names.empty() ? "" : ", ") + entry.name;
+  }
+  throw UnknownModel("unknown model '" + std::string(name) + "' (registered: " + names + ")");
+}
+
+void register_model(ModelEntry entry) {
+  if (entry.name.empty()) throw std::invalid_argument("register_model: empty name");
+  if (entry.make == nullptr) throw std::invalid_argument("register_model: " + entry.name + " has no make function");
+  for (const ModelEntry& existing : registry())
+    if (existing.name == entry.name)
+      throw std::invalid_argument("register_model: a model named " + entry.name + " is already registered");
+  registry().push_back(std::move(entry));
+}
+
+}  // namespace nn

@@ -1,0 +1,287 @@
+// The training loop: epochs of data-parallel steps, reports, test evaluations and checkpoints.
+#include "models/train/trainer.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+#include <stdexcept>
+
+namespace nn {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The shortest text that reads back as exactly v.
+std::string exact_text(double v) {
+  char buffer[32];
+  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, v).ptr);
+}
+
+[[noreturn]] void out_of_range(const std::string& option, const std::string& what) {
+  throw TrainOptionError("--" + option + " " + what);
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, const std::vector<ag::Variable>& parameters) {
+  if (r.optimizer == "adam")
+    return std::make_unique<Adam>(parameters, AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
+  return std::make_unique<SGD>(parameters, SGDOptions{.lr = r.lr, .momentum = r.momentum,
+                                                       .weight_decay = r.weight_decay, .nesterov = r.nesterov});
+}
+
+// The first parameter whose gradient is not finite, or "" if all are.
+std::string non_finite_gradient(const Model& model) {
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (!p.has_grad()) continue;
+    for (const double g : p.grad().to_vector())
+      if (!std::isfinite(g)) return name;
+  }
+  return {};
+}
+
+constexpr const char* kMetricsHeader =
+    "kind,epoch,epoch_progress,iteration,step,loss,batch_accuracy,train_accuracy,test_loss,"
+    "test_accuracy,lr,images_per_second,seconds\n";
+
+}  // namespace
+
+Metadata run_defining(const TrainOptions& o) {
+  const Recipe& r = o.recipe;
+  return {{"model", o.model},
+          {"epochs", std::to_string(r.epochs)},       {"batch-size", std::to_string(r.batch_size)},
+          {"lr", exact_text(r.lr)},                   {"momentum", exact_text(r.momentum)},
+          {"nesterov", r.nesterov ? "1" : "0"},       {"weight-decay", exact_text(r.weight_decay)},
+          {"optimizer", r.optimizer},                 {"schedule", r.schedule},
+          {"warmup-steps", std::to_string(r.warmup_steps)},
+          {"step-epochs", std::to_string(r.step_epochs)}, {"gamma", exact_text(r.gamma)},
+          {"augment", std::to_string(r.augment)},     {"seed", std::to_string(o.seed)},
+          {"threads", std::to_string(o.threads)},     {"limit", std::to_string(o.limit)}};
+}
+
+void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& source) {
+  saved.try_emplace("model", "lenet5");
+  saved.try_emplace("warmup-steps", "0");
+  auto get = [&](const char* key) -> const std::string& {
+    const auto it = saved.find(key);
+    if (it == saved.end()) throw WeightsError(source + ": checkpoint has no config." + key);
+    return it->second;
+  };
+  Recipe& r = o.recipe;
+  try {
+    o.model = get("model");
+    r.epochs = std::stoll(get("epochs"));
+    r.batch_size = std::stoll(get("batch-size"));
+    r.lr = std::stod(get("lr"));
+    r.momentum = std::stod(get("momentum"));
+    r.nesterov = get("nesterov") == "1";
+    r.weight_decay = std::stod(get("weight-decay"));
+    r.optimizer = get("optimizer");
+    r.schedule = get("schedule");
+    r.warmup_steps = std::stoll(get("warmup-steps"));
+    r.step_epochs = std::stoll(get("step-epochs"));
+    r.gamma = std::stod(get("gamma"));
+    r.augment = std::stoi(get("augment"));
+    o.seed = std::stoull(get("seed"));
+    o.threads = std::stoi(get("threads"));
+    o.limit = std::stoll(get("limit"));
+  } catch (const std::logic_error&) {  // std::stoi and friends
+    throw WeightsError(source + ": checkpoint configuration is malformed");
+  }
+}
+
+void validate(const TrainOptions& o) {
+  const Recipe& r = o.recipe;
+  if (r.epochs < 1) out_of_range("epochs", "must be positive, got " + std::to_string(r.epochs));
+  if (r.batch_size < 1) out_of_range("batch-size", "must be positive, got " + std::to_string(r.batch_size));
+  if (!(r.lr > 0)) out_of_range("lr", "must be positive, got " + std::to_string(r.lr));
+  if (o.log_every < 1) out_of_range("log-every", "must be positive, got " + std::to_string(o.log_every));
+  if (o.threads < 1 || o.threads > 64) out_of_range("threads", "must be in [1, 64]");
+  if (o.limit < 0) out_of_range("limit", "must not be negative");
+  if (r.warmup_steps < 0) out_of_range("warmup-steps", "must not be negative");
+  if (o.checkpoint_every < 0) out_of_range("checkpoint-every", "must not be negative");
+  if (r.augment < 0 || r.augment > 8) out_of_range("augment", "must be in [0, 8]");
+  if (!(r.momentum >= 0 && r.momentum < 1)) out_of_range("momentum", "must be in [0, 1)");
+  if (!(r.weight_decay >= 0)) out_of_range("weight-decay", "must not be negative");
+  if (!(r.gamma > 0 && r.gamma <= 1)) out_of_range("gamma", "must be in (0, 1]");
+  if (r.step_epochs < 1) out_of_range("step-epochs", "must be positive, got " + std::to_string(r.step_epochs));
+  if (r.optimizer != "sgd" && r.optimizer != "adam") out_of_range("optimizer", "must be sgd or adam");
+  if (r.schedule != "constant" && r.schedule != "step" && r.schedule != "cosine")
+    out_of_range("schedule", "must be constant, step or cosine");
+}
+
+Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const MnistSplit& test,
+                 const std::string& resume)
+    : options_(options), entry_(find_model(options.model)), train_(train), test_(test),
+      generator_(options.seed) {
+  validate(options_);
+  const Recipe& r = options_.recipe;
+  examples_ = options_.limit > 0 ? std::min(options_.limit, train.count) : train.count;
+  if (examples_ < 1) throw std::invalid_argument("the training split is empty");
+  batch_ = std::min(r.batch_size, examples_);
+  steps_per_epoch_ = (examples_ + batch_ - 1) / batch_;
+  if (r.warmup_steps >= total_steps())
+    throw TrainOptionError("--warmup-steps " + std::to_string(r.warmup_steps) + " must be less than the run's " +
+                                std::to_string(total_steps()) + " steps (" + std::to_string(r.epochs) +
+                                " epochs of " + std::to_string(steps_per_epoch_) + ")");
+
+  model_ = entry_.make(generator_);
+  check_input_fits(model_->input(), train);
+  check_input_fits(model_->input(), test);
+  optimizer_ = make_optimizer(r, model_->parameters());
+  schedule_ = LrSchedule{.base_lr = r.lr, .total_steps = total_steps(),
+                         .step_size = r.step_epochs * steps_per_epoch_, .gamma = r.gamma,
+                         .warmup_steps = r.warmup_steps};
+  schedule_.kind = r.schedule == "cosine" ? LrSchedule::Kind::Cosine
+                   : r.schedule == "step" ? LrSchedule::Kind::Step
+                                          : LrSchedule::Kind::Constant;
+  position_.metrics_csv = kMetricsHeader;
+  if (!resume.empty()) {
+    position_ = load_checkpoint(resume, *model_, *optimizer_);  // in place: the replicas share it
+    generator_.set_state(position_.rng);
+    if (position_.epoch >= r.epochs) throw TrainOptionError(resume + " is the end of a finished run");
+  }
+  const ModelEntry& entry = entry_;
+  parallel_ = std::make_unique<DataParallel>(
+      *model_,
+      [&entry] {
+        ag::Generator unused(0);
+        return entry.make(unused);
+      },
+      options_.threads);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::write_checkpoint() {
+  if (options_.checkpoint.empty()) return;
+  position_.rng = generator_.state();
+  save_checkpoint(options_.checkpoint, *model_, *optimizer_, position_, run_defining(options_));
+}
+
+bool Trainer::run(const TrainCallbacks& callbacks) {
+  const Recipe& r = options_.recipe;
+  const InputSpec& input = model_->input();
+  const BatchOptions batch_options{.mean = input.normalization.mean, .stddev = input.normalization.std,
+                                   .max_shift = r.augment};
+  const std::int64_t examples = examples_;
+  std::vector<Shift> shifts(static_cast<std::size_t>(batch_));
+  std::vector<std::uint8_t> predictions;
+  const auto start = Clock::now();
+  const std::int64_t images_before = position_.images_seen;
+  TrainingPosition& p = position_;
+  auto failure = [&](const std::string& what, std::int64_t step) {
+    return std::runtime_error(what + " at step " + std::to_string(step + 1) + " (epoch " + std::to_string(p.epoch + 1) +
+                              "); stopped without saving" +
+                              (options_.checkpoint.empty() ? "" : ", last good checkpoint: " + options_.checkpoint) +
+                              "; try a lower --lr");
+  };
+
+  for (; p.epoch < r.epochs; ++p.epoch) {
+    const std::int64_t epoch = p.epoch;
+    // The epoch's order is drawn from the generator's state at its start; a resumed mid-epoch run
+    // draws it again from there and then continues from the saved state.
+    if (p.iteration == 0) p.epoch_start_rng = generator_.state();
+    else generator_.set_state(p.epoch_start_rng);
+    std::vector<std::int64_t> order = example_order(examples, &generator_);
+    if (p.iteration > 0) generator_.set_state(p.rng);
+
+    for (; p.iteration < steps_per_epoch_; ++p.iteration) {
+      const std::int64_t it = p.iteration, step = p.step;
+      const std::int64_t begin = it * batch_, n = std::min(batch_, examples - begin);
+      const std::span<const std::int64_t> indices(order.data() + begin, static_cast<std::size_t>(n));
+      // The shifts come from the one generator in batch order, whatever the thread count; each
+      // shard then fills its own examples on its own thread.
+      const std::span<Shift> batch_shifts(shifts.data(), static_cast<std::size_t>(n));
+      draw_shifts(batch_shifts, r.augment, generator_);
+      const auto fill = [&](std::int64_t lo, std::int64_t hi, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+        const auto offset = static_cast<std::size_t>(lo), count = static_cast<std::size_t>(hi - lo);
+        fill_batch(images, targets, train_, indices.subspan(offset, count), batch_options,
+                   std::span<const Shift>(batch_shifts).subspan(offset, count));
+      };
+      optimizer_->set_lr(schedule_.lr_at(step));
+      // Draws inside the forward (dropout) are seeded by the run's seed and the step alone, so
+      // that a resumed run draws them as the uninterrupted one did.
+      const std::uint64_t step_seed = options_.seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(step);
+      const auto [loss, updated] = parallel_->step(n, fill, *optimizer_, predictions, step_seed);
+      // A NaN or Inf stops the run before it reaches the weights; the last checkpoint stays good.
+      if (!std::isfinite(loss)) throw failure("loss is " + std::to_string(loss), step);
+      if (!updated) throw failure("gradient of " + non_finite_gradient(*model_) + " is not finite", step);
+      ++p.step;
+
+      p.interval_loss += loss;
+      ++p.interval_steps;
+      std::int64_t batch_correct = 0;
+      for (std::int64_t i = 0; i < n; ++i)
+        batch_correct += predictions[static_cast<std::size_t>(i)] ==
+                         train_.labels[static_cast<std::size_t>(indices[static_cast<std::size_t>(i)])];
+      p.epoch_correct += batch_correct;
+      p.epoch_seen += n;
+      p.images_seen += n;
+
+      if (p.step % options_.log_every == 0 || it + 1 == steps_per_epoch_) {
+        StepReport report{.epoch = epoch, .epochs = r.epochs, .iteration = it + 1,
+                          .steps_per_epoch = steps_per_epoch_, .step = p.step, .total_steps = total_steps()};
+        report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        report.images_per_second = static_cast<double>(p.images_seen - images_before) / report.seconds;
+        report.seconds_remaining = static_cast<double>(total_steps() - p.step) * static_cast<double>(batch_) /
+                                   report.images_per_second;
+        report.batch_accuracy = static_cast<double>(batch_correct) / static_cast<double>(n);
+        report.train_accuracy = static_cast<double>(p.epoch_correct) / static_cast<double>(p.epoch_seen);
+        report.loss = p.interval_loss / static_cast<double>(p.interval_steps);
+        report.lr = optimizer_->lr();
+        p.interval_loss = 0;
+        p.interval_steps = 0;
+        const double progress = static_cast<double>(epoch) + static_cast<double>(it + 1) / static_cast<double>(steps_per_epoch_);
+        std::ostringstream row;
+        row << "step," << epoch + 1 << ',' << progress << ',' << it + 1 << ',' << p.step << ',' << report.loss << ','
+            << report.batch_accuracy << ',' << report.train_accuracy << ",,," << report.lr << ','
+            << report.images_per_second << ',' << report.seconds << '\n';
+        p.metrics_csv += row.str();
+        if (callbacks.on_step) callbacks.on_step(report);
+      }
+      if (callbacks.should_stop && callbacks.should_stop()) {
+        ++p.iteration;  // this step is done
+        write_checkpoint();
+        return false;
+      }
+      if (options_.checkpoint_every > 0 && p.step % options_.checkpoint_every == 0 && it + 1 < steps_per_epoch_) {
+        p.iteration = it + 1;
+        write_checkpoint();
+        p.iteration = it;
+      }
+    }
+    last_test_ = evaluate(*parallel_, test_);
+    EpochReport report{.epoch = epoch, .epochs = r.epochs, .test = last_test_};
+    report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    report.train_accuracy = static_cast<double>(p.epoch_correct) / static_cast<double>(p.epoch_seen);
+    std::ostringstream row;
+    row << "epoch," << epoch + 1 << ',' << epoch + 1 << ',' << steps_per_epoch_ << ',' << p.step << ",,,"
+        << report.train_accuracy << ',' << last_test_.loss << ',' << last_test_.accuracy << ',' << optimizer_->lr()
+        << ',' << static_cast<double>(p.images_seen - images_before) / report.seconds << ',' << report.seconds << '\n';
+    p.metrics_csv += row.str();
+    if (callbacks.on_epoch) callbacks.on_epoch(report);
+    p.iteration = 0;
+    p.epoch_correct = p.epoch_seen = 0;
+    if (epoch + 1 < r.epochs) {
+      ++p.epoch;  // the checkpoint points at the next epoch's start
+      write_checkpoint();
+      --p.epoch;
+    }
+  }
+  write_checkpoint();  // the finished run's, for the record
+  return true;
+}
+
+Metadata Trainer::weights_metadata() const {
+  Metadata metadata{{"model", entry_.name},
+                    {"dataset", "MNIST"},
+                    {"test_accuracy", std::to_string(last_test_.accuracy)},
+                    {"test_loss", std::to_string(last_test_.loss)}};
+  for (const auto& [key, value] : run_defining(options_)) metadata["train." + key] = value;
+  record_normalization(metadata, model_->input().normalization);
+  return metadata;
+}
+
+}  // namespace nn

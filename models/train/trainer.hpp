@@ -1,0 +1,132 @@
+// Training any registered model on an image classification split: data-parallel steps, the
+// learning-rate schedule, a test evaluation after every epoch, metrics, checkpoints and exact
+// resume, and the guard that stops a run whose loss or gradient stops being finite. The `lenet
+// train` command parses options into TrainOptions, prints what the callbacks report and writes
+// the files; everything that decides the numbers is here.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "autograd/tensor.hpp"
+#include "models/data/mnist.hpp"
+#include "models/nn/optim.hpp"
+#include "models/nn/safetensors.hpp"
+#include "models/registry.hpp"
+#include "models/train/checkpoint.hpp"
+#include "models/train/data_parallel.hpp"
+#include "models/train/evaluation.hpp"
+#include "models/train/recipe.hpp"
+
+namespace nn {
+
+struct TrainOptions {
+  std::string model = "lenet5";  // a registered name
+  Recipe recipe;                 // the model's own unless told otherwise
+  std::uint64_t seed = 1;        // initialisation, shuffling, augmentation, dropout
+  int threads = 1;
+  std::int64_t limit = 0;       // use only the first N training examples (0: all)
+  std::int64_t log_every = 100;  // steps between step reports
+  std::string checkpoint;        // written at each epoch's end, every checkpoint_every steps, on stop
+  std::int64_t checkpoint_every = 0;
+};
+
+/// The options that decide the numbers a run produces, as text that reads back exactly: what a
+/// checkpoint records, and what a resumed run takes back.
+Metadata run_defining(const TrainOptions& options);
+
+/// Sets the run-defining options of `options` from a checkpoint's record; `source` names the file
+/// in errors. A record without "model" is a LeNet-5 run, one without "warmup-steps" had none.
+/// Throws WeightsError if a field is missing or malformed.
+void adopt_run_defining(TrainOptions& options, Metadata saved, const std::string& source);
+
+/// An option that cannot be used: out of its range, or not fitting the data or the checkpoint. The
+/// message is one line naming the option ("--warmup-steps 20 must be less than ...").
+class TrainOptionError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+/// Throws TrainOptionError for an option out of its range.
+void validate(const TrainOptions& options);
+
+/// What the run reports every log_every steps and at the end of each epoch's steps.
+struct StepReport {
+  std::int64_t epoch = 0, epochs = 0;          // epoch is 0-based
+  std::int64_t iteration = 0, steps_per_epoch = 0;  // iteration: steps done in this epoch
+  std::int64_t step = 0, total_steps = 0;      // steps done in the run
+  double loss = 0;                             // mean over the steps since the last report
+  double batch_accuracy = 0, train_accuracy = 0;  // of the last batch, of the epoch so far
+  double images_per_second = 0, seconds = 0, seconds_remaining = 0;
+  double lr = 0;
+};
+
+struct EpochReport {
+  std::int64_t epoch = 0, epochs = 0;  // 0-based
+  double seconds = 0;                  // since the run (or its resumption) started
+  double train_accuracy = 0;
+  Evaluation test;
+};
+
+struct TrainCallbacks {
+  std::function<void(const StepReport&)> on_step;
+  std::function<void(const EpochReport&)> on_epoch;
+  /// Polled after every step: true stops the run after the step, with a checkpoint when one is set.
+  std::function<bool()> should_stop;
+};
+
+class Trainer {
+ public:
+  /// Builds options.model from options.seed, its optimiser and schedule, and the threads. With
+  /// `resume`, continues the run saved there (its options must be these: see adopt_run_defining).
+  /// Throws TrainOptionError for options that do not fit the data or the checkpoint (a warm-up as
+  /// long as the run, a finished run to resume), std::invalid_argument for images of another size
+  /// than the model takes, and WeightsError for a checkpoint that cannot be used.
+  Trainer(const TrainOptions& options, const MnistSplit& train, const MnistSplit& test,
+          const std::string& resume = {});
+  ~Trainer();
+
+  /// Trains to the end and returns true, or returns false when should_stop asked to stop. Throws
+  /// std::runtime_error naming the step when the loss or a gradient is not finite: nothing is
+  /// updated with it and the last checkpoint stays as it was.
+  bool run(const TrainCallbacks& callbacks = {});
+
+  Model& model() { return *model_; }
+  const ModelEntry& entry() const { return entry_; }
+  const TrainOptions& options() const { return options_; }
+  const TrainingPosition& position() const { return position_; }
+  std::int64_t batch_size() const { return batch_; }
+  std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
+  std::int64_t total_steps() const { return steps_per_epoch_ * options_.recipe.epochs; }
+  /// The test evaluation after the last epoch run (empty before).
+  const Evaluation& last_test() const { return last_test_; }
+  /// Every report so far as CSV, header first (resumed runs continue the saved one).
+  const std::string& metrics_csv() const { return position_.metrics_csv; }
+  /// The metadata a weights file of the trained model gets: the model's name, its test scores,
+  /// the run-defining options ("train.<option>") and the input normalisation.
+  Metadata weights_metadata() const;
+
+  /// Writes the checkpoint now (nothing without options.checkpoint).
+  void write_checkpoint();
+
+ private:
+  TrainOptions options_;
+  const ModelEntry& entry_;
+  const MnistSplit& train_;
+  const MnistSplit& test_;
+  std::int64_t examples_ = 0;  // the training examples used: the first `limit`, or all
+  std::int64_t batch_ = 0, steps_per_epoch_ = 0;
+  ag::Generator generator_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Optimizer> optimizer_;
+  LrSchedule schedule_;
+  TrainingPosition position_;
+  std::unique_ptr<DataParallel> parallel_;
+  Evaluation last_test_;
+};
+
+}  // namespace nn

@@ -1,0 +1,239 @@
+// conv2d_max_pool2d (forward and backward side by side), and the fusion rules that let
+// max_pool2d(relu(conv2d(...))) reach it from an ordinary model script.
+#include "ops/fusion/fusion.hpp"
+
+#include <memory>
+#include <string>
+#include <typeinfo>
+#include <vector>
+
+#include "autograd/allocator.hpp"
+#include "ops/activation.hpp"
+#include "ops/conv2d.hpp"
+#include "ops/fusion/conv_pool.hpp"
+
+namespace ag {
+
+namespace {
+
+thread_local bool fusion_mode = true;
+
+kernels::PoolGeometry pool_geometry(const ConvGeometry& g, const ConvPoolOptions& options) {
+  const std::int64_t kernel = options.pool_kernel;
+  const std::int64_t stride = options.pool_stride == 0 ? kernel : options.pool_stride;
+  if (kernel < 1 || kernel > 15)
+    fail("conv2d_max_pool2d", "pool kernel must be in [1, 15], got " + std::to_string(kernel));
+  if (stride < 0)
+    fail("conv2d_max_pool2d",
+         "pool stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
+  if (kernel > g.out_h || kernel > g.out_w)
+    fail("conv2d_max_pool2d", "pool kernel " + std::to_string(kernel) + " is larger than the " +
+                                  std::to_string(g.out_h) + "x" + std::to_string(g.out_w) +
+                                  " convolution output");
+  return {.kernel = kernel,
+          .stride = stride,
+          .out_h = (g.out_h - kernel) / stride + 1,
+          .out_w = (g.out_w - kernel) / stride + 1,
+          .relu = options.relu};
+}
+
+}  // namespace
+
+Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
+                           const ConvPoolOptions& options) {
+  // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ph,Pw]
+  const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
+  const kernels::PoolGeometry pool = pool_geometry(g, options);
+  const bool has_bias = b.defined();
+  VariableList inputs{x, w};
+  if (has_bias) inputs.push_back(b);
+  const bool save = needs_grad(inputs);
+
+  // Saved for backward, and only when a gradient is wanted: x and w (shared, not copied; see
+  // below) and the winner of every window, one byte per output of y (ops/fusion/conv_pool.hpp).
+  const std::int64_t outputs = g.batch * g.out_channels * pool.out_h * pool.out_w;
+  std::shared_ptr<std::uint8_t[]> winners =
+      save ? make_cached_array<std::uint8_t>(static_cast<std::size_t>(outputs)) : nullptr;
+  Tensor y = Tensor::empty({g.batch, g.out_channels, pool.out_h, pool.out_w}, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* x_data = x.value().template data<T>();
+    const T* w_data = w.value().template data<T>();
+    const T* b_data = has_bias ? b.value().template data<T>() : nullptr;
+    if constexpr (std::is_same_v<T, float>)
+      if (kernels::conv_pool_forward_avx512(g, pool, x_data, w_data, b_data, y.data<T>(),
+                                            winners.get()) ||
+          kernels::conv_pool_forward_avx2(g, pool, x_data, w_data, b_data, y.data<T>(),
+                                          winners.get()))
+        return;
+    kernels::conv_pool_forward(g, pool, x_data, w_data, b_data, y.data<T>(), winners.get());
+  });
+
+  const OpName op = options.relu ? OpName("conv2d+relu+max_pool2d") : OpName("conv2d+max_pool2d");
+  if (!save) return record(std::move(y), op, std::move(inputs), nullptr);
+  // x is read only for grad_w and w only for grad_x, so each is saved only when the other input
+  // wants a gradient (the input image of a first layer does not, so its weight is not saved).
+  const SavedTensor saved_x =
+      w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_w =
+      x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
+  return record(
+      std::move(y), op, std::move(inputs),
+      [g, pool, has_bias, winners = std::move(winners), saved_x, saved_w](const Tensor& dy,
+                                                                          const GradMask& needs) {
+        // dy:[N, Cout, Ph, Pw] reaches the convolution only at the winners; conv2d's
+        // backward of that sparse dz: grad_x (through w), grad_w (through x), grad_b.
+        if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
+          fail("conv2d_max_pool2d", "an input began requiring grad after the forward");
+        TensorList grads(has_bias ? 3 : 2);
+        if (needs[0]) grads[0] = Tensor({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
+        if (needs[1])
+          grads[1] = Tensor({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dy.dtype());
+        if (has_bias && needs[2]) grads[2] = Tensor({g.out_channels}, dy.dtype());
+        dispatch(dy.dtype(), [&]<class T>() {
+          const auto out = [](Tensor& t) { return t.defined() ? t.data<T>() : nullptr; };
+          T *grad_x = out(grads[0]), *grad_w = out(grads[1]),
+            *grad_b = has_bias ? out(grads[2]) : nullptr;
+          // The kernels read x only for grad_w and w only for grad_x.
+          const T* x_data = grad_w ? saved_x.unpack().data<T>() : nullptr;
+          const T* w_data = grad_x ? saved_w.unpack().data<T>() : nullptr;
+          if constexpr (std::is_same_v<T, float>)
+            if (kernels::conv_pool_backward_avx512(g, pool, x_data, w_data, dy.data<T>(),
+                                                   winners.get(), grad_x, grad_w, grad_b) ||
+                kernels::conv_pool_backward_avx2(g, pool, x_data, w_data, dy.data<T>(),
+                                                 winners.get(), grad_x, grad_w, grad_b))
+              return;
+          kernels::conv_pool_backward(g, pool, x_data, w_data, dy.data<T>(), winners.get(), grad_x,
+                                      grad_w, grad_b);
+        });
+        return grads;
+      });
+}
+
+// ---- Fusion rules ----
+
+bool fusion_enabled() { return fusion_mode; }
+
+NoFusionGuard::NoFusionGuard() : previous_(fusion_mode) { fusion_mode = false; }
+NoFusionGuard::~NoFusionGuard() { fusion_mode = previous_; }
+
+namespace {
+
+class DeferredConv2d;
+// The deferred conv2d behind x, or null. (A typeid comparison, not a dynamic_cast: this runs on
+// every relu and max_pool2d, and for a class with internal linkage it is one pointer compare.)
+const DeferredConv2d* deferred_conv2d(const Variable& x);
+
+// The version of v's storage (Tensor::version), taken when conv2d is called. A deferred input has
+// no storage yet: whatever computes it writes fresh storage, at version 0.
+std::uint64_t version_of(const Variable& v) {
+  return !v.defined() || v.deferred() ? 0 : v.value().version();
+}
+
+// What a deferred conv2d remembers: its arguments, and the versions of their storage when conv2d
+// was called. A deferred "conv2d, then relu" also holds the deferred conv2d it was applied to, in
+// `conv`, and takes its versions from it.
+class DeferredConv2d final : public Deferred {
+ public:
+  DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
+                 std::int64_t padding)
+      : Deferred(std::move(shape), dtype),
+        x(std::move(x)),
+        w(std::move(w)),
+        b(std::move(b)),
+        stride(stride),
+        padding(padding),
+        versions{version_of(this->x), version_of(this->w), version_of(this->b)} {}
+
+  // relu over the deferred conv2d `pending`, held by the Variable `conv`.
+  DeferredConv2d(const DeferredConv2d& pending, Variable conv)
+      : Deferred(pending.shape(), pending.dtype()),
+        x(pending.x),
+        w(pending.w),
+        b(pending.b),
+        stride(pending.stride),
+        padding(pending.padding),
+        conv(std::move(conv)),
+        versions{pending.versions[0], pending.versions[1], pending.versions[2]} {}
+
+  bool relu() const { return conv.defined(); }
+
+  // The unfused ops, exactly as the model script wrote them.
+  Variable compute() const override {
+    NoFusionGuard unfused;
+    if (relu()) return ag::relu(conv);  // conv checks its own inputs when it is computed
+    check_inputs_unchanged();
+    return conv2d(x, w, b, stride, padding);
+  }
+
+  // The convolution runs later than the model script called it, and reads its inputs then. An
+  // input written in place in between (an optimiser step, a fill) would make the result differ from
+  // the unfused ops', so that throws, as a modified saved tensor does in backward.
+  void check_inputs_unchanged() const {
+    const Variable* inputs[] = {&x, &w, &b};
+    for (int i = 0; i < 3; ++i) {
+      const std::uint64_t now = version_of(*inputs[i]);
+      if (now == versions[i]) [[likely]]
+        continue;
+      const std::string& name = inputs[i]->name();
+      fail("conv2d", "input " + std::to_string(i) + (name.empty() ? "" : " ('" + name + "')") +
+                         " was modified in place after conv2d was called and before its deferred "
+                         "result was computed (version " +
+                         std::to_string(versions[i]) + ", now " + std::to_string(now) +
+                         "); use the result before modifying its "
+                         "inputs, or compute it at once under NoFusionGuard");
+    }
+  }
+
+  Variable x, w, b;
+  std::int64_t stride, padding;
+  Variable conv;
+  std::uint64_t versions[3];  // of x, w, b
+};
+
+const DeferredConv2d* deferred_conv2d(const Variable& x) {
+  const Deferred* d = x.deferred();
+  return d && typeid(*d) == typeid(DeferredConv2d) ? static_cast<const DeferredConv2d*>(d)
+                                                   : nullptr;
+}
+
+}  // namespace
+
+Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+                      std::int64_t padding) {
+  const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
+  return Variable::defer(
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{},
+                                           Shape{g.batch, g.out_channels, g.out_h, g.out_w},
+                                           x.dtype(), x, w, b, stride, padding),
+      needs_grad({x, w, b}));
+}
+
+Variable fuse_relu(const Variable& x) {
+  if (!fusion_mode) return {};
+  const DeferredConv2d* pending = deferred_conv2d(x);
+  if (!pending || pending->relu()) return {};
+  // The inputs' versions are checked when the chain is computed or pooled.
+  return Variable::defer(
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, *pending, x),
+      needs_grad({x}));
+}
+
+Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
+  if (!fusion_mode) return {};
+  const DeferredConv2d* pending = deferred_conv2d(x);
+  if (!pending || kernel > 15) return {};
+  // The convolution under the relu was computed meanwhile (it had another use): fusing would
+  // compute it a second time, so pool what is there.
+  if (pending->relu() && !pending->conv.deferred()) return {};
+  // The fused op must record what the unfused ones would (a grad mode change in between).
+  if (needs_grad({x}) != needs_grad({pending->x, pending->w, pending->b})) return {};
+  pending->check_inputs_unchanged();
+  return conv2d_max_pool2d(pending->x, pending->w, pending->b,
+                           {.stride = pending->stride,
+                            .padding = pending->padding,
+                            .relu = pending->relu(),
+                            .pool_kernel = kernel,
+                            .pool_stride = stride});
+}
+
+}  // namespace ag

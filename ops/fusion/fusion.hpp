@@ -1,0 +1,68 @@
+// Fusion: conv2d -> relu -> max_pool2d run as one kernel, found by the op layer itself.
+//
+// A model says `max_pool2d(relu(conv2d(x, w, b)), 2)`. With fusion on (the default), conv2d does
+// not compute anything yet: it returns a deferred Variable (autograd/variable.hpp) that remembers
+// its arguments. relu over such a Variable returns another deferred one ("conv2d, then relu"), and
+// max_pool2d over either runs conv2d_max_pool2d below: one pass that convolves, adds the bias,
+// applies relu and pools, and keeps only which element of each window won. Its backward sends
+// each gradient to the winner alone, so the convolution's backward touches a quarter of the
+// positions. Any other use of a deferred Variable (its value, its node, another op) computes it
+// with the ordinary ops, so the result never depends on whether fusion happened, only its speed.
+// The unfused ops stay the reference: tests compare the two paths in float64.
+#pragma once
+
+#include <cstdint>
+
+#include "autograd/variable.hpp"
+
+namespace ag {
+
+struct ConvPoolOptions {
+  std::int64_t stride = 1;       // of the convolution
+  std::int64_t padding = 0;      // of the convolution, zeros
+  bool relu = true;              // relu between the convolution and the pooling
+  std::int64_t pool_kernel = 2;  // square window, at most 15
+  std::int64_t pool_stride = 0;  // 0: same as pool_kernel
+};
+
+/// y = max_pool2d(relu(conv2d(x, w, b, stride, padding)), pool_kernel, pool_stride), in one pass
+/// (without .relu: max_pool2d(conv2d(...))). The gradient of each pooled value goes to its window's
+/// first maximum (row-major), and through relu only where that maximum is > 0:
+///   dz[winner] = dy (0 elsewhere);  dw, db, dx as conv2d's backward of dz, over winners only.
+/// x:[N, Cin, H, W]  w:[Cout, Cin, KH, KW]  b:[Cout] or undefined -> y:[N, Cout, Ph, Pw]
+/// with Ho = (H + 2 padding - KH) / stride + 1, Ph = (Ho - pool_kernel) / pool_stride + 1 (likewise
+/// W). Saved for backward: x and w (shared) and one byte per output naming its winner.
+/// float32 or float64; float32 uses AVX-512 or AVX2 kernels, whichever the build's CPU has, for
+/// the shapes they cover (stride 1, 2x2 pool; ops/fusion/conv_pool.hpp), every other case a plain
+/// loop over the same sums.
+Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
+                           const ConvPoolOptions& options);
+
+/// Whether ops defer and fuse on this thread (on unless a NoFusionGuard is alive).
+bool fusion_enabled();
+
+/// While alive, every op computes its result at once and nothing is fused: the reference path.
+class NoFusionGuard {
+ public:
+  NoFusionGuard();
+  ~NoFusionGuard();
+  NoFusionGuard(const NoFusionGuard&) = delete;
+  NoFusionGuard& operator=(const NoFusionGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// The fusion rules, called by the ops themselves (conv2d.cpp, activation.cpp, pool.cpp); each
+// returns an undefined Variable when its op should run as usual.
+
+/// conv2d's result, deferred. Arguments already validated.
+Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+                      std::int64_t padding);
+/// relu over a deferred conv2d: deferred "conv2d, then relu".
+Variable fuse_relu(const Variable& x);
+/// max_pool2d over a deferred conv2d (with or without relu): conv2d_max_pool2d. Arguments already
+/// validated, stride already resolved.
+Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride);
+
+}  // namespace ag

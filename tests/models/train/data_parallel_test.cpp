@@ -1,0 +1,202 @@
+// nn::DataParallel: how a batch is split, that two threads train like one (the same mean
+// gradient, up to float32 summation order), that a fixed thread count repeats bit for bit, and
+// that errors and non-finite losses stop a step before it changes the parameters.
+#include "models/train/data_parallel.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "models/data/mnist.hpp"
+#include "models/nn/optim.hpp"
+
+namespace {
+
+// 64 "digits" of varied pixels and labels, so that gradients are not degenerate.
+nn::MnistSplit synthetic_digits() {
+  nn::MnistSplit data{.count = 64, .rows = 28, .cols = 28, .images = {}, .labels = {}};
+  ag::Generator gen(9);
+  for (std::int64_t i = 0; i < 64 * 784; ++i) data.images.push_back(static_cast<std::uint8_t>(gen.below(256)));
+  for (std::int64_t i = 0; i < 64; ++i) data.labels.push_back(static_cast<std::uint8_t>(i % 10));
+  return data;
+}
+
+std::vector<std::vector<double>> values(const nn::LeNet5& model) {
+  std::vector<std::vector<double>> out;
+  for (const ag::Variable& p : model.parameters()) out.push_back(p.value().to_vector());
+  return out;
+}
+
+std::vector<std::vector<double>> gradients(const nn::LeNet5& model) {
+  std::vector<std::vector<double>> out;
+  for (const ag::Variable& p : model.parameters()) out.push_back(p.grad().to_vector());
+  return out;
+}
+
+// A model, its threads and SGD, trained on the synthetic digits with lenet train's augmentation.
+struct Trainer {
+  const nn::MnistSplit& data;
+  ag::Generator gen{1};
+  nn::LeNet5 model{gen};
+  nn::DataParallel parallel;
+  nn::SGD sgd{model.parameters(), nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}};
+  std::vector<nn::Shift> shifts;
+  std::vector<std::uint8_t> predictions;
+
+  Trainer(const nn::MnistSplit& d, int threads) : data(d), parallel(model, threads) {}
+
+  nn::DataParallel::StepResult step(std::span<const std::int64_t> indices) {
+    shifts.resize(indices.size());
+    nn::draw_shifts(shifts, 2, gen);
+    return parallel.step(
+        static_cast<std::int64_t>(indices.size()),
+        [&](std::int64_t begin, std::int64_t end, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+          const auto offset = static_cast<std::size_t>(begin), count = static_cast<std::size_t>(end - begin);
+          nn::fill_batch(images, targets, data, indices.subspan(offset, count), nn::BatchOptions{.max_shift = 2},
+                         std::span<const nn::Shift>(shifts).subspan(offset, count));
+        },
+        sgd, predictions);
+  }
+};
+
+std::vector<std::int64_t> first_examples(std::int64_t n) {
+  std::vector<std::int64_t> indices;
+  for (std::int64_t i = 0; i < n; ++i) indices.push_back((i * 7) % 64);
+  return indices;
+}
+
+}  // namespace
+
+TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
+  ag::Generator gen(1);
+  nn::LeNet5 model(gen);
+  nn::DataParallel parallel(model, 3);
+  EXPECT_EQ(parallel.threads(), 3);
+  EXPECT_EQ(parallel.shards(100), 3);
+  EXPECT_EQ(parallel.shards(2), 2) << "a batch smaller than the thread count runs on fewer threads";
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> indices = first_examples(10);
+  std::mutex mutex;
+  std::vector<std::pair<std::int64_t, std::int64_t>> ranges;
+  nn::SGD sgd(model.parameters(), {.lr = 0.01});
+  std::vector<std::uint8_t> predictions;
+  parallel.step(
+      10,
+      [&](std::int64_t begin, std::int64_t end, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+        {
+          std::lock_guard lock(mutex);
+          ranges.emplace_back(begin, end);
+        }
+        nn::fill_batch(images, targets, data,
+                       std::span<const std::int64_t>(indices).subspan(static_cast<std::size_t>(begin),
+                                                                     static_cast<std::size_t>(end - begin)));
+      },
+      sgd, predictions);
+  std::sort(ranges.begin(), ranges.end());
+  EXPECT_EQ(ranges, (std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 3}, {3, 6}, {6, 10}}));
+  EXPECT_EQ(predictions.size(), 10u);
+}
+
+TEST(DataParallel, TwoThreadsTakeTheSameStepAsOne) {
+  // The same model, batch and shifts: two shards' weighted gradients sum to the whole batch's mean
+  // gradient, up to float32 rounding in another order. 33 examples: shards of 16 and 17.
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> indices = first_examples(33);
+  Trainer one(data, 1), two(data, 2);
+  const auto a = one.step(indices), b = two.step(indices);
+  ASSERT_TRUE(a.updated);
+  ASSERT_TRUE(b.updated);
+  EXPECT_NEAR(a.loss, b.loss, 1e-6 * std::abs(a.loss));
+  EXPECT_EQ(one.predictions, two.predictions);
+  const auto ga = gradients(one.model), gb = gradients(two.model);
+  const auto va = values(one.model), vb = values(two.model);
+  for (std::size_t k = 0; k < ga.size(); ++k) {
+    double largest = 0;
+    for (double g : ga[k]) largest = std::max(largest, std::abs(g));
+    ASSERT_GT(largest, 0) << "parameter " << k << " has a gradient";
+    for (std::size_t e = 0; e < ga[k].size(); ++e) {
+      ASSERT_NEAR(ga[k][e], gb[k][e], 1e-5 * largest) << "parameter " << k << " element " << e;
+      ASSERT_NEAR(va[k][e], vb[k][e], 1e-6) << "parameter " << k << " element " << e;
+    }
+  }
+  EXPECT_NE(values(one.model), values(Trainer(data, 1).model)) << "the step moved the parameters";
+}
+
+TEST(DataParallel, AFixedThreadCountRepeatsARunBitForBit) {
+  const nn::MnistSplit data = synthetic_digits();
+  Trainer a(data, 2), b(data, 2);
+  for (std::int64_t step = 0; step < 4; ++step) {
+    std::vector<std::int64_t> indices = first_examples(20);
+    for (auto& i : indices) i = (i + step * 20) % 64;
+    const auto ra = a.step(indices), rb = b.step(indices);
+    EXPECT_EQ(ra.loss, rb.loss);
+  }
+  EXPECT_EQ(values(a.model), values(b.model));
+}
+
+TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
+  ag::Generator gen(1);
+  nn::LeNet5 model(gen);
+  // An infinite logit: log_softmax gives inf - inf, every shard's loss is NaN.
+  model.fc3.bias.mutable_value().set(0, std::numeric_limits<double>::infinity());
+  nn::DataParallel parallel(model, 2);
+  nn::SGD sgd(model.parameters(), {.lr = 0.1});
+  const auto before = values(model);
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> indices = first_examples(8);
+  std::vector<std::uint8_t> predictions;
+  const auto result = parallel.step(
+      8,
+      [&](std::int64_t begin, std::int64_t end, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+        nn::fill_batch(images, targets, data,
+                       std::span<const std::int64_t>(indices).subspan(static_cast<std::size_t>(begin),
+                                                                     static_cast<std::size_t>(end - begin)));
+      },
+      sgd, predictions);
+  EXPECT_FALSE(std::isfinite(result.loss));
+  EXPECT_FALSE(result.updated);
+  EXPECT_EQ(values(model), before);
+  EXPECT_EQ(sgd.steps_taken(), 0);
+}
+
+TEST(DataParallel, ErrorsInAShardReachTheCaller) {
+  ag::Generator gen(1);
+  nn::LeNet5 model(gen);
+  nn::DataParallel parallel(model, 2);
+  nn::SGD sgd(model.parameters(), {.lr = 0.1});
+  std::vector<std::uint8_t> predictions;
+  const auto fill_or_throw = [](std::int64_t begin, std::int64_t end, ag::Tensor& images,
+                                std::vector<std::int64_t>& targets) {
+    if (begin > 0) throw std::runtime_error("no such example");  // on the worker thread
+    images = ag::Tensor({end - begin, 1, 28, 28});
+    targets.assign(static_cast<std::size_t>(end - begin), 1);
+  };
+  EXPECT_THROW(parallel.step(4, fill_or_throw, sgd, predictions), std::runtime_error);
+  const auto too_few_targets = [](std::int64_t begin, std::int64_t end, ag::Tensor& images,
+                                  std::vector<std::int64_t>& targets) {
+    images = ag::Tensor({end - begin, 1, 28, 28});
+    targets.assign(1, 1);
+  };
+  EXPECT_THROW(parallel.step(4, too_few_targets, sgd, predictions), std::invalid_argument);
+  EXPECT_THROW(parallel.step(0, too_few_targets, sgd, predictions), std::invalid_argument);
+  EXPECT_EQ(sgd.steps_taken(), 0);
+  // The threads are still there for the next step.
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> indices = first_examples(4);
+  EXPECT_TRUE(parallel
+                  .step(4,
+                        [&](std::int64_t begin, std::int64_t end, ag::Tensor& images,
+                            std::vector<std::int64_t>& targets) {
+                          nn::fill_batch(images, targets, data,
+                                         std::span<const std::int64_t>(indices).subspan(
+                                             static_cast<std::size_t>(begin), static_cast<std::size_t>(end - begin)));
+                        },
+                        sgd, predictions)
+                  .updated);
+}

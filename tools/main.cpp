@@ -1,0 +1,4 @@
+// The `lenet` binary.
+#include "tools/cli.hpp"
+
+int main(int argc, char** argv) { return cli::run(argc, argv); }
