@@ -83,7 +83,7 @@ Variable sigmoid(const Variable& x) {
       const T* dy_data = dy.data<T>();
       T* dx_data = dx.data<T>();
       for (std::int64_t i = 0; i < dx.numel(); ++i)
-        dx_data[i] = dy_data[i] * y_data[i];
+        dx_data[i] = dy_data[i] * y_data[i] * (T(1) - y_data[i]);
     });
     return TensorList{dx};
   });

@@ -144,8 +144,7 @@ Tensor sum_to_shape(const Tensor& dy, const Broadcast& bc, bool of_a, const Shap
   return dispatch(dy.dtype(), [&]<class T>() {
     const T* dy_data = dy.data<T>();
     const T s = static_cast<T>(sign);
-    return operand_grad<T>(bc, of_a, shape,
-                           [&](std::int64_t o, std::int64_t, std::int64_t) { return s * dy_data[o]; });
+    return operand_grad<T>(bc, of_a, shape, [&](auto o, auto, auto) { return s * dy_data[o]; });
   });
 }
 
@@ -266,7 +265,7 @@ Variable div(const Variable& a, const Variable& b) {
           if (needs[1]) {  // db = -dy * a / b^2
             const T* a_data = saved_a.unpack().data<T>();
             grads[1] = operand_grad<T>(bc, false, b_shape, [&](auto o, auto i, auto j) {
-              return dy_data[o] * a_data[i] / (b_data[j] * b_data[j]);
+              return -dy_data[o] * a_data[i] / (b_data[j] * b_data[j]);
             });
           }
         });

@@ -121,7 +121,7 @@ Tensor spread(const Tensor& dy, const Reduction& r, const Shape& x_shape, double
     T* dx_data = dx.data<T>();
     const T s = static_cast<T>(scale);
     for_each_run(r, [&](std::int64_t i, std::int64_t o, std::int64_t n, std::int64_t step) {
-      for (std::int64_t k = 0; k < n; ++k) dx_data[i + k] = s * dy_data[o];
+      for (std::int64_t k = 0; k < n; ++k) dx_data[i + k] = s * dy_data[o + k * step];
     });
   });
   return dx;

@@ -109,7 +109,8 @@ TEST(Tanh, UndefinedInputThrowsNamingTheOp) {
 
 TEST(Tanh, GradMatchesNumericForSeveralShapes) {
   Generator gen(11);
-  for (const Shape& shape : std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
+  for (const Shape& shape :
+       std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
     std::vector<Variable> inputs{random_variable(shape, gen, true, -3, 3)};
     auto result = gradcheck([](const auto& v) { return ag::tanh(v[0]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;
@@ -202,7 +203,8 @@ TEST(Sigmoid, UndefinedInputThrowsNamingTheOp) {
 
 TEST(Sigmoid, GradMatchesNumericForSeveralShapes) {
   Generator gen(13);
-  for (const Shape& shape : std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
+  for (const Shape& shape :
+       std::vector<Shape>{{}, {1}, {7}, {1, 5}, {4, 3}, {2, 3, 5}, {2, 1, 3, 3}}) {
     std::vector<Variable> inputs{random_variable(shape, gen, true, -6, 6)};
     auto result = gradcheck([](const auto& v) { return sigmoid(v[0]); }, inputs);
     EXPECT_TRUE(result.ok) << shape_str(shape) << ": " << result.message;

@@ -233,7 +233,8 @@ TEST(Sub, WorksInFloat32) {
 }
 
 TEST(Sub, IncompatibleShapesThrowNamingOpAndShapes) {
-  EXPECT_EQ(thrown_message([] { sub(variable({2, 3}, std::vector<double>(6)), variable({2}, {1, 2})); }),
+  Variable a = variable({2, 3}, std::vector<double>(6)), b = variable({2}, {1, 2});
+  EXPECT_EQ(thrown_message([&] { sub(a, b); }),
             "sub: cannot broadcast [2, 3] with [2]");
 }
 
