@@ -65,7 +65,13 @@ ModelGradcheck check_model_gradients(Model& model, const ModelGradcheckOptions& 
     targets.push_back(static_cast<std::int64_t>(gen.below(static_cast<std::uint64_t>(model.classes()))));
   std::vector<ag::Variable> tensors{input};
   for (const auto& [name, parameter] : model.named_parameters()) tensors.push_back(parameter);
-  const auto loss = [&](const std::vector<ag::Variable>& in) { return model.loss(model(in[0]), targets); };
+  // Every evaluation draws the same random numbers (dropout's masks), so that the differences
+  // see the function the backward differentiates.
+  const auto loss = [&](const std::vector<ag::Variable>& in) {
+    ag::Generator draws(options.seed);
+    const ag::GeneratorScope scope(draws);
+    return model.loss(model(in[0]), targets);
+  };
   const ag::GradcheckResult result =
       ag::gradcheck(loss, tensors,
                     {.max_elements_per_input = options.elements_per_tensor, .stop_at_first_mismatch = false});

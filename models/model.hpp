@@ -75,7 +75,8 @@ struct ModelGradcheckOptions {
 /// float64 in place, `examples` random inputs of its input shape and random targets are drawn,
 /// and d loss / d tensor from backward is compared with central differences for the input and
 /// every parameter (ag::gradcheck's tolerances). Random inputs keep max-pooling and relu away
-/// from ties and kinks, which an image's flat background would create.
+/// from ties and kinks, which an image's flat background would create. Each forward draws the same
+/// random numbers (a GeneratorScope seeded with `seed`), so dropout is checked with a fixed mask.
 ModelGradcheck check_model_gradients(Model& model, const ModelGradcheckOptions& options = {});
 
 /// The predicted class of each row of scores:[N, C] (log-probabilities or anything ordered like

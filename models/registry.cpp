@@ -30,6 +30,13 @@ const ModelEntry& find_model(std::string_view name) {
   throw UnknownModel("unknown model '" + std::string(name) + "' (registered: " + names + ")");
 }
 
+ModelFactory factory_of(const ModelEntry& entry) {
+  return [&entry] {
+    ag::Generator unused(0);
+    return entry.make(unused);
+  };
+}
+
 void register_model(ModelEntry entry) {
   if (entry.name.empty()) throw std::invalid_argument("register_model: empty name");
   if (entry.make == nullptr) throw std::invalid_argument("register_model: " + entry.name + " has no make function");

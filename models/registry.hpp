@@ -12,6 +12,7 @@
 
 #include "autograd/tensor.hpp"
 #include "models/model.hpp"
+#include "models/train/data_parallel.hpp"
 #include "models/train/recipe.hpp"
 
 namespace nn {
@@ -39,6 +40,9 @@ const ModelEntry& find_model(std::string_view name);
 
 /// Adds a model; throws std::invalid_argument if the name is empty or taken, or make is null.
 void register_model(ModelEntry entry);
+
+/// The ModelFactory (for DataParallel's replicas) of a registered model.
+ModelFactory factory_of(const ModelEntry& entry);
 
 /// The make function of a ModelEntry for a model constructed from a generator.
 template <class M>

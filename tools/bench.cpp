@@ -86,12 +86,7 @@ class Runner {
         data_(data),
         gen_(1),
         model_(entry.make(gen_)),
-        parallel_(*model_,
-                  [&entry] {
-                    ag::Generator unused(0);
-                    return entry.make(unused);
-                  },
-                  threads),
+        parallel_(*model_, nn::factory_of(entry), threads),
         optimizer_(
             model_->parameters(),
             nn::SGDOptions{.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}),

@@ -32,13 +32,7 @@ int eval(const std::vector<std::string>& args) {
 
   LoadedModel loaded = load_model(entry, weights);
   const nn::MnistSplit test_set = nn::load_mnist(data, nn::Split::Test);
-  nn::DataParallel parallel(
-      *loaded.model,
-      [&entry] {
-        ag::Generator unused(0);
-        return entry.make(unused);
-      },
-      threads);
+  nn::DataParallel parallel(*loaded.model, nn::factory_of(entry), threads);
   const nn::Evaluation result = nn::evaluate(parallel, test_set);
 
   std::cout << std::fixed << std::setprecision(4) << weights << " (" << entry.name << ") on " << test_set.count

@@ -25,6 +25,15 @@ namespace nn {
 /// master's).
 using ModelFactory = std::function<std::unique_ptr<Model>()>;
 
+/// The ModelFactory of a model type constructed from a generator.
+template <class M>
+ModelFactory factory_of() {
+  return [] {
+    ag::Generator unused(0);
+    return std::unique_ptr<Model>(std::make_unique<M>(unused));
+  };
+}
+
 /// Replicas share the master's parameter and buffer storage (so the optimiser's in-place update reaches all of
 /// them) but keep their own gradients. A batch is split into contiguous shards, always the same way,
 /// and each element's gradient is summed over the shards in shard order, whichever thread sums it,

@@ -142,14 +142,7 @@ Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const Mni
     generator_.set_state(position_.rng);
     if (position_.epoch >= r.epochs) throw TrainOptionError(resume + " is the end of a finished run");
   }
-  const ModelEntry& entry = entry_;
-  parallel_ = std::make_unique<DataParallel>(
-      *model_,
-      [&entry] {
-        ag::Generator unused(0);
-        return entry.make(unused);
-      },
-      options_.threads);
+  parallel_ = std::make_unique<DataParallel>(*model_, factory_of(entry_), options_.threads);
 }
 
 Trainer::~Trainer() = default;

@@ -89,7 +89,7 @@ struct ParallelTraining {
   nn::MnistSplit data = digits();
   ag::Generator gen{3};
   nn::LeNet5 model{gen};
-  nn::DataParallel parallel{model, 2};
+  nn::DataParallel parallel{model, nn::factory_of<nn::LeNet5>(), 2};
   nn::SGD sgd{model.parameters(),
               {.lr = 0.01, .momentum = 0.9, .weight_decay = 5e-4, .nesterov = true}};
   std::vector<std::int64_t> order = nn::example_order(data.count, &gen);
@@ -200,10 +200,10 @@ TEST(SteadyState, InferenceTakesNoTensorMemoryFromTheSystem) {
 TEST(SteadyState, CounterSeesAllocationsOnEveryThread) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
-  nn::DataParallel parallel(model, 2);
+  nn::DataParallel parallel(model, nn::factory_of<nn::LeNet5>(), 2);
   std::vector<std::unique_ptr<int>> made(2);
   const long before = heap_allocations.load();
-  parallel.run(2, [&](int shard, nn::LeNet5&) { made[static_cast<std::size_t>(shard)] = std::make_unique<int>(shard); });
+  parallel.run(2, [&](int shard, nn::Model&) { made[static_cast<std::size_t>(shard)] = std::make_unique<int>(shard); });
   EXPECT_EQ(heap_allocations.load() - before, 2);
   EXPECT_EQ(*made[1], 1);
 }

@@ -305,8 +305,12 @@ TEST_F(Server, FeaturesAreTheConvolutionsAfterReluBeforePooling) {
   const ag::Variable x(nn::to_input_tensor(nn::preprocess_digit(image), reference_->normalization));
   const ag::Variable conv1 = ag::relu(reference_->model.conv1(x));
   const ag::Variable conv2 = ag::relu(reference_->model.conv2(ag::max_pool2d(conv1, 2)));
+  ASSERT_EQ(answer["layers"].size(), 2u) << answer.dump().substr(0, 200);
+  std::size_t index = 0;
   for (const auto& [name, expected] : {std::pair{"conv1", conv1.value()}, std::pair{"conv2", conv2.value()}}) {
-    const json& layer = answer[name];
+    const json& layer = answer["layers"][index++];
+    EXPECT_EQ(layer["name"], name);
+    EXPECT_EQ(layer["activation"], "relu");
     ASSERT_EQ(layer["channels"], expected.size(1)) << name;
     ASSERT_EQ(layer["height"], expected.size(2)) << name;
     ASSERT_EQ(layer["width"], expected.size(3)) << name;
@@ -323,8 +327,8 @@ TEST_F(Server, FeaturesAreTheConvolutionsAfterReluBeforePooling) {
     }
     EXPECT_GT(largest, 0.0) << name << " is all zeros";
   }
-  EXPECT_EQ(answer["conv1"]["channels"], 6);
-  EXPECT_EQ(answer["conv2"]["height"], 10);
+  EXPECT_EQ(answer["layers"][0]["channels"], 6);
+  EXPECT_EQ(answer["layers"][1]["height"], 10);
 }
 
 TEST_F(Server, ModelDescribesLayersParametersAndRecordedAccuracy) {

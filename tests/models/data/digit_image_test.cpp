@@ -469,26 +469,6 @@ TEST(ToInputTensor, NormalisesEachPixel) {
   EXPECT_FLOAT_EQ(x.at(1), -0.2F);  // (0 - 0.1) / 0.5
 }
 
-TEST(Classify, GivesOneDistributionPerImage) {
-  ag::Generator gen(3);
-  LeNet5 model(gen);
-  model.eval();
-  ag::Tensor input = ag::Tensor::normal({2, 1, 28, 28}, 0, 1, gen);
-  const std::vector<Prediction> predictions = classify(model, input);
-  ASSERT_EQ(predictions.size(), 2U);
-  for (const Prediction& p : predictions) {
-    double total = 0;
-    for (double q : p.probabilities) {
-      EXPECT_GE(q, 0);
-      total += q;
-    }
-    EXPECT_NEAR(total, 1.0, 1e-6);
-    for (double q : p.probabilities)
-      EXPECT_LE(q, p.probabilities[static_cast<std::size_t>(p.digit)]);
-  }
-  EXPECT_THROW(classify(model, ag::Tensor({1, 28, 28})), std::invalid_argument);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Grid
 

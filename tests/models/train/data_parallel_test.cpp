@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "models/data/mnist.hpp"
+#include "models/lenet5.hpp"
 #include "models/nn/optim.hpp"
 
 namespace {
@@ -49,7 +50,7 @@ struct Trainer {
   std::vector<nn::Shift> shifts;
   std::vector<std::uint8_t> predictions;
 
-  Trainer(const nn::MnistSplit& d, int threads) : data(d), parallel(model, threads) {}
+  Trainer(const nn::MnistSplit& d, int threads) : data(d), parallel(model, nn::factory_of<nn::LeNet5>(), threads) {}
 
   nn::DataParallel::StepResult step(std::span<const std::int64_t> indices) {
     shifts.resize(indices.size());
@@ -76,7 +77,7 @@ std::vector<std::int64_t> first_examples(std::int64_t n) {
 TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
-  nn::DataParallel parallel(model, 3);
+  nn::DataParallel parallel(model, nn::factory_of<nn::LeNet5>(), 3);
   EXPECT_EQ(parallel.threads(), 3);
   EXPECT_EQ(parallel.shards(100), 3);
   EXPECT_EQ(parallel.shards(2), 2) << "a batch smaller than the thread count runs on fewer threads";
@@ -145,7 +146,7 @@ TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
   nn::LeNet5 model(gen);
   // An infinite logit: log_softmax gives inf - inf, every shard's loss is NaN.
   model.fc3.bias.mutable_value().set(0, std::numeric_limits<double>::infinity());
-  nn::DataParallel parallel(model, 2);
+  nn::DataParallel parallel(model, nn::factory_of<nn::LeNet5>(), 2);
   nn::SGD sgd(model.parameters(), {.lr = 0.1});
   const auto before = values(model);
   const nn::MnistSplit data = synthetic_digits();
@@ -168,7 +169,7 @@ TEST(DataParallel, ANonFiniteLossLeavesTheParametersUntouched) {
 TEST(DataParallel, ErrorsInAShardReachTheCaller) {
   ag::Generator gen(1);
   nn::LeNet5 model(gen);
-  nn::DataParallel parallel(model, 2);
+  nn::DataParallel parallel(model, nn::factory_of<nn::LeNet5>(), 2);
   nn::SGD sgd(model.parameters(), {.lr = 0.1});
   std::vector<std::uint8_t> predictions;
   const auto fill_or_throw = [](std::int64_t begin, std::int64_t end, ag::Tensor& images,
