@@ -1,14 +1,27 @@
-// Fusion: conv2d -> relu -> max_pool2d run as one kernel, found by the op layer itself.
+// Fusion: chains of ops run as one kernel, found by the op layer itself, so that a model script
+// written op by op gets the fused speed without asking for it.
 //
-// A model says `max_pool2d(relu(conv2d(x, w, b)), 2)`. With fusion on (the default), conv2d does
-// not compute anything yet: it returns a deferred Variable (autograd/variable.hpp) that remembers
-// its arguments. relu over such a Variable returns another deferred one ("conv2d, then relu"), and
-// max_pool2d over either runs conv2d_max_pool2d below: one pass that convolves, adds the bias,
-// applies relu and pools, and keeps only which element of each window won. Its backward sends
-// each gradient to the winner alone, so the convolution's backward touches a quarter of the
-// positions. Any other use of a deferred Variable (its value, its node, another op) computes it
-// with the ordinary ops, so the result never depends on whether fusion happened, only its speed.
-// The unfused ops stay the reference: tests compare the two paths in float64.
+// Which chains fuse, and where:
+//   conv2d -> relu -> max_pool2d     conv2d_max_pool2d with relu
+//   conv2d -> max_pool2d             conv2d_max_pool2d without relu
+// for any convolution (stride, padding, with or without bias), any square pooling window up to
+// 15 and any pooling stride, float32 or float64, with or without gradients. Which kernel runs:
+//   float32, convolution stride 1, 2x2 pooling with stride 2 (LeNet-5's conv1 and conv2):
+//     AVX-512 kernels (ops/fusion/conv_pool_avx512.cpp) when the build's CPU has AVX-512,
+//     else AVX2 (conv_pool_avx2.cpp; by width only for kernels up to 8 wide);
+//   everything else: the plain loops of conv_pool.hpp, over the same sums.
+// Nothing else fuses: conv2d followed by any other op (tanh, avg_pool2d, a second use of its
+// output) computes conv2d the ordinary way when that op asks for its value.
+//
+// How: with fusion on (the default), conv2d does not compute anything yet: it returns a deferred
+// Variable (autograd/variable.hpp) that remembers its arguments. relu over such a Variable returns
+// another deferred one ("conv2d, then relu"), and max_pool2d over either runs conv2d_max_pool2d
+// below: one pass that convolves, adds the bias, applies relu and pools, and keeps only which
+// element of each window won. Its backward sends each gradient to the winner alone, so the
+// convolution's backward touches a quarter of the positions. Any other use of a deferred Variable
+// (its value, its node, another op) computes it with the ordinary ops, so the result never
+// depends on whether fusion happened, only its speed. The unfused ops stay the reference:
+// tests/ops/fusion_test.cpp compares the two paths in float64, and NoFusionGuard turns fusion off.
 #pragma once
 
 #include <cstdint>
