@@ -1,11 +1,16 @@
 // Element-wise add, sub, mul, div with PyTorch broadcasting; neg, exp, log, pow; the operators.
 #include "ops/arithmetic.hpp"
 
+#include "ops/kernels/elementwise.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
 
 namespace ag {
+
+using kernels::map_elements;
+using kernels::zip_elements;
 
 namespace {
 
@@ -148,18 +153,6 @@ Tensor sum_to_shape(const Tensor& dy, const Broadcast& bc, bool of_a, const Shap
   });
 }
 
-// y[k] = f(x[k]).
-template <class F>
-Tensor map_elements(const Tensor& x, F f) {
-  Tensor y = Tensor::empty(x.shape(), x.dtype());
-  dispatch(x.dtype(), [&]<class T>() {
-    const T* x_data = x.data<T>();
-    T* y_data = y.data<T>();
-    for (std::int64_t k = 0; k < y.numel(); ++k) y_data[k] = f(x_data[k]);
-  });
-  return y;
-}
-
 // A double operand of an operator: a 0-d constant with the dtype of the other operand.
 Variable constant_like(double value, const Variable& other, std::string_view op) {
   if (!other.defined()) fail(op, "undefined input");
@@ -289,15 +282,7 @@ Variable exp(const Variable& x) {
   const SavedTensor saved_y =
       needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
   return record(std::move(y), "exp", {x}, [saved_y](const Tensor& dy, const GradMask&) {
-    const Tensor& y_value = saved_y.unpack();
-    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
-    dispatch(dy.dtype(), [&]<class T>() {
-      const T* y_data = y_value.data<T>();
-      const T* dy_data = dy.data<T>();
-      T* dx_data = dx.data<T>();
-      for (std::int64_t k = 0; k < dx.numel(); ++k) dx_data[k] = dy_data[k] * y_data[k];
-    });
-    return TensorList{dx};
+    return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * y; })};
   });
 }
 
@@ -308,15 +293,7 @@ Variable log(const Variable& x) {
   const SavedTensor saved_x =
       needs_grad({x}) ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   return record(std::move(y), "log", {x}, [saved_x](const Tensor& dy, const GradMask&) {
-    const Tensor& x_value = saved_x.unpack();
-    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
-    dispatch(dy.dtype(), [&]<class T>() {
-      const T* x_data = x_value.data<T>();
-      const T* dy_data = dy.data<T>();
-      T* dx_data = dx.data<T>();
-      for (std::int64_t k = 0; k < dx.numel(); ++k) dx_data[k] = dy_data[k] / x_data[k];
-    });
-    return TensorList{dx};
+    return TensorList{zip_elements(saved_x.unpack(), dy, [](auto x, auto g) { return g / x; })};
   });
 }
 
@@ -332,16 +309,10 @@ Variable pow(const Variable& x, double exponent) {
     const Tensor& x_value = saved_x.unpack();
     // x^0 is constant: its gradient is 0 even at x = 0, where p * x^(p - 1) would be 0 * inf.
     if (exponent == 0) return TensorList{Tensor(dy.shape(), dy.dtype())};
-    Tensor dx = Tensor::empty(dy.shape(), dy.dtype());
-    dispatch(dy.dtype(), [&]<class T>() {
-      const T* x_data = x_value.data<T>();
-      const T* dy_data = dy.data<T>();
-      T* dx_data = dx.data<T>();
-      const T p = static_cast<T>(exponent);
-      for (std::int64_t k = 0; k < dx.numel(); ++k)
-        dx_data[k] = dy_data[k] * p * std::pow(x_data[k], p - T(1));
-    });
-    return TensorList{dx};
+    return TensorList{zip_elements(x_value, dy, [exponent](auto x, auto g) {
+      const auto p = static_cast<decltype(x)>(exponent);
+      return g * p * std::pow(x, p - 1);
+    })};
   });
 }
 
