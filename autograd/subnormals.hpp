@@ -10,7 +10,7 @@ namespace ag {
 ///
 /// Why: on Intel CPUs, arithmetic that meets a subnormal takes a microcode path about a hundred
 /// times slower. A network that drives its loss towards 0 makes its gradients subnormal, and a
-/// LeNet-5 training step repeated on one batch ran 38 times slower (2.5 -> 95 ms). Subnormals are
+/// training step full of them runs tens of times slower (performance.md). Subnormals are
 /// below 1.2e-38 in float32 (2.2e-308 in float64), where no weight or gradient carries anything:
 /// TensorFlow flushes them in its threads too. The tools run under one guard; library code and the
 /// tests leave the mode as they find it. On CPUs without these modes the guard does nothing.

@@ -36,7 +36,8 @@ std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
   for (std::int64_t d : shape) {
     if (d < 0) fail("shape", "negative dimension in " + shape_str(shape));
-    // Checked by the multiply itself: a 64-bit division per dimension was 2% of a single image.
+    // Checked by the multiply itself: a 64-bit division per dimension would cost more than the
+    // multiply, on every tensor made.
     if (__builtin_mul_overflow(n, d, &n))
       fail("shape", "element count overflows in " + shape_str(shape));
   }

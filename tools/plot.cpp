@@ -20,7 +20,7 @@ std::string quoted(const std::string& s) {
 }
 }  // namespace
 
-void plot_training_curves(const std::string& csv_path, const std::string& png_path) {
+void plot_training_curves(const std::string& csv_path, const std::string& png_path, const std::string& title) {
   const std::string tmp = png_path + ".tmp.png";
   // Columns (see train.cpp): 1 kind, 2 epoch, 3 epoch_progress, ..., 6 loss, 7 batch_accuracy,
   // 8 train_accuracy, 9 test_loss, 10 test_accuracy.
@@ -31,7 +31,7 @@ void plot_training_curves(const std::string& csv_path, const std::string& png_pa
       "set key autotitle columnhead\n"
       "set grid\n"
       "set autoscale xfix\n"
-      "set multiplot layout 2,1 title 'LeNet-5 on MNIST'\n"
+      "set multiplot layout 2,1 title " + quoted(title) + "\n"
       "set ylabel 'loss'\n"
       "set logscale y\n"
       "plot " + quoted(csv_path) + " using 3:(strcol(1) eq 'step' ? column(6) : NaN) with lines lc rgb '#4477aa' title 'training loss (mean between log lines)', "

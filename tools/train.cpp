@@ -186,7 +186,7 @@ int train(const std::vector<std::string>& args) {
     std::cout << ", " << metrics;
     if (!plot.empty()) {
       ensure_parent_directory(plot);
-      plot_training_curves(metrics, plot);
+      plot_training_curves(metrics, plot, o.model + " on MNIST");
       std::cout << ", " << plot;
     }
   }

@@ -321,8 +321,8 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
           static_cast<T>((v / 255.0 - options.mean) / options.stddev);
     const T background = normalised[0];
     // The same values as one multiply-add, when it gives every one of them exactly (it does for
-    // float32 and MNIST's mean and stddev): a loop the compiler vectorises, where the lookups took
-    // 3 cycles a pixel, 7% of inference at batch 100. std::fma rounds once, vectorised or not.
+    // float32 and MNIST's mean and stddev): a loop the compiler vectorises, where the table is one
+    // dependent load per pixel. std::fma rounds once, vectorised or not.
     const double scale = 1.0 / (255.0 * options.stddev), offset = -options.mean / options.stddev;
     const auto affine = [scale, offset](std::uint8_t v) {
       return static_cast<T>(std::fma(static_cast<double>(v), scale, offset));
@@ -340,8 +340,8 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
     T* out = images.data<T>();
     for (std::int64_t b = 0; b < batch; ++b) {
       // Examples come in shuffled order from a split larger than the caches, so each image's bytes
-      // come from memory: those of the image kAhead places on are asked for now. (Written as a
-      // lambda, this compiled to no prefetch at all with GCC 12.)
+      // come from memory: those of the image kAhead places on are asked for now. (Written out
+      // here, not in a lambda, where the compiler may drop the prefetch.)
       constexpr std::int64_t kAhead = 2;
       if (b + kAhead < batch) {
         const std::uint8_t* ahead =
@@ -366,7 +366,8 @@ void fill_checked(ag::Tensor& images, std::vector<std::int64_t>& targets, const 
       // The rows are one run of the source too: out[r][c] = split[first + (r - r_begin) cols + c].
       // A shifted row's run takes |dx| pixels from the next or previous row, which are then made
       // background; the run may reach |dx| bytes into the neighbouring image, but not outside the
-      // split. (Row by row, shifted batches took twice as long.)
+      // split. (One long run converts as fast as an unshifted image; row by row, a shifted image
+      // would be 28 short runs.)
       const std::int64_t first = index * pixels + (r_begin - dy) * cols - dx;
       const std::int64_t run = (r_end - r_begin) * cols;
       if (first >= 0 && first + run <= static_cast<std::int64_t>(data.images.size())) {

@@ -70,12 +70,12 @@ namespace {
 
 // How long a thread polls for its next hand-off before it sleeps. The shards of a step finish
 // tens to hundreds of microseconds apart on a shared machine, and waking a sleeping thread (a
-// halted vCPU) takes tens of microseconds: with 25 µs of polling, about one hand-off in three
-// slept and the gradient sum took 43 µs instead of 9. But a thread that shares its CPU with
-// another process spends its share of the CPU on polling and is then preempted in the middle of
-// its shard, for a whole time slice: with a busy loop on the second vCPU, two threads trained at
-// 17,000 images/s with 1 ms of polling, 36,000 with 100 µs (one thread: 48,000), and on a quiet
-// machine 100 µs and 1 ms trained equally fast.
+// halted vCPU) takes tens of microseconds, several times the work of a short hand-off such as
+// the gradient sum: a budget much shorter than the gap between shards lets hand-offs sleep. A
+// budget much longer costs more than it saves when the CPU is shared with another process: the
+// thread spends its share of the CPU on polling and is then preempted in the middle of its shard,
+// for a whole time slice. 100 µs covers the usual gap and stays far below a time slice; on a
+// quiet machine a longer budget gains nothing.
 constexpr std::chrono::microseconds kPollBudget{100};
 
 inline void pause() {

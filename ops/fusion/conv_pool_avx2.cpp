@@ -1,10 +1,10 @@
 // AVX2 kernels of the fused convolution + relu + 2x2 max-pool, float32, stride 1: the algorithms
 // of conv_pool_avx512.cpp for CPUs with 8-float registers, 16 of them, and no mask registers
-// (Zen 2, Haswell to Skylake client). Without them such a CPU ran the plain loops: LeNet trained
-// 17 to 19 times and inferred 31 to 42 times slower.
+// (Zen 2, Haswell to Skylake client), which would otherwise run the plain loops of conv_pool.hpp,
+// many times slower.
 //
 // Forward: direct convolution. With 16 registers a block keeps 10 to 12 accumulators, enough to
-// hide the multiply-add's latency (8 were 1.2x to 1.5x slower):
+// hide the multiply-add's latency (8 are too few to keep the multiply-add units busy):
 //   - by channel: a ymm holds 8 output channels of one position (zero weights fill the lanes past
 //     the last channel). 16 channels at a time (LeNet's conv2) go one conv row of 5 positions x
 //     2 vectors at a time, each broadcast input feeding both vectors, and are pooled from a
@@ -102,7 +102,7 @@ struct Pooled {
                                            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   _mm256_maskstore_ps(y, lanes, r.value);
   if (winners) {
-    // Byte by byte from the low 8 bytes: a memcpy of a run-time count was a library call.
+    // Byte by byte from the low 8 bytes: a memcpy of a run-time count is a library call.
     std::uint64_t bytes = static_cast<std::uint64_t>(_mm_cvtsi128_si64(slots8));
     for (std::int64_t k = 0; k < count; ++k, bytes >>= 8)
       winners[k] = static_cast<std::uint8_t>(bytes);
@@ -177,7 +177,7 @@ void forward_by_width_block(const ConvGeometry& g, const PoolGeometry& pool, con
 void forward_by_width(const ConvGeometry& g, const PoolGeometry& pool, const PaddedImage& xp,
                       const float* w, const float* b, float* y_n, std::uint8_t* winners_n) {
   // 2 rows x 2 vectors x 3 channels = 12 accumulators, 3 weights and an input: all 16 registers
-  // (12 accumulators hide the multiply-add latency; 8, with 2 channels, were 1.2x slower).
+  // (12 accumulators hide the multiply-add latency; 8, with 2 channels, do not).
   constexpr std::int64_t kChannels = 3;
   for (std::int64_t o0 = 0; o0 < g.out_channels; o0 += kChannels)
     for (std::int64_t block = 0; 8 * block < pool.out_w; ++block)
@@ -263,10 +263,9 @@ void forward_by_channel(const ConvGeometry& g, const PoolGeometry& pool, const f
   const std::int64_t pooled = pool.out_h * pool.out_w;
   std::int64_t o0 = 0;
   // Pairs of 8-channel groups. A conv row of 5 positions keeps 10 sums, and sharing each broadcast
-  // between two weight vectors halves the loads per multiply-add: conv2 ran 1.15-1.2x faster than
-  // in 2 x 6 blocks (0.70 -> 0.58-0.61 ms at batch 100). Alone in a loop (peak_benchmark), the
-  // 2 x 6 block's pattern (a weight and 12 broadcasts per 12 multiply-adds) runs at 74-86% of the
-  // core's peak, this one (2 weights and 5 broadcasts per 10) at 87-92%.
+  // between two weight vectors halves the loads per multiply-add: 2 weights and 5 broadcasts per
+  // 10 multiply-adds, where a 2 x 6 block of one group needs a weight and 12 broadcasts per 12,
+  // so this pattern comes closer to the core's multiply-add peak (peak_benchmark).
   // The two rows' sums wait in `rows` (2 x conv_w positions x 2 vectors) to be pooled.
   constexpr std::int64_t kPositions = 5;
   const std::int64_t conv_w = 2 * pool.out_w;
@@ -319,8 +318,8 @@ constexpr auto kLeftPack = [] {
 class Avx2Backward {
  public:
   // grad_w_rows keeps 2 sets of 6 row sums (12, for the 5-cycle multiply-add latency) and 2
-  // scales in the 16 registers. Chunks of 8 rows in one set, latency-bound at 8 sums, were 1.05x
-  // slower in conv2's backward (1.51 -> 1.44 ms at batch 100), chunks of 5 1.03x, 10 1.5x (spills).
+  // scales in the 16 registers. Chunks of 8 rows in one set are latency-bound at 8 sums, chunks
+  // of 5 leave the latency partly exposed, and chunks of 10 spill registers.
   static constexpr std::int64_t kRowChunk = 6;
   // grad_x_rows: 12 sums, a scale and a row of weights, with the window's two slot vectors.
   static constexpr std::int64_t kWindowRowChunk = 12;
@@ -350,7 +349,8 @@ class Avx2Backward {
           float* out = dx_n + (c * g_.height + image_y) * g_.width;
           for (std::int64_t j = 0; j < g_.width; ++j) out[j] += row[g_.padding + j];
         }
-        // Rows are 16, 32 or 64 floats; a library memset per row was 7% of the backward.
+        // Rows are 16, 32 or 64 floats: vector stores, where a library memset per row would be a
+        // call for a few stores.
         for (std::int64_t j = 0; j < layout_.row_floats; j += 8)
           _mm256_storeu_ps(row + j, _mm256_setzero_ps());
       }
@@ -502,8 +502,8 @@ bool conv_pool_forward_avx2(const ConvGeometry& g, const PoolGeometry& pool, con
 #ifdef AG_HAVE_AVX2
   if (g.stride != 1 || pool.kernel != 2 || pool.stride != 2) return false;
   const std::int64_t pooled = g.out_channels * pool.out_h * pool.out_w;
-  // By channel unless fewer than half of a vector's 8 lanes would hold channels: conv1's 6
-  // channels in 8 lanes ran 1.2x faster than by width (0.75 -> 0.61 ms at batch 100).
+  // By channel unless fewer than half of a vector's 8 lanes would hold channels: 6 channels in 8
+  // lanes (LeNet-5's conv1) waste a quarter of each vector and still beat the by-width blocks.
   if (g.out_channels > 4) {
     const std::shared_ptr<float[]> w_t = vectorized::channels_innermost(g, w, 8);
     // The bias padded with zeros to whole vectors of 8 channels.

@@ -350,8 +350,8 @@ class Avx512Backward {
   // The interleaved grad_x image += at each window, rows [0, E) of a chunk of its extended rows
   // (vectorized::WindowKernelRows): the sum over the channels that won at any of its four slots
   // of dy * their kernel rows, summed in registers and added to the image once. (Added slot by
-  // slot, each patch row was loaded right after an overlapping store one float to its left,
-  // which a store cannot forward: conv2's backward took 1.15x as long.)
+  // slot, each patch row would be loaded right after an overlapping store one float to its left,
+  // which a store cannot forward, and every load would wait for the store to complete.)
   // slots/grads:[windows][Cout] (channels innermost, Cout <= 64); the chunk starts at extended
   // row e0.
   template <int S, int E>

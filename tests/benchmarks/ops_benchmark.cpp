@@ -238,7 +238,7 @@ BENCHMARK(BM_LeNet_TrainingStep);
 
 int main(int argc, char** argv) {
   // As in the lenet command: a training step repeated on one batch drives its gradients to
-  // subnormals, 38 times slower on Intel CPUs without this.
+  // subnormals, which Intel CPUs compute with many times more slowly unless they are flushed.
   const FlushSubnormalsGuard flush_subnormals;
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

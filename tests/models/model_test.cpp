@@ -26,6 +26,13 @@ using ::testing::HasSubstr;
 
 namespace {
 
+// One channel of height x width pixels, MNIST's normalisation.
+nn::InputSpec grey_images(std::int64_t height, std::int64_t width) {
+  nn::InputSpec spec;
+  spec.height = height, spec.width = width;
+  return spec;
+}
+
 // y = tanh(x), recorded with a backward that is right (dx = dy (1 - y^2)) or deliberately wrong
 // (dx = dy (1 - y)).
 Variable recorded_tanh(const Variable& x, bool wrong) {
@@ -49,7 +56,7 @@ template <bool Wrong>
 class RecordedTanh : public nn::Model {
  public:
   explicit RecordedTanh(Generator& gen)
-      : Model({.channels = 1, .height = 2, .width = 2}, /*classes=*/3), fc({.in = 4, .out = 3}, gen) {
+      : Model(grey_images(2, 2), /*classes=*/3), fc({.in = 4, .out = 3}, gen) {
     register_module("fc", fc);
   }
   Variable forward(const Variable& x) const override { return recorded_tanh(fc(flatten(x)), Wrong); }
@@ -60,7 +67,7 @@ class RecordedTanh : public nn::Model {
 class LinearDropout : public nn::Model {
  public:
   explicit LinearDropout(Generator& gen)
-      : Model({.channels = 1, .height = 3, .width = 3}, /*classes=*/4), fc({.in = 9, .out = 4}, gen), dropout(0.5) {
+      : Model(grey_images(3, 3), /*classes=*/4), fc({.in = 9, .out = 4}, gen), dropout(0.5) {
     register_module("fc", fc);
     register_module("dropout", dropout);
   }
@@ -85,7 +92,7 @@ std::string temp_path(const std::string& name) {
 // Model's defaults
 
 TEST(Model, DefaultLossIsTheNegativeLogLikelihoodOfLogSoftmax) {
-  const nn::Model model({.channels = 1, .height = 2, .width = 2}, /*classes=*/3);
+  const nn::Model model(grey_images(2, 2), /*classes=*/3);
   const std::vector<double> logits{0.5, -1.25, 2.0, 1.5, 0.25, -0.75};  // [2, 3]
   const std::vector<std::int64_t> targets{2, 0};
   const Variable output(Tensor::from({2, 3}, logits, DType::Float64), /*requires_grad=*/true);
@@ -108,7 +115,7 @@ TEST(Model, DefaultLossIsTheNegativeLogLikelihoodOfLogSoftmax) {
 }
 
 TEST(Model, DefaultLogProbabilitiesAreLogSoftmaxOverTheClasses) {
-  const nn::Model model({.channels = 1, .height = 2, .width = 2}, /*classes=*/4);
+  const nn::Model model(grey_images(2, 2), /*classes=*/4);
   const std::vector<double> logits{3.0, -1.0, 0.5, 0.25, -2.0, -2.5, 4.0, 1.0};  // [2, 4]
   const Tensor log_probabilities =
       model.log_probabilities(Variable(Tensor::from({2, 4}, logits, DType::Float64))).value();
@@ -125,7 +132,9 @@ TEST(Model, DefaultLogProbabilitiesAreLogSoftmaxOverTheClasses) {
 }
 
 TEST(Model, InputShapeIsTheBatchThenChannelsHeightAndWidth) {
-  const nn::Model model({.channels = 3, .height = 5, .width = 7}, /*classes=*/2);
+  nn::InputSpec colour = grey_images(5, 7);
+  colour.channels = 3;
+  const nn::Model model(colour, /*classes=*/2);
   EXPECT_EQ(model.input_shape(4), (Shape{4, 3, 5, 7}));
   EXPECT_EQ(model.classes(), 2);
 }
@@ -133,7 +142,9 @@ TEST(Model, InputShapeIsTheBatchThenChannelsHeightAndWidth) {
 TEST(Model, RefusesClassCountsOutsideTwoTo256AndEmptyInputs) {
   EXPECT_THROW(nn::Model({}, /*classes=*/1), std::invalid_argument);
   EXPECT_THROW(nn::Model({}, /*classes=*/257), std::invalid_argument);
-  EXPECT_THROW(nn::Model({.channels = 0}, /*classes=*/10), std::invalid_argument);
+  nn::InputSpec no_channels;
+  no_channels.channels = 0;
+  EXPECT_THROW(nn::Model(no_channels, /*classes=*/10), std::invalid_argument);
   EXPECT_NO_THROW(nn::Model({}, /*classes=*/256));
 }
 

@@ -1,6 +1,7 @@
 // The lenet command end to end: argument errors, training that learns, determinism, checkpoints
 // that survive SIGKILL, the NaN guard, learning-rate warm-up, eval and graph, default paths found
-// from another directory. The binary's path comes from $LENET.
+// from another directory, every verb with --model, gradcheck, and a model added by a program of its
+// own. The binaries' paths come from $LENET, $BROKEN_MODEL and $SMALL_CNN.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -18,7 +19,10 @@
 #include <vector>
 
 #include "autograd/file.hpp"
+#include "models/data/digit_image.hpp"
+#include "models/data/mnist.hpp"
 #include "models/nn/safetensors.hpp"
+#include "models/registry.hpp"
 
 namespace fs = std::filesystem;
 
@@ -32,6 +36,18 @@ struct Outcome {
 std::string lenet() {
   const char* path = std::getenv("LENET");
   return path ? path : "build/tools/lenet";
+}
+
+// The lenet command with the wrong_tanh model registered (tests/tools/broken_model.cpp).
+std::string broken_model() {
+  const char* path = std::getenv("BROKEN_MODEL");
+  return path ? path : "build/tests/broken_model";
+}
+
+// The lenet command with small_cnn registered (docs/examples/small_cnn.cpp).
+std::string small_cnn() {
+  const char* path = std::getenv("SMALL_CNN");
+  return path ? path : "build/docs/examples/small_cnn";
 }
 
 // The argument as one shell word, after a space.
@@ -60,6 +76,11 @@ Outcome run_in(const std::string& directory, const std::vector<std::string>& arg
 
 Outcome run(const std::vector<std::string>& args) { return run_in("", args); }
 
+// Runs another binary built on cli::run (broken_model(), small_cnn()).
+Outcome run_binary(const std::string& binary, const std::vector<std::string>& args) {
+  return run_in("", args, binary);
+}
+
 int line_count(const std::string& s) {
   int lines = 0;
   for (char c : s) lines += c == '\n';
@@ -67,6 +88,29 @@ int line_count(const std::string& s) {
 }
 
 bool have_mnist() { return fs::exists("data/mnist/t10k-labels-idx1-ubyte"); }
+
+// The number after `label` in output such as "accuracy 0.9849 (9849 correct)", or -1.
+double number_after(const std::string& output, const std::string& label) {
+  std::smatch m;
+  if (!std::regex_search(output, m, std::regex(label + " ([0-9.]+)"))) return -1;
+  return std::stod(m[1]);
+}
+
+// Whether `output` has a line of `lenet gradcheck`'s table for `tensor` that ends in "ok".
+bool gradcheck_line_ok(const std::string& output, const std::string& tensor) {
+  std::string escaped;
+  for (char c : tensor) escaped += c == '.' ? std::string("\\.") : std::string(1, c);
+  const std::regex line("(^|\\n)" + escaped + " +[0-9]+ +\\S+ +\\S+  ok(\\n|$)");
+  return std::regex_search(output, line);
+}
+
+// The input tensor and every parameter of a registered model, as gradcheck names them.
+std::vector<std::string> checked_tensors(const std::string& model) {
+  ag::Generator gen(0);
+  std::vector<std::string> names{"input"};
+  for (const auto& [name, p] : nn::find_model(model).make(gen)->named_parameters()) names.push_back(name);
+  return names;
+}
 
 // A fresh directory under the system's temporary directory, removed at the end of the test.
 struct TempDir {
@@ -299,7 +343,7 @@ TEST(Train, ResumeRefusesAContradictingWarmup) {
   EXPECT_NE(r.output.find("--warmup-steps 3 contradicts the checkpoint's 5"), std::string::npos) << r.output;
 }
 
-// A checkpoint from before --warmup-steps has no config.warmup-steps: it resumes as 0. Made from a
+// A checkpoint without config.warmup-steps resumes with no warm-up. Made from a
 // finished 1-epoch run with a constant rate, which is, but for config.epochs, the checkpoint a
 // 2-epoch run writes after its first epoch.
 TEST(Train, ACheckpointWithoutWarmupResumesAsNoWarmup) {
@@ -465,4 +509,183 @@ TEST(DefaultPaths, NotFoundAnywhereNamesEveryAbsolutePathTried) {
       EXPECT_NE(r.output.find((dir.path / place / c.missing).lexically_normal().string()), std::string::npos)
           << c.args[0] << ": " << place << " in " << r.output;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Models: --model on every verb, lenet models, lenet gradcheck
+
+TEST(Models, ListsEveryRegisteredModelWithItsParameterCount) {
+  const Outcome r = run({"models"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"((^|\n)lenet5 +61706 +\[N, 1, 28, 28\])"))) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"((^|\n)mlp +266610 +\[N, 1, 28, 28\])"))) << r.output;
+  EXPECT_LT(r.output.find("\nlenet5 "), r.output.find("\nmlp ")) << "in registration order";
+}
+
+TEST(Models, AnUnknownModelIsOneLineListingTheRegisteredOnesExit2) {
+  for (const char* verb : {"eval", "train", "predict", "graph", "bench", "gradcheck"}) {
+    const Outcome r = run({verb, "--model", "nosuch"});
+    EXPECT_EQ(r.status, 2) << verb << ": " << r.output;
+    EXPECT_EQ(line_count(r.output), 1) << verb << ": " << r.output;
+    EXPECT_NE(r.output.find("unknown model 'nosuch'"), std::string::npos) << verb << ": " << r.output;
+    EXPECT_NE(r.output.find("lenet5, mlp"), std::string::npos) << verb << ": " << r.output;
+  }
+}
+
+TEST(Models, WeightsOfAnotherModelAreRefusedInOneLineNamingBoth) {
+  TempDir dir;
+  // --data given explicitly so that the weights are read before MNIST is looked for.
+  const Outcome r = run({"eval", "--model", "mlp", "--weights", "models/lenet5.safetensors", "--data", dir.path.string()});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(line_count(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("'lenet5'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("'mlp'"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("models/lenet5.safetensors"), std::string::npos) << r.output;
+}
+
+TEST(Mlp, EvalOfTheShippedWeightsScoresAbove98Percent) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  const Outcome r = run({"eval", "--model", "mlp"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("models/mlp.safetensors (mlp)"), std::string::npos) << "its own shipped weights: " << r.output;
+  // LeCun et al. 1998 report 3.05% test error for this network.
+  EXPECT_GE(number_after(r.output, "accuracy"), 0.98) << r.output;
+}
+
+TEST(Mlp, PredictRecognisesMnistTestDigits) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const nn::MnistSplit test_set = nn::load_mnist("data/mnist", nn::Split::Test);
+  // The first five test digits as dark ink on white paper.
+  std::vector<std::string> args{"predict", "--model", "mlp"};
+  for (std::int64_t i = 0; i < 5; ++i) {
+    nn::GrayImage image{.width = 28, .height = 28, .pixels = {}};
+    for (std::int64_t p = 0; p < 784; ++p)
+      image.pixels.push_back(255.0F - static_cast<float>(test_set.images[static_cast<std::size_t>(i * 784 + p)]));
+    args.push_back(dir / ("digit" + std::to_string(i) + ".png"));
+    ag::write_file_atomically(args.back(), nn::encode_png(image));
+  }
+  const Outcome r = run(args);
+  ASSERT_EQ(r.status, 0) << r.output;
+  ASSERT_EQ(line_count(r.output), 5) << r.output;
+  for (std::int64_t i = 0; i < 5; ++i) {
+    const std::string expected = dir / ("digit" + std::to_string(i) + ".png") + ": " +
+                                 std::to_string(test_set.labels[static_cast<std::size_t>(i)]) + " (p=";
+    EXPECT_NE(r.output.find(expected), std::string::npos) << expected << " in " << r.output;
+  }
+}
+
+TEST(Mlp, GraphDrawsItsLayers) {
+  TempDir dir;
+  ASSERT_EQ(run({"graph", "--model", "mlp", "-o", dir / "mlp.dot"}).status, 0);
+  const std::string dot = ag::read_file(dir / "mlp.dot");
+  for (const char* label : {"layers.1.weight\\n[300, 784]", "layers.3.weight\\n[100, 300]", "layers.5.bias\\n[10]",
+                            "tanh\\n[1, 100]", "[1, 10]"})
+    EXPECT_NE(dot.find(label), std::string::npos) << label;
+  EXPECT_EQ(dot.find("conv"), std::string::npos) << "no LeNet-5 in it";
+  const Outcome svg = run({"graph", "--model", "mlp", "-o", dir / "mlp.svg"});
+  ASSERT_EQ(svg.status, 0) << svg.output;
+  const std::string picture = ag::read_file(dir / "mlp.svg");
+  EXPECT_NE(picture.find("<svg"), std::string::npos);
+  EXPECT_NE(picture.find("layers.5.weight"), std::string::npos);
+}
+
+TEST(Mlp, BenchMeasuresTrainingAndInference) {
+  const Outcome r = run({"bench", "--model", "mlp", "--batch", "10", "--threads", "1", "--seconds", "0.05",
+                         "--rounds", "1", "--modes", "train,infer", "--synthetic"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("lenet bench: mlp"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\ntrain +1 thread +[0-9]+)"))) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\ninfer +1 thread +[0-9]+)"))) << r.output;
+}
+
+TEST(Mlp, TrainWritesWeightsOfTheMlpThatEvalReads) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome r = run({"train", "--model", "mlp", "--limit", "640", "--epochs", "1", "--threads", "2",
+                         "--out", dir / "m.safetensors", "--metrics", "", "--plot", ""});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("lenet train: mlp"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("266610 parameters"), std::string::npos) << r.output;
+  const nn::Safetensors file = nn::load_safetensors(dir / "m.safetensors");
+  EXPECT_EQ(file.metadata.at("model"), "mlp");
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : file.tensors) names.push_back(name);
+  std::vector<std::string> expected = checked_tensors("mlp");
+  expected.erase(expected.begin());  // "input"
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(names, expected);
+
+  const Outcome eval = run({"eval", "--model", "mlp", "--weights", dir / "m.safetensors"});
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  // Ten steps of the MLP's recipe reach about 0.6; chance is 0.1.
+  EXPECT_GE(number_after(eval.output, "accuracy"), 0.3) << eval.output;
+}
+
+TEST(Train, ResumeRefusesAnotherModelThanTheCheckpoints) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome first = run({"train", "--model", "mlp", "--limit", "640", "--epochs", "1", "--checkpoint", dir / "ck",
+                             "--out", dir / "m.safetensors", "--metrics", "", "--plot", ""});
+  ASSERT_EQ(first.status, 0) << first.output;
+  const Outcome r = run({"train", "--resume", dir / "ck", "--model", "lenet5", "--out", dir / "l.safetensors"});
+  EXPECT_EQ(r.status, 2) << r.output;
+  EXPECT_EQ(line_count(r.output), 1) << r.output;
+  EXPECT_NE(r.output.find("--model lenet5 contradicts the checkpoint's mlp"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "l.safetensors"));
+}
+
+TEST(Gradcheck, PassesForTheBuiltInModelsWithALinePerTensor) {
+  for (const char* model : {"lenet5", "mlp"}) {
+    const Outcome r = run({"gradcheck", "--model", model});
+    EXPECT_EQ(r.status, 0) << r.output;
+    for (const std::string& tensor : checked_tensors(model))
+      EXPECT_TRUE(gradcheck_line_ok(r.output, tensor)) << tensor << " in " << r.output;
+    EXPECT_NE(r.output.find("lenet gradcheck: " + std::string(model) + " passed"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("FAIL"), std::string::npos) << r.output;
+  }
+}
+
+TEST(Gradcheck, FailsForAModelWithAWrongBackward) {
+  const Outcome r = run_binary(broken_model(), {"gradcheck", "--model", "wrong_tanh"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  for (const char* tensor : {"input", "fc.weight", "fc.bias"})
+    EXPECT_TRUE(std::regex_search(r.output, std::regex(std::string("(^|\\n)") + tensor + " .*  FAIL(\\n|$)")))
+        << tensor << " in " << r.output;
+  EXPECT_NE(r.output.find("lenet gradcheck: wrong_tanh FAILED: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Jacobian mismatch"), std::string::npos) << "says where: " << r.output;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A model added by a program of its own (docs/examples/small_cnn.cpp): every verb works for it.
+
+TEST(AddedModel, IsListedAfterTheBuiltInModels) {
+  const Outcome r = run_binary(small_cnn(), {"models"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  for (const char* model : {"\nlenet5 ", "\nmlp ", "\nsmall_cnn "})
+    EXPECT_NE(r.output.find(model), std::string::npos) << model << " in " << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\nsmall_cnn +4010 )"))) << r.output;
+}
+
+TEST(AddedModel, PassesGradcheck) {
+  const Outcome r = run_binary(small_cnn(), {"gradcheck", "--model", "small_cnn"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const char* tensor : {"input", "conv.weight", "conv.bias", "fc.weight", "fc.bias"})
+    EXPECT_TRUE(gradcheck_line_ok(r.output, tensor)) << tensor << " in " << r.output;
+}
+
+TEST(AddedModel, TrainsAndItsWeightsEvaluate) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome train = run_binary(small_cnn(), {"train", "--model", "small_cnn", "--limit", "1000", "--epochs", "1",
+                                                 "--out", dir / "s.safetensors", "--metrics", "", "--plot", ""});
+  ASSERT_EQ(train.status, 0) << train.output;
+  EXPECT_EQ(nn::load_safetensors(dir / "s.safetensors").metadata.at("model"), "small_cnn");
+  const Outcome eval = run_binary(small_cnn(), {"eval", "--model", "small_cnn", "--weights", dir / "s.safetensors"});
+  ASSERT_EQ(eval.status, 0) << eval.output;
+  EXPECT_NE(eval.output.find("(small_cnn)"), std::string::npos) << eval.output;
+  // 16 steps on 1,000 images reach about 0.77; chance is 0.1.
+  EXPECT_GE(number_after(eval.output, "accuracy"), 0.5) << eval.output;
+  // The built-in lenet command does not know it.
+  EXPECT_EQ(run({"eval", "--model", "small_cnn", "--weights", dir / "s.safetensors"}).status, 2);
 }

@@ -1,6 +1,7 @@
 // nn::DataParallel: how a batch is split, that two threads train like one (the same mean
-// gradient, up to float32 summation order), that a fixed thread count repeats bit for bit, and
-// that errors and non-finite losses stop a step before it changes the parameters.
+// gradient, up to float32 summation order), that a fixed thread count repeats bit for bit (dropout
+// included), that any Model trains through it, that replicas share the master's tensors and follow
+// its mode, and that errors and non-finite losses stop a step before it changes the parameters.
 #include "models/train/data_parallel.hpp"
 
 #include <gtest/gtest.h>
@@ -15,7 +16,11 @@
 
 #include "models/data/mnist.hpp"
 #include "models/lenet5.hpp"
+#include "models/mlp.hpp"
+#include "models/nn/layers.hpp"
 #include "models/nn/optim.hpp"
+#include "models/nn/sequential.hpp"
+#include "ops/arithmetic.hpp"
 
 namespace {
 
@@ -72,7 +77,133 @@ std::vector<std::int64_t> first_examples(std::int64_t n) {
   return indices;
 }
 
+std::vector<std::vector<double>> values_of(const nn::Module& model) {
+  std::vector<std::vector<double>> out;
+  for (const ag::Variable& p : model.parameters()) out.push_back(p.value().to_vector());
+  return out;
+}
+
+// A small network with dropout and a buffer: [N, 1, 28, 28] -> 784 -> 32 -> dropout 0.5 -> 10,
+// logits scaled by a buffer.
+class DropoutNet : public nn::Model {
+ public:
+  explicit DropoutNet(ag::Generator& gen) : Model(nn::InputSpec{}) {  // MNIST's 1 x 28 x 28
+    layers.emplace_back<nn::Flatten>();
+    layers.emplace_back<nn::Linear>(nn::LinearOptions{.in = 784, .out = 32}, gen);
+    layers.emplace_back<nn::Tanh>();
+    layers.emplace_back<nn::Dropout>(0.5);
+    layers.emplace_back<nn::Linear>(nn::LinearOptions{.in = 32, .out = 10}, gen);
+    register_module("layers", layers);
+    temperature = register_buffer("temperature", ag::Tensor::full({1}, 0.5));
+  }
+  ag::Variable forward(const ag::Variable& x) const override { return ag::mul(layers(x), temperature); }
+
+  nn::Sequential layers;
+  ag::Variable temperature;
+};
+
+// Steps of plain SGD on the whole of `data` in batches of 32, each step's dropout seeded by
+// seed + step; returns the mean loss of each step.
+std::vector<double> train_steps(nn::Model& model, nn::DataParallel& parallel, const nn::MnistSplit& data,
+                                int steps, std::uint64_t seed = 0) {
+  nn::SGD sgd(model.parameters(), {.lr = 0.05, .momentum = 0.9});
+  std::vector<std::uint8_t> predictions;
+  std::vector<double> losses;
+  for (int step = 0; step < steps; ++step) {
+    std::vector<std::int64_t> indices;
+    for (std::int64_t i = 0; i < 32; ++i) indices.push_back((step * 32 + i) % data.count);
+    const auto result = parallel.step(
+        32,
+        [&](std::int64_t begin, std::int64_t end, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+          nn::fill_batch(images, targets, data,
+                         std::span<const std::int64_t>(indices).subspan(static_cast<std::size_t>(begin),
+                                                                       static_cast<std::size_t>(end - begin)));
+        },
+        sgd, predictions, seed + static_cast<std::uint64_t>(step));
+    EXPECT_TRUE(result.updated) << "step " << step;
+    losses.push_back(result.loss);
+  }
+  return losses;
+}
+
 }  // namespace
+
+TEST(DataParallel, TrainsAnMlpOnOneAndThreeThreads) {
+  const nn::MnistSplit data = synthetic_digits();
+  std::vector<std::vector<double>> losses;
+  for (int threads : {1, 3}) {
+    ag::Generator gen(1);
+    nn::Mlp model(gen);
+    nn::DataParallel parallel(model, nn::factory_of<nn::Mlp>(), threads);
+    losses.push_back(train_steps(model, parallel, data, 40));
+    const std::vector<double>& l = losses.back();
+    // 64 random images with arbitrary labels: learning them means memorising them. Chance is ln 10 = 2.3.
+    EXPECT_NEAR(l.front(), std::log(10.0), 0.5) << threads << " threads";
+    EXPECT_LT(l.back(), 0.1 * l.front()) << threads << " threads: " << l.front() << " -> " << l.back();
+  }
+  // The first step's loss is of the same parameters and batch, summed in another order.
+  EXPECT_NEAR(losses[0].front(), losses[1].front(), 1e-5);
+}
+
+TEST(DataParallel, DropoutRunsRepeatBitForBitForTheSameSeedAndThreads) {
+  const nn::MnistSplit data = synthetic_digits();
+  const auto run = [&](std::uint64_t seed) {
+    ag::Generator gen(1);
+    DropoutNet model(gen);
+    nn::DataParallel parallel(model, nn::factory_of<DropoutNet>(), 2);
+    const std::vector<double> losses = train_steps(model, parallel, data, 6, seed);
+    return std::make_pair(losses, values_of(model));
+  };
+  const auto a = run(100), b = run(100), c = run(200);
+  EXPECT_EQ(a.first, b.first);
+  EXPECT_EQ(a.second, b.second);
+  // Another seed draws other masks: the same initial weights and batches end elsewhere.
+  EXPECT_NE(a.first[0], c.first[0]);
+  EXPECT_NE(a.second, c.second);
+}
+
+TEST(DataParallel, ReplicasShareTheMastersParametersAndBuffers) {
+  ag::Generator gen(1);
+  DropoutNet master(gen);
+  nn::DataParallel parallel(master, nn::factory_of<DropoutNet>(), 3);
+  std::mutex mutex;
+  std::vector<int> seen;
+  parallel.run(3, [&](int shard, nn::Model& model) {
+    const auto& replica = dynamic_cast<const DropoutNet&>(model);
+    std::lock_guard lock(mutex);
+    seen.push_back(shard);
+    EXPECT_EQ(&model == &master, shard == 0);
+    EXPECT_TRUE(replica.temperature.value().same_storage(master.temperature.value())) << "shard " << shard;
+    const auto mine = replica.parameters(), masters = master.parameters();
+    for (std::size_t k = 0; k < masters.size(); ++k)
+      EXPECT_TRUE(mine[k].value().same_storage(masters[k].value())) << "shard " << shard << " parameter " << k;
+  });
+  std::sort(seen.begin(), seen.end());
+  EXPECT_EQ(seen, (std::vector<int>{0, 1, 2}));
+}
+
+TEST(DataParallel, ReplicasFollowTheMasterIntoEvalModeAndBack) {
+  ag::Generator gen(1);
+  DropoutNet master(gen);
+  master.eval();  // before the replicas exist
+  nn::DataParallel parallel(master, nn::factory_of<DropoutNet>(), 3);
+  const auto modes = [&] {
+    std::mutex mutex;
+    std::vector<std::pair<bool, bool>> out(3);  // per shard: the model's mode, its dropout's
+    parallel.run(3, [&](int shard, nn::Model& model) {
+      const auto& net = dynamic_cast<const DropoutNet&>(model);
+      std::lock_guard lock(mutex);
+      out[static_cast<std::size_t>(shard)] = {net.is_training(), net.layers[3].is_training()};
+    });
+    return out;
+  };
+  const std::vector<std::pair<bool, bool>> evaluating(3, {false, false}), training(3, {true, true});
+  EXPECT_EQ(modes(), evaluating);
+  master.train();
+  EXPECT_EQ(modes(), training);
+  master.eval();
+  EXPECT_EQ(modes(), evaluating);
+}
 
 TEST(DataParallel, SplitsABatchIntoContiguousShardsOfNearlyEqualSize) {
   ag::Generator gen(1);
