@@ -104,4 +104,51 @@ void backward(const Variable& output, const Tensor& grad_output, bool retain_gra
   }
 }
 
+void backward_with_curvature(const Variable& output) {
+  if (!output.defined() || !output.requires_grad())
+    fail("curvature", "the output does not require grad");
+  if (output.value().numel() != 1)
+    fail("curvature", "output of shape " + shape_str(output.shape()) + " is not a scalar");
+  const VariableOrder order = reverse_topological_order(output);
+  for (const Variable& v : order) {
+    const Node* node = v.node().get();
+    if (!node) continue;
+    if (node->freed) fail("curvature", "the graph was already freed by an earlier backward");
+    if (!node->curvature)
+      fail("curvature", "no curvature rule for op " + std::string(node->op) +
+                            (curvature_enabled() ? "" : " (was the graph recorded under a CurvatureGuard?)"));
+  }
+
+  Variable root = output;
+  root.accumulate_grad(Tensor::ones(output.shape(), output.dtype()), "curvature (output gradient)");
+  root.accumulate_curvature(Tensor::zeros(output.shape(), output.dtype()), "curvature (output)");
+  for (Variable v : order) {
+    Node* node = v.node().get();
+    if (!node) continue;  // a leaf keeps its .grad and .curvature
+    const Tensor g = std::exchange(v.mutable_grad(), Tensor{});
+    const Tensor h = std::exchange(v.mutable_curvature(), Tensor{});
+    if (g.defined()) {
+      GradMask needs(node->inputs.size());
+      for (std::size_t i = 0; i < needs.size(); ++i) needs[i] = node->inputs[i].requires_grad();
+      TensorList grads, curvatures;
+      try {
+        grads = node->backward(g, needs);
+        curvatures = node->curvature(h.defined() ? h : Tensor::zeros(g.shape(), g.dtype()), g, needs);
+      } catch (const SavedTensorModified& e) {
+        fail(node->op, modified_saved_tensor_message(*node, e));
+      }
+      if (grads.size() != node->inputs.size() || curvatures.size() != node->inputs.size())
+        fail(node->op, "backward or curvature rule returned the wrong number of tensors");
+      for (std::size_t i = 0; i < grads.size(); ++i) {
+        if (!needs[i]) continue;
+        if (grads[i].defined()) node->inputs[i].accumulate_grad(grads[i], node->op);
+        if (curvatures[i].defined()) node->inputs[i].accumulate_curvature(curvatures[i], node->op);
+      }
+    }
+    node->backward.reset();
+    node->curvature.reset();
+    node->freed = true;
+  }
+}
+
 }  // namespace ag

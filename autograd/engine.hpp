@@ -26,4 +26,13 @@ VariableOrder reverse_topological_order(const Variable& output, bool include_con
 /// second backward through the same graph throws.
 void backward(const Variable& output, const Tensor& grad_output = {}, bool retain_graph = false);
 
+/// The curvature pass: backward of a scalar `output` E that also propagates, next to each
+/// gradient, the diagonal of d2E/dx2 by each node's curvature rule (CurvatureFn in variable.hpp:
+/// off-diagonal terms dropped, Gauss-Newton through activations), seeded with h = 0 and g = 1 at
+/// E, so that curvature comes from the second derivatives of the ops that make the criterion.
+/// Leaves that require grad accumulate .grad as backward does and .curvature likewise. The graph
+/// must have been recorded under a CurvatureGuard; a node without a rule throws
+/// std::invalid_argument("curvature: no curvature rule for op <op>"). The graph is freed after.
+void backward_with_curvature(const Variable& output);
+
 }  // namespace ag

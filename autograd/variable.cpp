@@ -7,6 +7,7 @@ namespace ag {
 
 namespace {
 thread_local bool grad_mode = true;
+thread_local bool curvature_mode = false;
 }
 
 bool grad_enabled() { return grad_mode; }
@@ -14,8 +15,14 @@ bool grad_enabled() { return grad_mode; }
 NoGradGuard::NoGradGuard() : previous_(grad_mode) { grad_mode = false; }
 NoGradGuard::~NoGradGuard() { grad_mode = previous_; }
 
-Node::Node(OpName op, VariableList inputs, BackwardFn backward)
-    : op(op.c_str()), inputs(std::move(inputs)), backward(std::move(backward)) {}
+bool curvature_enabled() { return curvature_mode; }
+
+CurvatureGuard::CurvatureGuard() : previous_(curvature_mode) { curvature_mode = true; }
+CurvatureGuard::~CurvatureGuard() { curvature_mode = previous_; }
+
+Node::Node(OpName op, VariableList inputs, BackwardFn backward, CurvatureFn curvature)
+    : op(op.c_str()), inputs(std::move(inputs)), backward(std::move(backward)),
+      curvature(std::move(curvature)) {}
 
 Node::~Node() {
   // Destroying the last handle to a long chain would otherwise recurse once per op
@@ -91,6 +98,16 @@ void Variable::accumulate_grad(const Tensor& g, std::string_view op) {
   } else {
     impl_->grad.add_(g, op);
   }
+}
+
+void Variable::accumulate_curvature(const Tensor& h, std::string_view op) {
+  const Tensor& v = value();
+  if (h.shape() != v.shape() || h.dtype() != v.dtype())
+    fail(op, "curvature rule produced a curvature of shape " + shape_str(h.shape()) + " " +
+                 std::string(dtype_name(h.dtype())) + " for a value of shape " +
+                 shape_str(v.shape()) + " " + std::string(dtype_name(v.dtype())));
+  if (!impl_->curvature.defined()) impl_->curvature = h.is_unique() ? h : h.clone();
+  else impl_->curvature.add_(h, op);
 }
 
 void Variable::zero_grad() {

@@ -20,7 +20,6 @@
 namespace ag {
 
 class Variable;
-class BackwardFn;
 struct Node;
 
 /// A result that an op has not computed yet, so that the op consuming it may fuse both into one
@@ -63,6 +62,77 @@ using SmallList = boost::container::small_vector<T, 4>;
 using TensorList = SmallList<Tensor>;
 /// needs[i]: whether input i of a node wants a gradient.
 using GradMask = SmallList<bool>;
+
+/// A closure recorded on the tape: like a move-only std::function returning one tensor per input,
+/// except that the closure (the tensors the forward saved) lives in a block of the caching
+/// allocator: a training step reuses the blocks of the step before and makes no heap allocation
+/// (std::function would allocate every closure larger than two pointers).
+template <class... Args>
+class TapeFunction {
+ public:
+  TapeFunction() = default;
+  TapeFunction(std::nullptr_t) {}
+  template <class Closure>
+    requires(!std::is_same_v<std::decay_t<Closure>, TapeFunction> &&
+             std::is_invocable_r_v<TensorList, const std::decay_t<Closure>&, Args...>)
+  TapeFunction(Closure&& closure) {
+    using F = std::decay_t<Closure>;
+    static_assert(alignof(F) <= 64, "the caching allocator's blocks are 64-byte aligned");
+    void* block = allocate_block(sizeof(F));
+    try {
+      closure_ = new (block) F(std::forward<Closure>(closure));
+    } catch (...) {
+      free_block(block, sizeof(F));
+      throw;
+    }
+    call_ = [](const void* f, Args... args) -> TensorList {
+      return (*static_cast<const F*>(f))(args...);
+    };
+    destroy_ = [](void* f) noexcept {
+      static_cast<F*>(f)->~F();
+      free_block(f, sizeof(F));
+    };
+  }
+  TapeFunction(TapeFunction&& other) noexcept
+      : closure_(std::exchange(other.closure_, nullptr)), call_(other.call_),
+        destroy_(other.destroy_) {}
+  TapeFunction& operator=(TapeFunction&& other) noexcept {
+    if (this != &other) {
+      reset();
+      closure_ = std::exchange(other.closure_, nullptr);
+      call_ = other.call_;
+      destroy_ = other.destroy_;
+    }
+    return *this;
+  }
+  ~TapeFunction() { reset(); }
+
+  explicit operator bool() const { return closure_ != nullptr; }
+  TensorList operator()(Args... args) const { return call_(closure_, args...); }
+  /// Destroys the closure and what it saved.
+  void reset() noexcept {
+    if (closure_) destroy_(std::exchange(closure_, nullptr));
+  }
+
+ private:
+  void* closure_ = nullptr;
+  TensorList (*call_)(const void*, Args...) = nullptr;
+  void (*destroy_)(void*) noexcept = nullptr;
+};
+
+/// An op's backward: given the gradient of its output, return one gradient per input, in input
+/// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
+/// so an op can skip work nobody needs (the gradient of the input image, say).
+using BackwardFn = TapeFunction<const Tensor&, const GradMask&>;
+
+/// An op's curvature rule, for the curvature pass (engine.hpp): given h, the diagonal of
+/// d2E/dy2 for its output y (an estimate, of y's shape), and g = dE/dy, return for each input x
+/// the diagonal of d2E/dx2 that the rule propagates, in input order (undefined where `needs` says
+/// none is wanted). Off-diagonal terms are dropped, as in LeCun et al. 1998 (appendix C):
+///   h_x[k] = sum_j (dy_j/dx_k)^2 h[j] + sum_j g[j] d2y_j/dx_k^2.
+/// Activation functions (relu, tanh, sigmoid) keep the first term only, the Gauss-Newton
+/// approximation, so that only the criterion's own second derivatives seed the curvature.
+using CurvatureFn = TapeFunction<const Tensor&, const Tensor&, const GradMask&>;
 
 /// A Variable is a cheap handle (like torch.Tensor): copies share the value, gradient and node.
 /// A leaf is a Variable made by the user (no node); only leaves keep .grad after backward.
@@ -117,6 +187,13 @@ class Variable {
 
   /// grad += g, checking shape and dtype: a wrong backward fails here, where it happens.
   void accumulate_grad(const Tensor& g, std::string_view op);
+
+  /// The diagonal curvature estimate a curvature pass accumulated (engine.hpp), like grad():
+  /// undefined until a pass reaches this Variable; only leaves keep it.
+  const Tensor& curvature() const { return impl_->curvature; }
+  Tensor& mutable_curvature() { return impl_->curvature; }
+  /// curvature += h, checking shape and dtype.
+  void accumulate_curvature(const Tensor& h, std::string_view op);
   /// Sets the gradient to zero in place (keeping its buffer) if it has one.
   void zero_grad();
   /// The same value, cut off from the graph (a new leaf that does not require grad).
@@ -134,6 +211,7 @@ class Variable {
   struct Impl {
     Tensor value;
     Tensor grad;
+    Tensor curvature;
     bool requires_grad = false;
     std::shared_ptr<Node> node;
     std::string name;
@@ -147,6 +225,8 @@ class Variable {
 
   friend struct Node;
   friend Variable record(Tensor, OpName, SmallList<Variable>, BackwardFn);
+  template <class Rule>
+  friend Variable record(Tensor, OpName, SmallList<Variable>, BackwardFn, Rule&&);
 };
 
 using VariableList = SmallList<Variable>;
@@ -191,78 +271,17 @@ struct SavedTensorModified : std::invalid_argument {
   std::uint64_t saved_version, current_version;
 };
 
-/// An op's backward: given the gradient of its output, return one gradient per input, in input
-/// order. `needs[i]` says whether input i wants one; return an undefined Tensor where it does not,
-/// so an op can skip work nobody needs (the gradient of the input image, say).
-///
-/// Like a move-only std::function, except that the closure (the tensors the forward saved) lives in
-/// a block of the caching allocator: a training step reuses the blocks of the step before and makes
-/// no heap allocation (std::function would allocate every closure larger than two pointers).
-class BackwardFn {
- public:
-  BackwardFn() = default;
-  BackwardFn(std::nullptr_t) {}
-  template <class Closure>
-    requires(!std::is_same_v<std::decay_t<Closure>, BackwardFn> &&
-             std::is_invocable_r_v<TensorList, const std::decay_t<Closure>&, const Tensor&,
-                                   const GradMask&>)
-  BackwardFn(Closure&& closure) {
-    using F = std::decay_t<Closure>;
-    static_assert(alignof(F) <= 64, "the caching allocator's blocks are 64-byte aligned");
-    void* block = allocate_block(sizeof(F));
-    try {
-      closure_ = new (block) F(std::forward<Closure>(closure));
-    } catch (...) {
-      free_block(block, sizeof(F));
-      throw;
-    }
-    call_ = [](const void* f, const Tensor& grad_output, const GradMask& needs) -> TensorList {
-      return (*static_cast<const F*>(f))(grad_output, needs);
-    };
-    destroy_ = [](void* f) noexcept {
-      static_cast<F*>(f)->~F();
-      free_block(f, sizeof(F));
-    };
-  }
-  BackwardFn(BackwardFn&& other) noexcept
-      : closure_(std::exchange(other.closure_, nullptr)), call_(other.call_),
-        destroy_(other.destroy_) {}
-  BackwardFn& operator=(BackwardFn&& other) noexcept {
-    if (this != &other) {
-      reset();
-      closure_ = std::exchange(other.closure_, nullptr);
-      call_ = other.call_;
-      destroy_ = other.destroy_;
-    }
-    return *this;
-  }
-  ~BackwardFn() { reset(); }
-
-  explicit operator bool() const { return closure_ != nullptr; }
-  TensorList operator()(const Tensor& grad_output, const GradMask& needs) const {
-    return call_(closure_, grad_output, needs);
-  }
-  /// Destroys the closure and what it saved.
-  void reset() noexcept {
-    if (closure_) destroy_(std::exchange(closure_, nullptr));
-  }
-
- private:
-  void* closure_ = nullptr;
-  TensorList (*call_)(const void*, const Tensor&, const GradMask&) = nullptr;
-  void (*destroy_)(void*) noexcept = nullptr;
-};
-
 /// One recorded op. The node owns its inputs (the graph's edges) and its backward closure, which
 /// holds the tensors saved by the forward by value and never the output, so there are no cycles.
 /// Nodes, like Variables' shared state, come from the caching allocator.
 struct Node {
-  std::string_view op;   // "conv2d", "relu", ... (a string literal)
-  VariableList inputs;   // edges, in data-flow order: inputs -> this node's output
-  BackwardFn backward;   // empty once the graph has been freed
-  bool freed = false;    // backward ran without retain_graph
+  std::string_view op;    // "conv2d", "relu", ... (a string literal)
+  VariableList inputs;    // edges, in data-flow order: inputs -> this node's output
+  BackwardFn backward;    // empty once the graph has been freed
+  CurvatureFn curvature;  // recorded only under a CurvatureGuard, for ops that have a rule
+  bool freed = false;     // backward ran without retain_graph
 
-  Node(OpName op, VariableList inputs, BackwardFn backward);
+  Node(OpName op, VariableList inputs, BackwardFn backward, CurvatureFn curvature = {});
   /// Releases the chain of inputs iteratively: a 100,000-op graph must not recurse 100,000 deep.
   ~Node();
   Node(const Node&) = delete;
@@ -288,8 +307,34 @@ class NoGradGuard {
 /// before saving anything for backward, so inference saves nothing.
 bool needs_grad(const VariableList& inputs);
 
+/// True while a CurvatureGuard is alive on this thread.
+bool curvature_enabled();
+
+/// While alive, ops that have a curvature rule record it with their backward, for a curvature
+/// pass (engine.hpp). Off by default: training steps that do not need curvature record none.
+class CurvatureGuard {
+ public:
+  CurvatureGuard();
+  ~CurvatureGuard();
+  CurvatureGuard(const CurvatureGuard&) = delete;
+  CurvatureGuard& operator=(const CurvatureGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// Wraps an op's forward result. If needs_grad(inputs), records a node with the inputs and the
 /// backward; otherwise returns a plain Variable and drops the backward (and what it saved).
 Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backward);
+
+/// record with the op's curvature rule as well, which is kept only under a CurvatureGuard (and
+/// is not even made into a CurvatureFn otherwise).
+template <class Rule>
+Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backward, Rule&& curvature) {
+  Variable out = record(std::move(value), op, std::move(inputs), std::move(backward));
+  if (curvature_enabled() && out.impl_->node)
+    out.impl_->node->curvature = CurvatureFn(std::forward<Rule>(curvature));
+  return out;
+}
 
 }  // namespace ag

@@ -19,10 +19,17 @@ Variable relu(const Variable& x) {
   // Saves x (shared, not copied) for the mask [x > 0].
   const SavedTensor saved_x =
       needs_grad({x}) ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
-  return record(std::move(y), "relu", {x}, [saved_x](const Tensor& dy, const GradMask&) {
-    return TensorList{
-        zip_elements(saved_x.unpack(), dy, [](auto x, auto g) { return x > 0 ? g : decltype(g)(0); })};
-  });
+  return record(
+      std::move(y), "relu", {x},
+      [saved_x](const Tensor& dy, const GradMask&) {
+        return TensorList{
+            zip_elements(saved_x.unpack(), dy, [](auto x, auto g) { return x > 0 ? g : decltype(g)(0); })};
+      },
+      // Curvature, Gauss-Newton: [x > 0]^2 h.
+      [saved_x](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{
+            zip_elements(saved_x.unpack(), h, [](auto x, auto h) { return x > 0 ? h : decltype(h)(0); })};
+      });
 }
 
 Variable tanh(const Variable& x) {
@@ -31,9 +38,18 @@ Variable tanh(const Variable& x) {
   // Saves the output y (shared with the result): dx = dy * (1 - y^2).
   const SavedTensor saved_y =
       needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
-  return record(std::move(y), "tanh", {x}, [saved_y](const Tensor& dy, const GradMask&) {
-    return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * (1 - y * y); })};
-  });
+  return record(
+      std::move(y), "tanh", {x},
+      [saved_y](const Tensor& dy, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * (1 - y * y); })};
+      },
+      // Curvature, Gauss-Newton: (1 - y^2)^2 h (tanh's own second derivative is dropped).
+      [saved_y](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), h, [](auto y, auto h) {
+          const auto slope = 1 - y * y;
+          return slope * slope * h;
+        })};
+      });
 }
 
 Variable sigmoid(const Variable& x) {
@@ -47,9 +63,18 @@ Variable sigmoid(const Variable& x) {
   // Saves the output y (shared with the result): dx = dy * y * (1 - y).
   const SavedTensor saved_y =
       needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
-  return record(std::move(y), "sigmoid", {x}, [saved_y](const Tensor& dy, const GradMask&) {
-    return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * y * (1 - y); })};
-  });
+  return record(
+      std::move(y), "sigmoid", {x},
+      [saved_y](const Tensor& dy, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * y * (1 - y); })};
+      },
+      // Curvature, Gauss-Newton: (y (1 - y))^2 h.
+      [saved_y](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), h, [](auto y, auto h) {
+          const auto slope = y * (1 - y);
+          return slope * slope * h;
+        })};
+      });
 }
 
 }  // namespace ag

@@ -183,6 +183,12 @@ Variable add(const Variable& a, const Variable& b) {
                                                                const GradMask& needs) {
                   return TensorList{needs[0] ? sum_to_shape(dy, bc, true, a_shape, 1) : Tensor{},
                                     needs[1] ? sum_to_shape(dy, bc, false, b_shape, 1) : Tensor{}};
+                },
+                // Curvature: dy/da = dy/db = 1, so h sums back like the gradient.
+                [bc, a_shape = a.shape(), b_shape = b.shape()](const Tensor& h, const Tensor&,
+                                                               const GradMask& needs) {
+                  return TensorList{needs[0] ? sum_to_shape(h, bc, true, a_shape, 1) : Tensor{},
+                                    needs[1] ? sum_to_shape(h, bc, false, b_shape, 1) : Tensor{}};
                 });
 }
 
@@ -195,6 +201,12 @@ Variable sub(const Variable& a, const Variable& b) {
                                                                const GradMask& needs) {
                   return TensorList{needs[0] ? sum_to_shape(dy, bc, true, a_shape, 1) : Tensor{},
                                     needs[1] ? sum_to_shape(dy, bc, false, b_shape, -1) : Tensor{}};
+                },
+                // Curvature: (dy/db)^2 = (-1)^2, so h sums back to both operands unsigned.
+                [bc, a_shape = a.shape(), b_shape = b.shape()](const Tensor& h, const Tensor&,
+                                                               const GradMask& needs) {
+                  return TensorList{needs[0] ? sum_to_shape(h, bc, true, a_shape, 1) : Tensor{},
+                                    needs[1] ? sum_to_shape(h, bc, false, b_shape, 1) : Tensor{}};
                 });
 }
 
@@ -230,6 +242,28 @@ Variable mul(const Variable& a, const Variable& b) {
           }
         });
         return grads;
+      },
+      // Curvature: y is linear in each operand, so h_a = h b^2 and h_b = h a^2 (each summed over
+      // what it is broadcast to, as a shared weight sums its connections' terms).
+      [saved_a, saved_b, bc, a_shape = a.shape(), b_shape = b.shape()](
+          const Tensor& h, const Tensor&, const GradMask& needs) {
+        TensorList curvatures(2);
+        dispatch(h.dtype(), [&]<class T>() {
+          const T* h_data = h.data<T>();
+          if (needs[0]) {
+            const T* b_data = saved_b.unpack().data<T>();
+            curvatures[0] = operand_grad<T>(bc, true, a_shape, [&](auto o, auto, auto j) {
+              return h_data[o] * b_data[j] * b_data[j];
+            });
+          }
+          if (needs[1]) {
+            const T* a_data = saved_a.unpack().data<T>();
+            curvatures[1] = operand_grad<T>(bc, false, b_shape, [&](auto o, auto i, auto) {
+              return h_data[o] * a_data[i] * a_data[i];
+            });
+          }
+        });
+        return curvatures;
       });
 }
 
@@ -270,9 +304,10 @@ Variable neg(const Variable& x) {
   if (!x.defined()) fail("neg", "undefined input");
   Tensor y = map_elements(x.value(), [](auto v) { return -v; });
   // Saves nothing.
-  return record(std::move(y), "neg", {x}, [](const Tensor& dy, const GradMask&) {
-    return TensorList{map_elements(dy, [](auto g) { return -g; })};
-  });
+  return record(
+      std::move(y), "neg", {x},
+      [](const Tensor& dy, const GradMask&) { return TensorList{map_elements(dy, [](auto g) { return -g; })}; },
+      [](const Tensor& h, const Tensor&, const GradMask&) { return TensorList{h}; });
 }
 
 Variable exp(const Variable& x) {
@@ -281,9 +316,16 @@ Variable exp(const Variable& x) {
   // Saves the output y (shared with the result): dx = dy * y.
   const SavedTensor saved_y =
       needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
-  return record(std::move(y), "exp", {x}, [saved_y](const Tensor& dy, const GradMask&) {
-    return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * y; })};
-  });
+  return record(
+      std::move(y), "exp", {x},
+      [saved_y](const Tensor& dy, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), dy, [](auto y, auto g) { return g * y; })};
+      },
+      // Curvature: dy/dx = d2y/dx2 = y.
+      [saved_y](const Tensor& h, const Tensor& g, const GradMask&) {
+        return TensorList{
+            zip_elements(saved_y.unpack(), h, g, [](auto y, auto h, auto g) { return y * y * h + y * g; })};
+      });
 }
 
 Variable log(const Variable& x) {
@@ -312,6 +354,17 @@ Variable pow(const Variable& x, double exponent) {
     return TensorList{zip_elements(x_value, dy, [exponent](auto x, auto g) {
       const auto p = static_cast<decltype(x)>(exponent);
       return g * p * std::pow(x, p - 1);
+    })};
+  },
+  // Curvature: (dy/dx)^2 h + d2y/dx2 g = (p x^(p-1))^2 h + p (p-1) x^(p-2) g; x^2 gives 2 g, the
+  // second derivative a squared error seeds.
+  [saved_x, exponent](const Tensor& h, const Tensor& g, const GradMask&) {
+    if (exponent == 0) return TensorList{Tensor(h.shape(), h.dtype())};
+    return TensorList{zip_elements(saved_x.unpack(), h, g, [exponent](auto x, auto h, auto g) {
+      const auto p = static_cast<decltype(x)>(exponent);
+      const auto slope = p * std::pow(x, p - 1);
+      const auto bend = p == 1 ? decltype(x)(0) : p * (p - 1) * std::pow(x, p - 2);
+      return slope * slope * h + bend * g;
     })};
   });
 }

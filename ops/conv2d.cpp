@@ -1,6 +1,8 @@
 // conv2d: im2col + GEMM forward, and its backward (GEMMs + col2im) right below it.
 #include "ops/conv2d.hpp"
 
+#include "ops/kernels/elementwise.hpp"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -104,55 +106,65 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
       w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   const SavedTensor saved_w =
       x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
-  return record(std::move(y), "conv2d", std::move(inputs),
-                [g, saved_x, saved_w, has_bias](const Tensor& dy, const GradMask& needs) {
-    if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
-      fail("conv2d", "an input began requiring grad after the forward");
-    // dy:[N, Cout, Ho, Wo]; per image dy[n]:[Cout, P].
-    //   grad_w:[Cout, K]    = sum_n dy[n] cols[n]^T
-    //   grad_x[n]:[Cin,H,W] = col2im(w^T:[K, Cout] dy[n])
-    //   grad_b:[Cout]       = sum over n, i, j of dy
+  // The adjoint of the convolution applied to t, given x and w:
+  //   [0] x:[N, Cin, H, W]  per image col2im(w^T:[K, Cout] t[n]:[Cout, P])
+  //   [1] w:[Cout, K]       sum_n t[n] cols[n]^T   (cols = im2col of x[n])
+  //   [2] b:[Cout]          sum over n, i, j of t
+  // The backward is adjoint(dy, x, w); the curvature rule, adjoint(h, x^2, w^2) (y is linear in
+  // each input, and a shared weight sums the terms of the connections that share it).
+  auto adjoint = [g, has_bias](const Tensor& t, const Tensor& x, const Tensor& w, const GradMask& needs) {
     const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
     const std::int64_t image_size = g.in_channels * g.height * g.width;
-    TensorList grads(has_bias ? 3 : 2);
-    dispatch(dy.dtype(), [&]<class T>() {
-      const T* dy_data = dy.data<T>();
-      Tensor cols({g.patch(), g.pixels()}, dy.dtype());  // scratch: cols[n], then w^T dy[n]
+    TensorList results(has_bias ? 3 : 2);
+    dispatch(t.dtype(), [&]<class T>() {
+      const T* t_data = t.data<T>();
+      Tensor cols({g.patch(), g.pixels()}, t.dtype());  // scratch: cols[n], then w^T t[n]
       if (needs[0]) {
-        const Tensor& w_value = saved_w.unpack();
-        Tensor grad_x({g.batch, g.in_channels, g.height, g.width}, dy.dtype());
+        Tensor result({g.batch, g.in_channels, g.height, g.width}, t.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
-          gemm(true, false, k, p, cout, w_value.data<T>(), dy_data + n * cout * p,
-               /*accumulate=*/false, cols.data<T>());
-          col2im(g, cols.data<T>(), grad_x.data<T>() + n * image_size);
+          gemm(true, false, k, p, cout, w.data<T>(), t_data + n * cout * p, /*accumulate=*/false,
+               cols.data<T>());
+          col2im(g, cols.data<T>(), result.data<T>() + n * image_size);
         }
-        grads[0] = grad_x;
+        results[0] = result;
       }
       if (needs[1]) {
-        const Tensor& x_value = saved_x.unpack();
-        Tensor grad_w({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dy.dtype());
+        Tensor result({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
-          im2col(g, x_value.data<T>() + n * image_size, cols.data<T>());
-          gemm(false, true, cout, k, p, dy_data + n * cout * p, cols.data<T>(),
-               /*accumulate=*/true, grad_w.data<T>());
+          im2col(g, x.data<T>() + n * image_size, cols.data<T>());
+          gemm(false, true, cout, k, p, t_data + n * cout * p, cols.data<T>(), /*accumulate=*/true,
+               result.data<T>());
         }
-        grads[1] = grad_w;
+        results[1] = result;
       }
       if (has_bias && needs[2]) {
-        Tensor grad_b({g.out_channels}, dy.dtype());
-        T* grad_b_data = grad_b.data<T>();
+        Tensor result({g.out_channels}, t.dtype());
+        T* sum = result.data<T>();
         for (std::int64_t n = 0; n < g.batch; ++n)
           for (std::int64_t o = 0; o < g.out_channels; ++o) {
-            const T* row = dy_data + (n * cout + o) * p;
+            const T* row = t_data + (n * cout + o) * p;
             T total = 0;
             for (std::int64_t i = 0; i < p; ++i) total += row[i];
-            grad_b_data[o] += total;
+            sum[o] += total;
           }
-        grads[2] = grad_b;
+        results[2] = result;
       }
     });
-    return grads;
-  });
+    return results;
+  };
+  return record(
+      std::move(y), "conv2d", std::move(inputs),
+      [saved_x, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
+        if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
+          fail("conv2d", "an input began requiring grad after the forward");
+        return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[0] ? saved_w.unpack() : Tensor{},
+                       needs);
+      },
+      [saved_x, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
+        const auto square = [](auto v) { return v * v; };
+        return adjoint(h, needs[1] ? kernels::map_elements(saved_x.unpack(), square) : Tensor{},
+                       needs[0] ? kernels::map_elements(saved_w.unpack(), square) : Tensor{}, needs);
+      });
 }
 
 }  // namespace ag

@@ -4,9 +4,12 @@
 #include <algorithm>
 #include <string>
 
+#include "ops/kernels/elementwise.hpp"
 #include "ops/kernels/gemm.hpp"
 
 namespace ag {
+
+using kernels::map_elements;
 
 namespace {
 
@@ -99,32 +102,42 @@ Variable linear(const Variable& x, const Variable& w, const Variable& b) {
       saving && w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   const SavedTensor saved_w =
       saving && x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
+  // The adjoint of y = x w^T + b applied to t: dx = t w, dw = t^T x, db = sum over rows of t.
+  // The backward is adjoint(dy, x, w); the curvature rule, adjoint(h, x^2, w^2) (y is linear in
+  // each input, so h_x = h w^2, h_w = h^T x^2, h_b = sum of h).
+  auto adjoint = [N, in, out](const Tensor& t, const Tensor& x, const Tensor& w, const GradMask& needs) {
+    TensorList results(needs.size());
+    dispatch(t.dtype(), [&]<class T>() {
+      const T* t_data = t.data<T>();
+      if (needs[0]) {  // [N, in] = t:[N, out] w:[out, in]
+        results[0] = Tensor({N, in}, t.dtype());
+        gemm<T>(false, false, N, in, out, t_data, w.data<T>(), /*accumulate=*/false, results[0].data<T>());
+      }
+      if (needs[1]) {  // [out, in] = t^T:[out, N] x:[N, in]
+        results[1] = Tensor({out, in}, t.dtype());
+        gemm<T>(true, false, out, in, N, t_data, x.data<T>(), /*accumulate=*/false, results[1].data<T>());
+      }
+      if (needs.size() > 2 && needs[2]) {  // [out] = sum over n of t[n, :]
+        results[2] = Tensor({out}, t.dtype());
+        T* sum = results[2].data<T>();
+        for (std::int64_t n = 0; n < N; ++n)
+          for (std::int64_t o = 0; o < out; ++o) sum[o] += t_data[n * out + o];
+      }
+    });
+    return results;
+  };
   return record(
       std::move(y), "linear", std::move(inputs),
-      [saved_x, saved_w, N, in, out](const Tensor& dy, const GradMask& needs) {
+      [saved_x, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
           fail("linear", "an input began requiring grad after the forward");
-        TensorList grads(needs.size());
-        dispatch(dy.dtype(), [&]<class T>() {
-          const T* dy_data = dy.data<T>();
-          if (needs[0]) {  // dx:[N, in] = dy:[N, out] w:[out, in]
-            grads[0] = Tensor({N, in}, dy.dtype());
-            gemm<T>(false, false, N, in, out, dy_data, saved_w.unpack().data<T>(),
-                    /*accumulate=*/false, grads[0].data<T>());
-          }
-          if (needs[1]) {  // dw:[out, in] = dy^T:[out, N] x:[N, in]
-            grads[1] = Tensor({out, in}, dy.dtype());
-            gemm<T>(true, false, out, in, N, dy_data, saved_x.unpack().data<T>(),
-                    /*accumulate=*/false, grads[1].data<T>());
-          }
-          if (needs.size() > 2 && needs[2]) {  // db:[out] = sum over n of dy[n, :]
-            grads[2] = Tensor({out}, dy.dtype());
-            T* db = grads[2].data<T>();
-            for (std::int64_t n = 0; n < N; ++n)
-              for (std::int64_t o = 0; o < out; ++o) db[o] += dy_data[n * out + o];
-          }
-        });
-        return grads;
+        return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[0] ? saved_w.unpack() : Tensor{},
+                       needs);
+      },
+      [saved_x, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
+        const auto square = [](auto v) { return v * v; };
+        return adjoint(h, needs[1] ? map_elements(saved_x.unpack(), square) : Tensor{},
+                       needs[0] ? map_elements(saved_w.unpack(), square) : Tensor{}, needs);
       });
 }
 

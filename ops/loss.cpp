@@ -57,7 +57,7 @@ Variable nll_loss(const Variable& logp, std::span<const std::int64_t> targets) {
   std::shared_ptr<std::int64_t[]> saved_targets;
   if (needs_grad({logp})) saved_targets = copy_targets(targets);
   return record(std::move(y), "nll_loss", {logp},
-                [saved_targets = std::move(saved_targets), N, C](const Tensor& dy,
+                [saved_targets, N, C](const Tensor& dy,
                                                                  const GradMask&) {
                   Tensor dlogp({N, C}, dy.dtype());
                   dispatch(dy.dtype(), [&]<class T>() {
@@ -67,6 +67,16 @@ Variable nll_loss(const Variable& logp, std::span<const std::int64_t> targets) {
                       d[n * C + saved_targets[n]] = scale;
                   });
                   return TensorList{dlogp};
+                },
+                // Curvature: dy/dlogp[n, target] = -1/N, squared; y is linear in logp.
+                [saved_targets, N, C](const Tensor& h, const Tensor&, const GradMask&) {
+                  Tensor hlogp({N, C}, h.dtype());
+                  dispatch(h.dtype(), [&]<class T>() {
+                    const T scale = h.data<T>()[0] / static_cast<T>(N * N);
+                    T* d = hlogp.data<T>();
+                    for (std::int64_t n = 0; n < N; ++n) d[n * C + saved_targets[n]] = scale;
+                  });
+                  return TensorList{hlogp};
                 });
 }
 

@@ -10,5 +10,5 @@
 #include "ops/loss.hpp"        // nll_loss, cross_entropy
 #include "ops/pool.hpp"        // max_pool2d, avg_pool2d
 #include "ops/reduce.hpp"      // sum, mean (all elements or over dims), logsumexp
-#include "ops/shape.hpp"       // reshape, flatten, cat, transpose
+#include "ops/shape.hpp"       // reshape, flatten, cat, transpose, pad2d
 #include "ops/softmax.hpp"     // softmax, log_softmax

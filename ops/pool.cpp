@@ -122,26 +122,35 @@ Variable avg_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   });
 
   // Saves nothing but the geometry: the gradient does not depend on x.
-  return record(std::move(y), "avg_pool2d", {x},
-                [g, x_shape = x.shape(), plane_in, plane_out, area](const Tensor& dy,
-                                                                    const GradMask&) {
-    // dx[window] += dy / kernel^2: overlapping windows (stride < kernel) add up.
-    Tensor grad_x(x_shape, dy.dtype());
-    dispatch(dy.dtype(), [&]<class T>() {
-      const T* dy_data = dy.data<T>();
+  // Each window's value t / kernel^2 times `weight`, added to every element of the window: dx for
+  // t = dy; overlapping windows (stride < kernel) add up.
+  auto spread = [g, x_shape = x.shape(), plane_in, plane_out](const Tensor& t, double weight) {
+    Tensor out(x_shape, t.dtype());
+    dispatch(t.dtype(), [&]<class T>() {
+      const T* t_data = t.data<T>();
       for (std::int64_t plane = 0; plane < g.planes; ++plane) {
-        T* dx = grad_x.data<T>() + plane * plane_in;
+        T* o = out.data<T>() + plane * plane_in;
         for (std::int64_t i = 0; i < g.out_h; ++i)
           for (std::int64_t j = 0; j < g.out_w; ++j) {
-            const T share = dy_data[plane * plane_out + i * g.out_w + j] / static_cast<T>(area);
+            const T share = t_data[plane * plane_out + i * g.out_w + j] * static_cast<T>(weight);
             for (std::int64_t p = 0; p < g.kernel; ++p)
               for (std::int64_t q = 0; q < g.kernel; ++q)
-                dx[(i * g.stride + p) * g.width + (j * g.stride + q)] += share;
+                o[(i * g.stride + p) * g.width + (j * g.stride + q)] += share;
           }
       }
     });
-    return TensorList{grad_x};
-  });
+    return out;
+  };
+  const double inverse_area = 1.0 / static_cast<double>(area);
+  return record(
+      std::move(y), "avg_pool2d", {x},
+      [spread, inverse_area](const Tensor& dy, const GradMask&) {
+        return TensorList{spread(dy, inverse_area)};
+      },
+      // Curvature: dy/dx = 1 / kernel^2 for each window the element is in, squared.
+      [spread, inverse_area](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{spread(h, inverse_area * inverse_area)};
+      });
 }
 
 }  // namespace ag

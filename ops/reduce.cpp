@@ -146,6 +146,10 @@ Variable sum(const Variable& x) {
   return record(std::move(y), "sum", {x},
                 [x_shape = x.shape()](const Tensor& dy, const GradMask&) {
                   return TensorList{Tensor::full(x_shape, dy.item(), dy.dtype())};
+                },
+                // Curvature: dy/dx = 1 for every element.
+                [x_shape = x.shape()](const Tensor& h, const Tensor&, const GradMask&) {
+                  return TensorList{Tensor::full(x_shape, h.item(), h.dtype())};
                 });
 }
 
@@ -159,6 +163,11 @@ Variable mean(const Variable& x) {
                 [x_shape = x.shape(), n](const Tensor& dy, const GradMask&) {
                   return TensorList{
                       Tensor::full(x_shape, dy.item() / static_cast<double>(n), dy.dtype())};
+                },
+                // Curvature: dy/dx = 1/n, squared.
+                [x_shape = x.shape(), n](const Tensor& h, const Tensor&, const GradMask&) {
+                  const auto count = static_cast<double>(n);
+                  return TensorList{Tensor::full(x_shape, h.item() / (count * count), h.dtype())};
                 });
 }
 
@@ -170,6 +179,10 @@ Variable sum(const Variable& x, const DimList& dims, bool keepdim) {
   return record(std::move(y), "sum", {x},
                 [r, x_shape = x.shape()](const Tensor& dy, const GradMask&) {
                   return TensorList{spread(dy, r, x_shape, 1.0)};
+                },
+                // Curvature: dy/dx = 1, so h spreads like the gradient.
+                [r, x_shape = x.shape()](const Tensor& h, const Tensor&, const GradMask&) {
+                  return TensorList{spread(h, r, x_shape, 1.0)};
                 });
 }
 
@@ -185,6 +198,10 @@ Variable mean(const Variable& x, const DimList& dims, bool keepdim) {
   return record(std::move(y), "mean", {x},
                 [r, x_shape = x.shape(), scale](const Tensor& dy, const GradMask&) {
                   return TensorList{spread(dy, r, x_shape, scale)};
+                },
+                // Curvature: dy/dx = 1/count, squared.
+                [r, x_shape = x.shape(), scale](const Tensor& h, const Tensor&, const GradMask&) {
+                  return TensorList{spread(h, r, x_shape, scale * scale)};
                 });
 }
 
@@ -238,6 +255,28 @@ Variable logsumexp(const Variable& x, std::int64_t dim, bool keepdim) {
                     });
                   });
                   return TensorList{dx};
+                },
+                // Curvature: with p = softmax = exp(x - y), dy/dx = p and d2y/dx2 = p (1 - p):
+                // h_x = p^2 h + p (1 - p) g.
+                [saved_x, saved_y, r](const Tensor& h, const Tensor& g, const GradMask&) {
+                  const Tensor& x_value = saved_x.unpack();
+                  const Tensor& y_value = saved_y.unpack();
+                  Tensor hx = Tensor::empty(x_value.shape(), h.dtype());
+                  dispatch(h.dtype(), [&]<class T>() {
+                    const T* x_data = x_value.data<T>();
+                    const T* y_data = y_value.data<T>();
+                    const T* h_data = h.data<T>();
+                    const T* g_data = g.data<T>();
+                    T* hx_data = hx.data<T>();
+                    for_each_run(r, [&](std::int64_t i, std::int64_t o, std::int64_t n,
+                                        std::int64_t step) {
+                      for (std::int64_t k = 0; k < n; ++k) {
+                        const T p = std::exp(x_data[i + k] - y_data[o + k * step]);
+                        hx_data[i + k] = p * p * h_data[o + k * step] + p * (1 - p) * g_data[o + k * step];
+                      }
+                    });
+                  });
+                  return TensorList{hx};
                 });
 }
 

@@ -58,10 +58,13 @@ Variable reshape(const Variable& x, Shape shape) {
   if (!x.defined()) fail("reshape", "undefined input");
   Tensor y = x.value().reshape(std::move(shape));  // a view; throws naming reshape and both shapes
   // Saves only x's shape.
-  return record(std::move(y), "reshape", {x},
-                [x_shape = x.shape()](const Tensor& dy, const GradMask&) {
-                  return TensorList{dy.reshape(x_shape)};
-                });
+  return record(
+      std::move(y), "reshape", {x},
+      [x_shape = x.shape()](const Tensor& dy, const GradMask&) { return TensorList{dy.reshape(x_shape)}; },
+      // Curvature: the same elements, so h reshaped back.
+      [x_shape = x.shape()](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{h.reshape(x_shape)};
+      });
 }
 
 Variable flatten(const Variable& x, std::int64_t start_dim) {
@@ -116,8 +119,8 @@ Variable cat(const VariableList& xs, std::int64_t dim) {
   });
 
   // Saves only the shapes.
-  return record(std::move(y), "cat", xs,
-                [y_shape, d, sizes, outer, inner](const Tensor& dy, const GradMask& needs) {
+  // dx_i, the slice of dy that input i became; curvature slices h the same way (coefficient 1).
+  auto slices = [y_shape, d, sizes, outer, inner](const Tensor& dy, const GradMask& needs) {
     // dx_i = dy[.., offset_i : offset_i + S_i, ..]
     TensorList grads(needs.size());
     for (std::size_t i = 0; i < needs.size(); ++i)
@@ -136,7 +139,9 @@ Variable cat(const VariableList& xs, std::int64_t dim) {
         }
     });
     return grads;
-  });
+  };
+  return record(std::move(y), "cat", xs, slices,
+                [slices](const Tensor& h, const Tensor&, const GradMask& needs) { return slices(h, needs); });
 }
 
 Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1) {
@@ -151,6 +156,39 @@ Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1) {
   return record(std::move(y), "transpose", {x}, [d0, d1](const Tensor& dy, const GradMask&) {
     return TensorList{swap_dims(dy, d0, d1)};
   });
+}
+
+Variable pad2d(const Variable& x, std::int64_t padding, double value) {
+  if (!x.defined()) fail("pad2d", "undefined input");
+  if (x.shape().size() != 4) fail("pad2d", "expected x of shape [N, C, H, W], got " + shape_str(x.shape()));
+  if (padding < 0) fail("pad2d", "padding must be >= 0, got " + std::to_string(padding));
+  const std::int64_t planes = x.shape()[0] * x.shape()[1], height = x.shape()[2], width = x.shape()[3];
+  const std::int64_t out_h = height + 2 * padding, out_w = width + 2 * padding;
+  Tensor y = Tensor::full({x.shape()[0], x.shape()[1], out_h, out_w}, value, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const T* in = x.value().data<T>();
+    T* out = y.data<T>();
+    for (std::int64_t plane = 0; plane < planes; ++plane)
+      for (std::int64_t r = 0; r < height; ++r)
+        std::copy_n(in + (plane * height + r) * width, width,
+                    out + (plane * out_h + r + padding) * out_w + padding);
+  });
+  // Saves only the geometry. The middle of t: dx for t = dy, h_x for t = h (coefficient 1).
+  auto middle = [x_shape = x.shape(), planes, height, width, out_h, out_w, padding](const Tensor& t) {
+    Tensor out = Tensor::empty(x_shape, t.dtype());
+    dispatch(t.dtype(), [&]<class T>() {
+      const T* in = t.data<T>();
+      T* o = out.data<T>();
+      for (std::int64_t plane = 0; plane < planes; ++plane)
+        for (std::int64_t r = 0; r < height; ++r)
+          std::copy_n(in + (plane * out_h + r + padding) * out_w + padding, width,
+                      o + (plane * height + r) * width);
+    });
+    return TensorList{out};
+  };
+  return record(
+      std::move(y), "pad2d", {x}, [middle](const Tensor& dy, const GradMask&) { return middle(dy); },
+      [middle](const Tensor& h, const Tensor&, const GradMask&) { return middle(h); });
 }
 
 }  // namespace ag

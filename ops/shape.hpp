@@ -25,4 +25,9 @@ Variable cat(const VariableList& xs, std::int64_t dim);
 /// -1 (as in PyTorch).
 Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1);
 
+/// y = x surrounded by `padding` rows and columns of the constant `value` on every side (PyTorch's
+/// F.pad(x, (p, p, p, p), value=value));  dx = the middle of dy.
+/// x:[N, C, H, W] -> y:[N, C, H + 2 padding, W + 2 padding];  padding >= 0.
+Variable pad2d(const Variable& x, std::int64_t padding, double value = 0.0);
+
 }  // namespace ag

@@ -34,4 +34,19 @@ Tensor zip_elements(const Tensor& a, const Tensor& b, F f) {
   return z;
 }
 
+/// w[k] = f(a[k], b[k], c[k]), a new tensor of c's shape: a curvature rule's map of a saved
+/// tensor, h and g.
+template <class F>
+Tensor zip_elements(const Tensor& a, const Tensor& b, const Tensor& c, F f) {
+  Tensor w = Tensor::empty(c.shape(), c.dtype());
+  dispatch(c.dtype(), [&]<class T>() {
+    const T* a_data = a.data<T>();
+    const T* b_data = b.data<T>();
+    const T* c_data = c.data<T>();
+    T* w_data = w.data<T>();
+    for (std::int64_t k = 0; k < w.numel(); ++k) w_data[k] = f(a_data[k], b_data[k], c_data[k]);
+  });
+  return w;
+}
+
 }  // namespace ag::kernels
