@@ -41,6 +41,10 @@ class Model : public Module {
   /// its output.
   virtual ag::Variable log_probabilities(const ag::Variable& output) const;
 
+  /// Connections per example (multiply-adds, each bias one) as LeCun et al. count them; 0 when
+  /// the model does not say.
+  virtual std::int64_t connections() const { return 0; }
+
  private:
   InputSpec input_;
   std::int64_t classes_;

@@ -341,9 +341,11 @@ Variable log(const Variable& x) {
 
 Variable pow(const Variable& x, double exponent) {
   if (!x.defined()) fail("pow", "undefined input");
-  Tensor y = map_elements(x.value(), [exponent](auto v) {
-    return std::pow(v, static_cast<decltype(v)>(exponent));
-  });
+  // Squares (a squared error, an RBF distance) take the multiply, not a pow call per element.
+  Tensor y = exponent == 2 ? map_elements(x.value(), [](auto v) { return v * v; })
+                           : map_elements(x.value(), [exponent](auto v) {
+                               return std::pow(v, static_cast<decltype(v)>(exponent));
+                             });
   // Saves x (shared, not copied): dx = dy * p * x^(p - 1).
   const SavedTensor saved_x =
       needs_grad({x}) ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
@@ -351,6 +353,7 @@ Variable pow(const Variable& x, double exponent) {
     const Tensor& x_value = saved_x.unpack();
     // x^0 is constant: its gradient is 0 even at x = 0, where p * x^(p - 1) would be 0 * inf.
     if (exponent == 0) return TensorList{Tensor(dy.shape(), dy.dtype())};
+    if (exponent == 2) return TensorList{zip_elements(x_value, dy, [](auto x, auto g) { return 2 * g * x; })};
     return TensorList{zip_elements(x_value, dy, [exponent](auto x, auto g) {
       const auto p = static_cast<decltype(x)>(exponent);
       return g * p * std::pow(x, p - 1);

@@ -19,6 +19,19 @@ using kernels::gemm;
 
 // cols[(c*KH + p)*KW + q, i*Wo + j] = image[c, i*stride + p - padding, j*stride + q - padding],
 // zero outside the image.   image:[Cin, H, W] -> cols:[K, P]
+// The output columns j whose input column j*stride + q - padding lies inside the image: [lo, hi).
+struct ColumnRange {
+  std::int64_t lo, hi;
+};
+ColumnRange inside_columns(const ConvGeometry& g, std::int64_t q) {
+  const std::int64_t shift = q - g.padding;  // input column of output column 0
+  std::int64_t lo = shift >= 0 ? 0 : (-shift + g.stride - 1) / g.stride;
+  std::int64_t hi = g.width - 1 - shift < 0 ? 0 : (g.width - 1 - shift) / g.stride + 1;
+  lo = std::min(lo, g.out_w);
+  hi = std::clamp(hi, lo, g.out_w);
+  return {lo, hi};
+}
+
 template <class T>
 void im2col(const ConvGeometry& g, const T* image, T* cols) {
   for (std::int64_t c = 0; c < g.in_channels; ++c)
@@ -33,10 +46,14 @@ void im2col(const ConvGeometry& g, const T* image, T* cols) {
             std::fill(out, out + g.out_w, T(0));
             continue;
           }
-          for (std::int64_t j = 0; j < g.out_w; ++j) {
-            const std::int64_t w = j * g.stride + q - g.padding;
-            out[j] = (w >= 0 && w < g.width) ? plane[h * g.width + w] : T(0);
-          }
+          // Zeros where the window hangs over the left or right edge; the rest is one run of the
+          // input row (a plain copy at stride 1).
+          const auto [lo, hi] = inside_columns(g, q);
+          const T* in = plane + h * g.width + q - g.padding;
+          std::fill(out, out + lo, T(0));
+          if (g.stride == 1) std::copy(in + lo, in + hi, out + lo);
+          else for (std::int64_t j = lo; j < hi; ++j) out[j] = in[j * g.stride];
+          std::fill(out + hi, out + g.out_w, T(0));
         }
       }
 }
@@ -54,10 +71,9 @@ void col2im(const ConvGeometry& g, const T* cols, T* image) {
           const std::int64_t h = i * g.stride + p - g.padding;
           if (h < 0 || h >= g.height) continue;
           const T* in = row + i * g.out_w;
-          for (std::int64_t j = 0; j < g.out_w; ++j) {
-            const std::int64_t w = j * g.stride + q - g.padding;
-            if (w >= 0 && w < g.width) plane[h * g.width + w] += in[j];
-          }
+          const auto [lo, hi] = inside_columns(g, q);
+          T* out = plane + h * g.width + q - g.padding;
+          for (std::int64_t j = lo; j < hi; ++j) out[j * g.stride] += in[j];
         }
       }
 }

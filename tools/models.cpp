@@ -10,13 +10,16 @@ int models(const std::vector<std::string>& args) {
   po::options_description options("options");
   po::variables_map vm;
   if (!parse("models", "", options, args, vm)) return 0;
-  std::cout << std::left << std::setw(12) << "model" << std::right << std::setw(12) << "parameters" << "  "
-            << std::left << std::setw(17) << "input" << "description\n";
+  std::cout << std::left << std::setw(14) << "model" << std::right << std::setw(12) << "parameters"
+            << std::setw(13) << "connections" << "  " << std::left << std::setw(17) << "input" << "description\n";
   for (const nn::ModelEntry& entry : nn::registered_models()) {
     ag::Generator gen(0);
     const std::unique_ptr<nn::Model> model = entry.make(gen);
-    std::cout << std::left << std::setw(12) << entry.name << std::right << std::setw(12)
-              << model->parameter_count() << "  " << std::left << std::setw(17)
+    const std::int64_t connections = model->connections();
+    std::cout << std::left << std::setw(14) << entry.name << std::right << std::setw(12)
+              << model->parameter_count() << std::setw(13)
+              << (connections > 0 ? std::to_string(connections) : std::string("-")) << "  " << std::left
+              << std::setw(17)
               << ag::shape_str(model->input_shape(1)).replace(1, 3, "N, ") << entry.description << '\n';
   }
   return 0;

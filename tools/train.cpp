@@ -80,8 +80,13 @@ int train(const std::vector<std::string>& args) {
       ("momentum", po::value(&r.momentum)->default_value(r.momentum), "SGD momentum (0 for none)")
       ("no-nesterov", "plain momentum instead of Nesterov's")
       ("weight-decay", po::value(&r.weight_decay)->default_value(r.weight_decay), "L2 penalty")
-      ("optimizer", po::value(&r.optimizer)->default_value(r.optimizer), "sgd or adam")
-      ("schedule", po::value(&r.schedule)->default_value(r.schedule), "constant, step or cosine")
+      ("optimizer", po::value(&r.optimizer)->default_value(r.optimizer), "sgd, adam or sdlm")
+      ("schedule", po::value(&r.schedule)->default_value(r.schedule),
+       "constant, step, cosine or lecun1998 (the 1998 paper's global rates per pass, as factors of --lr)")
+      ("mu", po::value(&r.mu)->default_value(r.mu), "sdlm: step lr / (mu + curvature)")
+      ("curvature-samples", po::value(&r.curvature_samples)->default_value(r.curvature_samples),
+       "sdlm: patterns the curvature is estimated on before each epoch")
+      ("order", po::value(&r.order)->default_value(r.order), "shuffled (anew each epoch) or fixed (one order)")
       ("warmup-steps", po::value(&r.warmup_steps)->default_value(r.warmup_steps),
        "lr rises linearly to --lr over the first N steps (0: none)")
       ("step-epochs", po::value(&r.step_epochs)->default_value(r.step_epochs), "--schedule step: epochs between decays")

@@ -40,8 +40,11 @@ void apply_affine(const std::uint8_t* image, std::int64_t rows, std::int64_t col
 /// like handwriting and stays in its field. An MNIST digit fits a 20x20 box centred in 28x28, so:
 /// ±2 px of translation keeps it inside the 4-pixel margin; ±10% of size (18 to 22 px) is the
 /// spread of sizes among writers; ±10% of squeeze is a modest change of aspect ratio; a shear of
-/// ±0.15 (±8.5 degrees) is the slant variation of ordinary handwriting. Only every extreme at
-/// once pushes a full-size digit a pixel or two past the border.
+/// ±0.15 (±8.5 degrees) is the slant variation of ordinary handwriting. Since MNIST centres a digit
+/// by its centre of mass, its box can sit a pixel or two off-centre, and large draws together can
+/// carry a tall digit's end past the border: a few digits in a thousand lose a twentieth of their
+/// ink (tests/models/data/distort_test.cpp bounds it). To keep every pixel, pad the images first
+/// (the paper's network read the 28x28 digits in a 32x32 field).
 struct AffineDistortion {
   double translate_x_max = 2;  // tx uniform in [-max, max] pixels (right)
   double translate_y_max = 2;  // ty uniform in [-max, max] pixels (down)
@@ -91,6 +94,8 @@ class DistortedPool {
   /// Throws std::invalid_argument for an inconsistent split, copies or passes < 0, bad ranges, or
   /// a schedule too large to hold.
   DistortedPool(const MnistSplit& originals, const DistortedPoolOptions& options = {});
+  /// The split is not copied, so a temporary one would not outlive the pool.
+  DistortedPool(MnistSplit&&, const DistortedPoolOptions& = {}) = delete;
 
   std::int64_t originals() const { return originals_->count; }  // N
   std::int64_t pool_size() const { return pool_size_; }          // N (1 + copies)

@@ -33,7 +33,9 @@ class Module {
   /// Own parameters first, then each submodule's under its name, in registration order.
   NamedParameters named_parameters() const;
   std::vector<ag::Variable> parameters() const;
-  std::int64_t parameter_count() const;
+  /// The number of trainable parameter elements (a model whose parameters hold fixed zeros, such
+  /// as a partial connection table, counts only the others).
+  virtual std::int64_t parameter_count() const;
   /// Own buffers first, then each submodule's under its name, in registration order.
   NamedBuffers named_buffers() const;
 

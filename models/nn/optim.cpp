@@ -164,6 +164,12 @@ double LrSchedule::lr_at(std::int64_t step) const {
       return base_lr;
     case Kind::Step:
       return base_lr * std::pow(gamma, static_cast<double>(step / std::max<std::int64_t>(step_size, 1)));
+    case Kind::Piecewise: {
+      double factor = 1;
+      for (std::size_t i = 0; i < boundaries.size() && i < factors.size(); ++i)
+        if (step >= boundaries[i]) factor = factors[i];
+      return base_lr * factor;
+    }
     case Kind::Cosine: {
       const double span = static_cast<double>(std::max<std::int64_t>(total_steps - warmup_steps, 1));
       const double t = std::min(1.0, static_cast<double>(step - warmup_steps) / span);
@@ -171,6 +177,56 @@ double LrSchedule::lr_at(std::int64_t step) const {
     }
   }
   return base_lr;
+}
+
+SDLM::SDLM(std::vector<ag::Variable> parameters, const SdlmOptions& options)
+    : Optimizer(std::move(parameters), options.lr), options_(options), curvature_(parameters_.size()) {
+  if (!(options.mu > 0)) ag::fail("SDLM", "mu must be positive, got " + std::to_string(options.mu));
+  for (std::size_t i = 0; i < parameters_.size(); ++i)
+    curvature_[i] = ag::Tensor(parameters_[i].shape(), parameters_[i].dtype());
+}
+
+void SDLM::set_curvature(const std::vector<ag::Tensor>& curvature) {
+  if (curvature.size() != parameters_.size())
+    ag::fail("SDLM", std::to_string(curvature.size()) + " curvature tensors for " +
+                         std::to_string(parameters_.size()) + " parameters");
+  for (std::size_t i = 0; i < curvature.size(); ++i) {
+    if (!curvature[i].defined()) continue;
+    const std::string name = parameters_[i].name().empty() ? "parameter " + std::to_string(i) : parameters_[i].name();
+    if (curvature[i].shape() != parameters_[i].shape())
+      ag::fail("SDLM", "curvature of shape " + ag::shape_str(curvature[i].shape()) + " for " + name + " " +
+                           ag::shape_str(parameters_[i].shape()));
+    for (const double h : curvature[i].to_vector())
+      if (!(h >= 0 && std::isfinite(h)))
+        ag::fail("SDLM", "curvature of " + name + " holds " + std::to_string(h) + " (needs finite, >= 0)");
+    curvature_[i] = curvature[i].to(parameters_[i].dtype());
+  }
+}
+
+void SDLM::update(std::int64_t begin, std::int64_t end) {
+  const double lr = lr_, mu = options_.mu;
+  for_each_part(begin, end, [&](std::size_t i, std::int64_t from, std::int64_t to) {
+    ag::Variable& p = parameters_[i];
+    ag::dispatch(p.dtype(), [&]<class T>() {
+      T* w = p.mutable_value().data<T>();
+      const T* grad = p.grad().data<T>();
+      const T* h = curvature_[i].data<T>();
+      for (std::int64_t k = from; k < to; ++k) w[k] -= static_cast<T>(lr / (mu + h[k])) * grad[k];
+    });
+  });
+}
+
+std::vector<std::pair<std::string, ag::Tensor>> SDLM::state() const {
+  std::vector<std::pair<std::string, ag::Tensor>> out;
+  for (std::size_t i = 0; i < curvature_.size(); ++i) out.emplace_back(buffer_name("curvature", i), curvature_[i]);
+  return out;
+}
+
+void SDLM::load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state, std::int64_t steps) {
+  load_buffers(curvature_, "curvature", parameters_, state);
+  for (std::size_t i = 0; i < curvature_.size(); ++i)
+    if (!curvature_[i].defined()) curvature_[i] = ag::Tensor(parameters_[i].shape(), parameters_[i].dtype());
+  steps_ = steps;
 }
 
 }  // namespace nn

@@ -132,11 +132,39 @@ class Adam : public Optimizer {
   double correction1_ = 1, correction2_ = 1;  // 1 - beta^t of this step
 };
 
+struct SdlmOptions {
+  double lr = 0.0005;  // the global rate eta
+  double mu = 0.02;    // keeps the step bounded where the curvature is small
+};
+
+/// Stochastic diagonal Levenberg-Marquardt (LeCun et al. 1998, eq. 21): each parameter gets its
+/// own step, p -= lr / (mu + h) * grad, with h the diagonal curvature estimate given to
+/// set_curvature() (from ag::backward_with_curvature over a sample of patterns) and kept until the
+/// next one. Until the first estimate h is 0.
+class SDLM : public Optimizer {
+ public:
+  SDLM(std::vector<ag::Variable> parameters, const SdlmOptions& options);
+  /// One tensor per parameter, of its shape (undefined: that parameter's h stays as it was).
+  /// Throws std::invalid_argument naming the parameter for a shape that does not fit or a
+  /// negative or non-finite value.
+  void set_curvature(const std::vector<ag::Tensor>& curvature);
+  const std::vector<ag::Tensor>& curvature() const { return curvature_; }
+  void update(std::int64_t begin, std::int64_t end) override;
+  std::vector<std::pair<std::string, ag::Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
+                  std::int64_t steps) override;
+
+ private:
+  SdlmOptions options_;
+  std::vector<ag::Tensor> curvature_;  // one per parameter
+};
+
 /// Learning rate as a function of the optimisation step (counted from 0), with an optional linear
 /// warm-up. Constant; Step: times gamma every step_size steps; Cosine: from base_lr down to
-/// min_lr over total_steps, half a cosine period.
+/// min_lr over total_steps, half a cosine period; Piecewise: base_lr times factors[i] from step
+/// boundaries[i] on (boundaries ascending, starting at 0).
 struct LrSchedule {
-  enum class Kind { Constant, Step, Cosine };
+  enum class Kind { Constant, Step, Cosine, Piecewise };
   Kind kind = Kind::Constant;
   double base_lr = 0.01;
   std::int64_t total_steps = 1;
@@ -144,6 +172,8 @@ struct LrSchedule {
   double gamma = 0.1;
   double min_lr = 0.0;
   std::int64_t warmup_steps = 0;
+  std::vector<std::int64_t> boundaries;  // Piecewise
+  std::vector<double> factors;           // Piecewise, one per boundary
 
   double lr_at(std::int64_t step) const;
 };

@@ -8,6 +8,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "autograd/engine.hpp"
+
 namespace nn {
 
 namespace {
@@ -25,6 +27,7 @@ std::string exact_text(double v) {
 }
 
 std::unique_ptr<Optimizer> make_optimizer(const Recipe& r, const std::vector<ag::Variable>& parameters) {
+  if (r.optimizer == "sdlm") return std::make_unique<SDLM>(parameters, SdlmOptions{.lr = r.lr, .mu = r.mu});
   if (r.optimizer == "adam")
     return std::make_unique<Adam>(parameters, AdamOptions{.lr = r.lr, .weight_decay = r.weight_decay});
   return std::make_unique<SGD>(parameters, SGDOptions{.lr = r.lr, .momentum = r.momentum,
@@ -57,12 +60,17 @@ Metadata run_defining(const TrainOptions& o) {
           {"warmup-steps", std::to_string(r.warmup_steps)},
           {"step-epochs", std::to_string(r.step_epochs)}, {"gamma", exact_text(r.gamma)},
           {"augment", std::to_string(r.augment)},     {"seed", std::to_string(o.seed)},
-          {"threads", std::to_string(o.threads)},     {"limit", std::to_string(o.limit)}};
+          {"threads", std::to_string(o.threads)},     {"limit", std::to_string(o.limit)},
+          {"order", r.order},                         {"mu", exact_text(r.mu)},
+          {"curvature-samples", std::to_string(r.curvature_samples)}};
 }
 
 void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& source) {
   saved.try_emplace("model", "lenet5");
   saved.try_emplace("warmup-steps", "0");
+  saved.try_emplace("order", "shuffled");
+  saved.try_emplace("mu", "0.02");
+  saved.try_emplace("curvature-samples", "500");
   auto get = [&](const char* key) -> const std::string& {
     const auto it = saved.find(key);
     if (it == saved.end()) throw WeightsError(source + ": checkpoint has no config." + key);
@@ -86,6 +94,9 @@ void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& sour
     o.seed = std::stoull(get("seed"));
     o.threads = std::stoi(get("threads"));
     o.limit = std::stoll(get("limit"));
+    r.order = get("order");
+    r.mu = std::stod(get("mu"));
+    r.curvature_samples = std::stoll(get("curvature-samples"));
   } catch (const std::logic_error&) {  // std::stoi and friends
     throw WeightsError(source + ": checkpoint configuration is malformed");
   }
@@ -106,9 +117,13 @@ void validate(const TrainOptions& o) {
   if (!(r.weight_decay >= 0)) out_of_range("weight-decay", "must not be negative");
   if (!(r.gamma > 0 && r.gamma <= 1)) out_of_range("gamma", "must be in (0, 1]");
   if (r.step_epochs < 1) out_of_range("step-epochs", "must be positive, got " + std::to_string(r.step_epochs));
-  if (r.optimizer != "sgd" && r.optimizer != "adam") out_of_range("optimizer", "must be sgd or adam");
-  if (r.schedule != "constant" && r.schedule != "step" && r.schedule != "cosine")
-    out_of_range("schedule", "must be constant, step or cosine");
+  if (r.optimizer != "sgd" && r.optimizer != "adam" && r.optimizer != "sdlm")
+    out_of_range("optimizer", "must be sgd, adam or sdlm");
+  if (r.schedule != "constant" && r.schedule != "step" && r.schedule != "cosine" && r.schedule != "lecun1998")
+    out_of_range("schedule", "must be constant, step, cosine or lecun1998");
+  if (r.order != "shuffled" && r.order != "fixed") out_of_range("order", "must be shuffled or fixed");
+  if (!(r.mu > 0)) out_of_range("mu", "must be positive");
+  if (r.curvature_samples < 1) out_of_range("curvature-samples", "must be positive");
 }
 
 Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const MnistSplit& test,
@@ -135,7 +150,16 @@ Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const Mni
                          .warmup_steps = r.warmup_steps};
   schedule_.kind = r.schedule == "cosine" ? LrSchedule::Kind::Cosine
                    : r.schedule == "step" ? LrSchedule::Kind::Step
+                   : r.schedule == "lecun1998" ? LrSchedule::Kind::Piecewise
                                           : LrSchedule::Kind::Constant;
+  if (r.schedule == "lecun1998") {
+    // LeCun et al. 1998, III-C: eta 0.0005 for passes 1-2, 0.0002 for 3-5, 0.0001 for 6-8,
+    // 0.00005 for 9-12, 0.00001 for 13-20; as factors of --lr (0.0005 gives the paper's).
+    for (const auto [epoch, factor] : {std::pair{0, 1.0}, {2, 0.4}, {5, 0.2}, {8, 0.1}, {12, 0.02}}) {
+      schedule_.boundaries.push_back(epoch * steps_per_epoch_);
+      schedule_.factors.push_back(factor);
+    }
+  }
   position_.metrics_csv = kMetricsHeader;
   if (!resume.empty()) {
     position_ = load_checkpoint(resume, *model_, *optimizer_);  // in place: the replicas share it
@@ -177,8 +201,19 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
     // draws it again from there and then continues from the saved state.
     if (p.iteration == 0) p.epoch_start_rng = generator_.state();
     else generator_.set_state(p.epoch_start_rng);
-    std::vector<std::int64_t> order = example_order(examples, &generator_);
+    std::vector<std::int64_t> order;
+    if (r.order == "fixed") {
+      // One order for the whole run, drawn from the seed alone.
+      ag::Generator order_generator(options_.seed ^ 0x5eedf00dULL);
+      order = example_order(examples, &order_generator);
+    } else {
+      order = example_order(examples, &generator_);
+    }
     if (p.iteration > 0) generator_.set_state(p.rng);
+    // SDLM's curvature, estimated before each epoch and kept through it (a resumed run has it
+    // from the checkpoint's optimiser state).
+    if (p.iteration == 0)
+      if (auto* sdlm = dynamic_cast<SDLM*>(optimizer_.get())) estimate_curvature(*sdlm, order);
 
     for (; p.iteration < steps_per_epoch_; ++p.iteration) {
       const std::int64_t it = p.iteration, step = p.step;
@@ -265,6 +300,32 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
   }
   write_checkpoint();  // the finished run's, for the record
   return true;
+}
+
+void Trainer::estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order) {
+  const std::int64_t n = std::min<std::int64_t>(options_.recipe.curvature_samples, static_cast<std::int64_t>(order.size()));
+  const InputSpec& input = model_->input();
+  ag::Tensor images;
+  std::vector<std::int64_t> targets;
+  fill_batch(images, targets, train_, order.first(static_cast<std::size_t>(n)),
+             {.mean = input.normalization.mean, .stddev = input.normalization.std});
+  std::vector<ag::Variable> parameters = model_->parameters();
+  for (ag::Variable& parameter : parameters) {
+    parameter.mutable_grad() = ag::Tensor{};
+    parameter.mutable_curvature() = ag::Tensor{};
+  }
+  {
+    // The mean loss over the sample: its curvature is the mean of the patterns' curvatures.
+    const ag::CurvatureGuard recording;
+    const ag::Variable loss = model_->loss((*model_)(ag::Variable(images)), targets);
+    ag::backward_with_curvature(loss);
+  }
+  std::vector<ag::Tensor> curvature;
+  for (ag::Variable& parameter : parameters) {
+    curvature.push_back(std::exchange(parameter.mutable_curvature(), ag::Tensor{}));
+    parameter.mutable_grad() = ag::Tensor{};
+  }
+  sdlm.set_curvature(curvature);
 }
 
 Metadata Trainer::weights_metadata() const {

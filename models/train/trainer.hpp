@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -114,6 +115,10 @@ class Trainer {
   void write_checkpoint();
 
  private:
+  // Sets sdlm's curvature from a curvature pass over the first curvature_samples patterns of
+  // `order`.
+  void estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order);
+
   TrainOptions options_;
   const ModelEntry& entry_;
   const MnistSplit& train_;

@@ -1,5 +1,5 @@
 // reshape and flatten: views sharing storage (and its version counter), shape rules, gradients
-// reshaped back. cat and transpose: hand-computed copies, validation, gradchecks.
+// reshaped back. cat, transpose and pad2d: hand-computed copies, validation, gradchecks.
 #include "ops/shape.hpp"
 
 #include <gtest/gtest.h>
@@ -329,4 +329,71 @@ TEST(Transpose, GradMatchesNumericOn3dAnd4dTensors) {
                            << result.message;
     EXPECT_GT(result.checked, 0);
   }
+}
+
+// ---- pad2d ----
+
+TEST(Pad2d, SurroundsEachPlaneWithTheValue) {
+  // x:[1, 2, 2, 1], two planes [0; 1] and [2; 3], padding 1 with -0.5 -> [1, 2, 4, 3].
+  Variable x = iota({1, 2, 2, 1});
+  Variable y = pad2d(x, 1, -0.5);
+  const double p = -0.5;
+  expect_values(y.value(), {1, 2, 4, 3},
+                {p, p, p,  p, 0, p,  p, 1, p,  p, p, p,
+                 p, p, p,  p, 2, p,  p, 3, p,  p, p, p});
+}
+
+TEST(Pad2d, PaddingTwoWithTheDefaultZero) {
+  Variable y = pad2d(iota({1, 1, 1, 2}), 2);
+  expect_values(y.value(), {1, 1, 5, 6},
+                {0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0,  0, 0, 0, 1, 0, 0,
+                 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0});
+}
+
+TEST(Pad2d, PaddingZeroIsACopy) {
+  Variable x = iota({2, 1, 2, 3});
+  Variable y = pad2d(x, 0, 7.0);
+  EXPECT_EQ(y.shape(), x.shape());
+  EXPECT_EQ(y.value().to_vector(), x.value().to_vector());
+  EXPECT_FALSE(y.value().same_storage(x.value()));
+}
+
+TEST(Pad2d, GradientIsTheMiddleOfTheOutputGradient) {
+  Variable x = iota({1, 1, 2, 2});
+  Variable y = pad2d(x, 1, 3.0);  // [1, 1, 4, 4]
+  Tensor dy(Shape{1, 1, 4, 4}, DType::Float64);
+  for (std::int64_t i = 0; i < dy.numel(); ++i) dy.set(i, static_cast<double>(10 * i));
+  y.backward(dy);
+  // The middle 2 x 2 of a 4 x 4 grid: flat indices 5, 6, 9, 10.
+  expect_values(x.grad(), {1, 1, 2, 2}, {50, 60, 90, 100});
+}
+
+TEST(Pad2d, WorksInFloat32) {
+  Variable x(Tensor::from({1, 1, 1, 1}, std::vector<float>{2}), true);
+  Variable y = pad2d(x, 1, 0.25);
+  EXPECT_EQ(y.dtype(), DType::Float32);
+  expect_values(y.value(), {1, 1, 3, 3}, {0.25, 0.25, 0.25, 0.25, 2, 0.25, 0.25, 0.25, 0.25});
+  sum(y).backward();
+  expect_values(x.grad(), {1, 1, 1, 1}, {1});
+}
+
+TEST(Pad2d, GradMatchesNumeric) {
+  Generator gen(24);
+  const std::vector<std::pair<Shape, std::int64_t>> cases{
+      {{1, 1, 3, 3}, 1}, {{2, 3, 3, 4}, 2}, {{2, 1, 1, 5}, 3}, {{1, 2, 2, 2}, 0}};
+  for (const auto& [shape, padding] : cases) {
+    std::vector<Variable> inputs{random_variable(shape, gen)};
+    auto result = gradcheck(
+        [padding](const std::vector<Variable>& v) { return pad2d(v[0], padding, -0.1); }, inputs);
+    EXPECT_TRUE(result.ok) << shape_str(shape) << " padding " << padding << ": " << result.message;
+    EXPECT_GT(result.checked, 0);
+  }
+}
+
+TEST(Pad2d, RejectsANon4dInputAndANegativePadding) {
+  EXPECT_EQ(thrown_message([] { pad2d(iota({2, 3}), 1); }),
+            "pad2d: expected x of shape [N, C, H, W], got [2, 3]");
+  EXPECT_EQ(thrown_message([] { pad2d(iota({1, 1, 2, 2}), -1); }),
+            "pad2d: padding must be >= 0, got -1");
+  EXPECT_EQ(thrown_message([] { pad2d(Variable{}, 1); }), "pad2d: undefined input");
 }
