@@ -116,7 +116,7 @@ void backward_with_curvature(const Variable& output) {
     if (node->freed) fail("curvature", "the graph was already freed by an earlier backward");
     if (!node->curvature)
       fail("curvature", "no curvature rule for op " + std::string(node->op) +
-                            (curvature_enabled() ? "" : " (was the graph recorded under a CurvatureGuard?)"));
+                            " (or the graph was not recorded under a CurvatureGuard)");
   }
 
   Variable root = output;

@@ -55,17 +55,22 @@ Variable Variable::defer(std::shared_ptr<const Deferred> deferred, bool requires
   out.impl_->requires_grad = requires_grad;
   out.impl_->deferred = std::move(deferred);
   out.impl_->deferred_grad_mode = grad_mode;
+  out.impl_->deferred_curvature_mode = curvature_mode;
   return out;
 }
 
 void Variable::materialize() const {
   // Taken out first, so that compute() sees an ordinary (if empty) Variable, never itself deferred.
   std::shared_ptr<const Deferred> deferred = std::move(impl_->deferred);
-  struct RestoreGradMode {
-    bool previous = grad_mode;
-    ~RestoreGradMode() { grad_mode = previous; }
+  struct RestoreModes {
+    bool previous_grad = grad_mode, previous_curvature = curvature_mode;
+    ~RestoreModes() {
+      grad_mode = previous_grad;
+      curvature_mode = previous_curvature;
+    }
   } restore;
   grad_mode = impl_->deferred_grad_mode;
+  curvature_mode = impl_->deferred_curvature_mode;
   Variable computed;
   try {
     computed = deferred->compute();

@@ -142,8 +142,8 @@ class Variable {
   explicit Variable(Tensor value, bool requires_grad = false, std::string name = {});
 
   /// A Variable whose value `deferred` computes on first use. `requires_grad` is what the deferring
-  /// op's result would have had (needs_grad of its inputs); the current grad mode is kept for
-  /// compute().
+  /// op's result would have had (needs_grad of its inputs); the current grad and curvature modes
+  /// are kept for compute().
   static Variable defer(std::shared_ptr<const Deferred> deferred, bool requires_grad);
 
   bool defined() const { return impl_ != nullptr; }
@@ -217,6 +217,7 @@ class Variable {
     std::string name;
     std::shared_ptr<const Deferred> deferred;  // set until the value is computed
     bool deferred_grad_mode = true;            // grad mode when the op deferred it
+    bool deferred_curvature_mode = false;      // and whether it recorded curvature rules
   };
   std::shared_ptr<Impl> impl_;
 

@@ -684,7 +684,8 @@ TEST(CurvaturePass, AnOpWithoutARuleThrowsNamingIt) {
     CurvatureGuard curvature;
     const Variable error = ag::sum(ag::pow(op(x), 2.0));
     EXPECT_EQ(thrown_message([&] { backward_with_curvature(error); }),
-              "curvature: no curvature rule for op " + name);
+              "curvature: no curvature rule for op " + name +
+                  " (or the graph was not recorded under a CurvatureGuard)");
     // Nothing was run: the graph is intact for an ordinary backward.
     error.backward();
     EXPECT_TRUE(x.has_grad()) << name;
@@ -695,6 +696,27 @@ TEST(CurvaturePass, AGraphRecordedWithoutACurvatureGuardThrowsSayingSo) {
   const Variable x = random_input({3}, 1);
   const Variable error = ag::sum(ag::pow(ag::exp(x), 2.0));
   EXPECT_THAT(thrown_message([&] { backward_with_curvature(error); }), HasSubstr("CurvatureGuard"));
+  // Also when the pass itself runs under a guard: the recording is what counts.
+  const Variable again = ag::sum(ag::pow(ag::exp(x), 2.0));
+  CurvatureGuard curvature;
+  EXPECT_THAT(thrown_message([&] { backward_with_curvature(again); }), HasSubstr("CurvatureGuard"));
+}
+
+// A conv2d deferred (for fusion) inside a guard records its rule even when its value is first
+// computed outside it.
+TEST(CurvaturePass, ADeferredConvolutionKeepsTheModeItWasCalledIn) {
+  Generator gen(7);
+  const Variable x = random_input({1, 2, 6, 6}, 1);
+  const Variable w(Tensor::uniform({3, 2, 3, 3}, -0.5, 0.5, gen, DType::Float64), true);
+  Variable pending;
+  {
+    CurvatureGuard curvature;
+    pending = conv2d(x, w);
+  }
+  (void)pending.value();  // computed here, with no guard alive
+  CurvatureGuard curvature;
+  backward_with_curvature(ag::sum(ag::pow(ag::tanh(pending), 2.0)));
+  EXPECT_TRUE(w.curvature().defined());
 }
 
 TEST(CurvaturePass, ANonScalarOutputThrows) {
