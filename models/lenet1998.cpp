@@ -40,7 +40,7 @@ constexpr const char* kPrototypes[10][12] = {
 
 // The paper's initialisation (appendix A): uniform in [-2.4 / F, 2.4 / F], F the unit's fan-in.
 ag::Tensor paper_uniform(ag::Shape shape, double fan_in, ag::Generator& gen) {
-  return ag::Tensor::uniform(std::move(shape), -2.4 / fan_in, 2.4 / fan_in, gen);
+  return ag::Tensor::uniform(std::move(shape), -2.4 / std::sqrt(fan_in), 2.4 / std::sqrt(fan_in), gen);
 }
 
 std::int64_t table_connections(std::int64_t map) {

@@ -42,7 +42,8 @@ void plot_training_curves(const std::string& csv_path, const std::string& png_pa
       "set logscale y\n"
       "set key top right\n"
       "plot " + quoted(csv_path) + " using 3:(strcol(1) eq 'step' ? 100 * (1 - column(8)) : NaN) with lines lc rgb '#4477aa' title 'training error (running, this epoch)', "
-      "'' using 3:(strcol(1) eq 'epoch' ? 100 * (1 - column(10)) : NaN) with linespoints lc rgb '#cc3311' pt 7 title 'test error'\n"
+      "'' using 3:(strcol(1) eq 'epoch' ? 100 * (1 - column(10)) : NaN) with linespoints lc rgb '#cc3311' pt 7 title 'test error', "
+      "'' using 3:(strcol(1) eq 'epoch' && strcol(15) ne '' ? 100 * (1 - column(15)) : NaN) with linespoints lc rgb '#228833' pt 5 title 'training error (whole set, after the epoch)'\n"
       "unset multiplot\n";
   FILE* pipe = ::popen("gnuplot 2>&1", "w");
   if (!pipe) throw std::runtime_error("cannot start gnuplot");

@@ -87,6 +87,8 @@ int train(const std::vector<std::string>& args) {
       ("curvature-samples", po::value(&r.curvature_samples)->default_value(r.curvature_samples),
        "sdlm: patterns the curvature is estimated on before each epoch")
       ("order", po::value(&r.order)->default_value(r.order), "shuffled (anew each epoch) or fixed (one order)")
+      ("distort", "train on the images plus 9 random affine distortions of each (LeCun et al. 1998)")
+      ("train-error", "also evaluate the whole training set after each epoch")
       ("warmup-steps", po::value(&r.warmup_steps)->default_value(r.warmup_steps),
        "lr rises linearly to --lr over the first N steps (0: none)")
       ("step-epochs", po::value(&r.step_epochs)->default_value(r.step_epochs), "--schedule step: epochs between decays")
@@ -105,6 +107,8 @@ int train(const std::vector<std::string>& args) {
   po::variables_map vm;
   if (!parse("train", "[--model NAME] [OPTIONS]", options, args, vm)) return 0;
   r.nesterov = vm.count("no-nesterov") == 0;
+  if (vm.count("distort")) r.distort = true;
+  o.evaluate_training_set = vm.count("train-error") > 0;
   if (!resume.empty()) {
     const nn::Metadata saved = nn::checkpoint_config(resume);
     refuse_contradictions(saved, o, vm);
@@ -165,9 +169,9 @@ int train(const std::vector<std::string>& args) {
   callbacks.on_epoch = [&](const nn::EpochReport& e) {
     if (interactive) std::cout << '\n';
     std::cout << std::fixed << std::setprecision(4) << "epoch " << e.epoch + 1 << "/" << e.epochs << " done in "
-              << hms(e.seconds) << ": train acc " << e.train_accuracy << ", test loss " << e.test.loss
-              << ", test acc " << e.test.accuracy << '\n'
-              << std::flush;
+              << hms(e.seconds) << ": train acc " << e.train_accuracy;
+    if (o.evaluate_training_set) std::cout << " (whole set " << e.train_set.accuracy << ")";
+    std::cout << ", test loss " << e.test.loss << ", test acc " << e.test.accuracy << '\n' << std::flush;
   };
   callbacks.should_stop = [] { return stop_signal != 0; };
 

@@ -23,6 +23,9 @@ struct Recipe {
   std::string order = "shuffled"; // shuffled: a new order every epoch; fixed: one order for all
   double mu = 0.02;               // sdlm: eps_k = lr / (mu + h_kk)
   std::int64_t curvature_samples = 500;  // sdlm: patterns the curvature is estimated on, each epoch
+  /// LeCun et al.'s distortion experiment: the training images plus 9 random affine distortions of
+  /// each (models/data/distort.hpp), presented as epochs of as many patterns as there are images.
+  bool distort = false;
 };
 
 }  // namespace nn

@@ -46,7 +46,7 @@ std::string non_finite_gradient(const Model& model) {
 
 constexpr const char* kMetricsHeader =
     "kind,epoch,epoch_progress,iteration,step,loss,batch_accuracy,train_accuracy,test_loss,"
-    "test_accuracy,lr,images_per_second,seconds\n";
+    "test_accuracy,lr,images_per_second,seconds,train_set_loss,train_set_accuracy\n";
 
 }  // namespace
 
@@ -62,7 +62,8 @@ Metadata run_defining(const TrainOptions& o) {
           {"augment", std::to_string(r.augment)},     {"seed", std::to_string(o.seed)},
           {"threads", std::to_string(o.threads)},     {"limit", std::to_string(o.limit)},
           {"order", r.order},                         {"mu", exact_text(r.mu)},
-          {"curvature-samples", std::to_string(r.curvature_samples)}};
+          {"curvature-samples", std::to_string(r.curvature_samples)},
+          {"distort", r.distort ? "1" : "0"}};
 }
 
 void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& source) {
@@ -71,6 +72,7 @@ void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& sour
   saved.try_emplace("order", "shuffled");
   saved.try_emplace("mu", "0.02");
   saved.try_emplace("curvature-samples", "500");
+  saved.try_emplace("distort", "0");
   auto get = [&](const char* key) -> const std::string& {
     const auto it = saved.find(key);
     if (it == saved.end()) throw WeightsError(source + ": checkpoint has no config." + key);
@@ -97,6 +99,7 @@ void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& sour
     r.order = get("order");
     r.mu = std::stod(get("mu"));
     r.curvature_samples = std::stoll(get("curvature-samples"));
+    r.distort = get("distort") == "1";
   } catch (const std::logic_error&) {  // std::stoi and friends
     throw WeightsError(source + ": checkpoint configuration is malformed");
   }
@@ -124,6 +127,7 @@ void validate(const TrainOptions& o) {
   if (r.order != "shuffled" && r.order != "fixed") out_of_range("order", "must be shuffled or fixed");
   if (!(r.mu > 0)) out_of_range("mu", "must be positive");
   if (r.curvature_samples < 1) out_of_range("curvature-samples", "must be positive");
+  if (r.distort && r.augment > 0) out_of_range("augment", "must be 0 with --distort (the distortions include shifts)");
 }
 
 Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const MnistSplit& test,
@@ -141,6 +145,10 @@ Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const Mni
                                 std::to_string(total_steps()) + " steps (" + std::to_string(r.epochs) +
                                 " epochs of " + std::to_string(steps_per_epoch_) + ")");
 
+  if (r.distort) {
+    if (examples_ != train.count) throw TrainOptionError("--distort uses the whole training set: no --limit");
+    pool_ = std::make_unique<DistortedPool>(train, DistortedPoolOptions{.passes = r.epochs, .seed = options_.seed});
+  }
   model_ = entry_.make(generator_);
   check_input_fits(model_->input(), train);
   check_input_fits(model_->input(), test);
@@ -202,7 +210,11 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
     if (p.iteration == 0) p.epoch_start_rng = generator_.state();
     else generator_.set_state(p.epoch_start_rng);
     std::vector<std::int64_t> order;
-    if (r.order == "fixed") {
+    if (pool_) {
+      // The pool fixes the order: pass p's entries.
+      const auto entries = pool_->pass_entries(epoch);
+      order.assign(entries.begin(), entries.end());
+    } else if (r.order == "fixed") {
       // One order for the whole run, drawn from the seed alone.
       ag::Generator order_generator(options_.seed ^ 0x5eedf00dULL);
       order = example_order(examples, &order_generator);
@@ -225,8 +237,8 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
       draw_shifts(batch_shifts, r.augment, generator_);
       const auto fill = [&](std::int64_t lo, std::int64_t hi, ag::Tensor& images, std::vector<std::int64_t>& targets) {
         const auto offset = static_cast<std::size_t>(lo), count = static_cast<std::size_t>(hi - lo);
-        fill_batch(images, targets, train_, indices.subspan(offset, count), batch_options,
-                   std::span<const Shift>(batch_shifts).subspan(offset, count));
+        fill_examples(images, targets, indices.subspan(offset, count), batch_options,
+                      std::span<const Shift>(batch_shifts).subspan(offset, count));
       };
       optimizer_->set_lr(schedule_.lr_at(step));
       // Draws inside the forward (dropout) are seeded by the run's seed and the step alone, so
@@ -242,8 +254,7 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
       ++p.interval_steps;
       std::int64_t batch_correct = 0;
       for (std::int64_t i = 0; i < n; ++i)
-        batch_correct += predictions[static_cast<std::size_t>(i)] ==
-                         train_.labels[static_cast<std::size_t>(indices[static_cast<std::size_t>(i)])];
+        batch_correct += predictions[static_cast<std::size_t>(i)] == label_of(indices[static_cast<std::size_t>(i)]);
       p.epoch_correct += batch_correct;
       p.epoch_seen += n;
       p.images_seen += n;
@@ -265,7 +276,7 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
         std::ostringstream row;
         row << "step," << epoch + 1 << ',' << progress << ',' << it + 1 << ',' << p.step << ',' << report.loss << ','
             << report.batch_accuracy << ',' << report.train_accuracy << ",,," << report.lr << ','
-            << report.images_per_second << ',' << report.seconds << '\n';
+            << report.images_per_second << ',' << report.seconds << ",,\n";
         p.metrics_csv += row.str();
         if (callbacks.on_step) callbacks.on_step(report);
       }
@@ -282,12 +293,16 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
     }
     last_test_ = evaluate(*parallel_, test_);
     EpochReport report{.epoch = epoch, .epochs = r.epochs, .test = last_test_};
+    if (options_.evaluate_training_set) report.train_set = evaluate(*parallel_, train_);
     report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
     report.train_accuracy = static_cast<double>(p.epoch_correct) / static_cast<double>(p.epoch_seen);
     std::ostringstream row;
     row << "epoch," << epoch + 1 << ',' << epoch + 1 << ',' << steps_per_epoch_ << ',' << p.step << ",,,"
         << report.train_accuracy << ',' << last_test_.loss << ',' << last_test_.accuracy << ',' << optimizer_->lr()
-        << ',' << static_cast<double>(p.images_seen - images_before) / report.seconds << ',' << report.seconds << '\n';
+        << ',' << static_cast<double>(p.images_seen - images_before) / report.seconds << ',' << report.seconds << ',';
+    if (options_.evaluate_training_set) row << report.train_set.loss << ',' << report.train_set.accuracy;
+    else row << ',';
+    row << '\n';
     p.metrics_csv += row.str();
     if (callbacks.on_epoch) callbacks.on_epoch(report);
     p.iteration = 0;
@@ -307,8 +322,8 @@ void Trainer::estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order
   const InputSpec& input = model_->input();
   ag::Tensor images;
   std::vector<std::int64_t> targets;
-  fill_batch(images, targets, train_, order.first(static_cast<std::size_t>(n)),
-             {.mean = input.normalization.mean, .stddev = input.normalization.std});
+  fill_examples(images, targets, order.first(static_cast<std::size_t>(n)),
+                {.mean = input.normalization.mean, .stddev = input.normalization.std}, {});
   std::vector<ag::Variable> parameters = model_->parameters();
   for (ag::Variable& parameter : parameters) {
     parameter.mutable_grad() = ag::Tensor{};
@@ -326,6 +341,18 @@ void Trainer::estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order
     parameter.mutable_grad() = ag::Tensor{};
   }
   sdlm.set_curvature(curvature);
+}
+
+void Trainer::fill_examples(ag::Tensor& images, std::vector<std::int64_t>& targets,
+                            std::span<const std::int64_t> entries, const BatchOptions& options,
+                            std::span<const Shift> shifts) const {
+  if (pool_) fill_batch(images, targets, *pool_, entries, options);
+  else if (shifts.empty()) fill_batch(images, targets, train_, entries, options);
+  else fill_batch(images, targets, train_, entries, options, shifts);
+}
+
+std::int64_t Trainer::label_of(std::int64_t entry) const {
+  return pool_ ? pool_->label(entry) : train_.labels[static_cast<std::size_t>(entry)];
 }
 
 Metadata Trainer::weights_metadata() const {

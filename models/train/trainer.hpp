@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "autograd/tensor.hpp"
+#include "models/data/distort.hpp"
 #include "models/data/mnist.hpp"
 #include "models/nn/optim.hpp"
 #include "models/nn/safetensors.hpp"
@@ -34,6 +35,9 @@ struct TrainOptions {
   std::int64_t log_every = 100;  // steps between step reports
   std::string checkpoint;        // written at each epoch's end, every checkpoint_every steps, on stop
   std::int64_t checkpoint_every = 0;
+  /// Also evaluate the whole training set after each epoch (the training error of LeCun et al.'s
+  /// Fig. 5, rather than the running one of the epoch's batches).
+  bool evaluate_training_set = false;
 };
 
 /// The options that decide the numbers a run produces, as text that reads back exactly: what a
@@ -69,8 +73,9 @@ struct StepReport {
 struct EpochReport {
   std::int64_t epoch = 0, epochs = 0;  // 0-based
   double seconds = 0;                  // since the run (or its resumption) started
-  double train_accuracy = 0;
+  double train_accuracy = 0;  // of the epoch's batches, as they were trained on
   Evaluation test;
+  Evaluation train_set;  // the whole training set after the epoch, with evaluate_training_set
 };
 
 struct TrainCallbacks {
@@ -118,6 +123,11 @@ class Trainer {
   // Sets sdlm's curvature from a curvature pass over the first curvature_samples patterns of
   // `order`.
   void estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order);
+  // Examples `entries` of the training data (pool entries with recipe.distort) as a batch.
+  void fill_examples(ag::Tensor& images, std::vector<std::int64_t>& targets,
+                     std::span<const std::int64_t> entries, const BatchOptions& options,
+                     std::span<const Shift> shifts) const;
+  std::int64_t label_of(std::int64_t entry) const;
 
   TrainOptions options_;
   const ModelEntry& entry_;
@@ -131,6 +141,7 @@ class Trainer {
   LrSchedule schedule_;
   TrainingPosition position_;
   std::unique_ptr<DataParallel> parallel_;
+  std::unique_ptr<DistortedPool> pool_;  // with recipe.distort
   Evaluation last_test_;
 };
 

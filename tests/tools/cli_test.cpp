@@ -247,19 +247,18 @@ TEST(Train, SameSeedAndThreadsGiveTheSameRunBitForBit) {
   EXPECT_EQ(weights_of(dir / "a.safetensors"), weights_of(dir / "b.safetensors"));
 }
 
-TEST(Train, ResumingAfterSigkillEndsWithTheSameWeights) {
-  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
-  TempDir dir;
-  ASSERT_EQ(run(small_run(dir, "whole")).status, 0);
-
-  // The same run with a checkpoint every 7 steps, killed without warning once one exists.
-  std::vector<std::string> args = small_run(dir, "cut", {"--checkpoint", dir / "ck", "--checkpoint-every", "7"});
+// Trains `run_args` whole, then again with a checkpoint every 7 steps, killed without warning
+// once one exists, and resumed: both must end on the same weights and losses.
+void expect_exact_resume_after_sigkill(const TempDir& dir, const std::vector<std::string>& whole_args,
+                                       std::vector<std::string> cut_args) {
+  ASSERT_EQ(run(whole_args).status, 0);
+  cut_args.insert(cut_args.end(), {"--checkpoint", dir / "ck", "--checkpoint-every", "7"});
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     std::string binary = lenet();
     std::vector<char*> argv{binary.data()};
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : cut_args) argv.push_back(a.data());
     argv.push_back(nullptr);
     std::freopen("/dev/null", "w", stdout);
     ::execv(argv[0], argv.data());
@@ -276,11 +275,31 @@ TEST(Train, ResumingAfterSigkillEndsWithTheSameWeights) {
   EXPECT_FALSE(fs::exists(dir / "cut.safetensors")) << "a killed run writes no weights";
 
   const Outcome resumed = run({"train", "--data", "data/mnist", "--resume", dir / "ck", "--out", dir / "cut.safetensors",
-                           "--metrics", dir / "cut.csv", "--plot", "", "--log-every", "5"});
+                               "--metrics", dir / "cut.csv", "--plot", "", "--log-every", "5"});
   ASSERT_EQ(resumed.status, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resuming"), std::string::npos);
   EXPECT_EQ(weights_of(dir / "whole.safetensors"), weights_of(dir / "cut.safetensors"));
   EXPECT_EQ(losses_of(dir / "whole.csv"), losses_of(dir / "cut.csv"));
+}
+
+TEST(Train, ResumingAfterSigkillEndsWithTheSameWeights) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  expect_exact_resume_after_sigkill(dir, small_run(dir, "whole"), small_run(dir, "cut"));
+}
+
+// The 1998 recipe resumed mid-epoch: one pattern per step in a fixed order, SDLM with the
+// curvature estimated at the epoch's start (taken back from the checkpoint, not estimated again).
+TEST(Train, TheLeNet1998RecipeResumesExactly) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  auto args = [&](const std::string& name) {
+    return std::vector<std::string>{"train", "--model", "lenet1998", "--data", "data/mnist", "--limit", "300",
+                                    "--epochs", "2", "--curvature-samples", "50", "--threads", "1", "--log-every",
+                                    "5", "--out", dir / (name + ".safetensors"), "--metrics", dir / (name + ".csv"),
+                                    "--plot", ""};
+  };
+  expect_exact_resume_after_sigkill(dir, args("whole"), args("cut"));
 }
 
 TEST(Train, ResumeRefusesContradictingOptions) {
