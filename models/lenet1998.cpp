@@ -1,5 +1,5 @@
-// The 1998 LeNet-5: its layers, Table I, the prototypes of Fig. 3, the paper's initialisation and
-// its two criteria.
+// The 1998 LeNet-5: its layers, Table I, the prototypes of Fig. 3, its initialisation and its
+// two criteria.
 #include "models/lenet1998.hpp"
 
 #include <array>
@@ -38,7 +38,9 @@ constexpr const char* kPrototypes[10][12] = {
     {".#####.", "##..###", "##...##", "##...##", "##..###", ".######", ".....##", ".....##", "....##.", ".####..", ".......", "......."},  // 9
 };
 
-// The paper's initialisation (appendix A): uniform in [-2.4 / F, 2.4 / F], F the unit's fan-in.
+// Uniform in [-2.4 / sqrt(F), 2.4 / sqrt(F)], F the unit's fan-in. Appendix A writes 2.4 / F,
+// under which each layer shrinks its input's scale by about sqrt(F): the curvature before the first
+// pass is then about zero below F6 and SDLM at the paper's rates diverges (docs/lenet1998.md).
 ag::Tensor paper_uniform(ag::Shape shape, double fan_in, ag::Generator& gen) {
   return ag::Tensor::uniform(std::move(shape), -2.4 / std::sqrt(fan_in), 2.4 / std::sqrt(fan_in), gen);
 }
@@ -52,8 +54,8 @@ std::int64_t table_connections(std::int64_t map) {
 }  // namespace
 
 Subsampling::Subsampling(std::int64_t channels) {
-  // The paper gives no initial coefficients or biases: 1/4 makes each unit the average of its
-  // window at the start (the input's scale carries through the squashing), and 0 centres it.
+  // The paper gives no initial coefficients or biases: 1 makes each unit the plain sum of its
+  // window at the start, and 0 centres it.
   weight = register_parameter("weight", ag::Tensor::full({channels}, 1.0));
   bias = register_parameter("bias", ag::Tensor::zeros({channels}));
 }
