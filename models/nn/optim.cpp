@@ -201,17 +201,37 @@ void SDLM::set_curvature(const std::vector<ag::Tensor>& curvature) {
         ag::fail("SDLM", "curvature of " + name + " holds " + std::to_string(h) + " (needs finite, >= 0)");
     curvature_[i] = curvature[i].to(parameters_[i].dtype());
   }
+  curvature_changed_ = true;
+}
+
+void SDLM::begin_step() {
+  Optimizer::begin_step();
+  // The steps lr / (mu + h) change only with the rate or the curvature: computed once for both,
+  // not once per element and update.
+  if (step_sizes_lr_ == lr_ && !curvature_changed_) return;
+  step_sizes_.resize(parameters_.size());
+  for (std::size_t i = 0; i < parameters_.size(); ++i) {
+    const ag::Tensor& h = curvature_[i];
+    if (!step_sizes_[i].defined() || step_sizes_[i].shape() != h.shape() || step_sizes_[i].dtype() != h.dtype())
+      step_sizes_[i] = ag::Tensor::empty(h.shape(), h.dtype());
+    ag::dispatch(h.dtype(), [&]<class T>() {
+      const T* h_data = h.data<T>();
+      T* step = step_sizes_[i].data<T>();
+      for (std::int64_t k = 0; k < h.numel(); ++k) step[k] = static_cast<T>(lr_ / (options_.mu + h_data[k]));
+    });
+  }
+  step_sizes_lr_ = lr_;
+  curvature_changed_ = false;
 }
 
 void SDLM::update(std::int64_t begin, std::int64_t end) {
-  const double lr = lr_, mu = options_.mu;
   for_each_part(begin, end, [&](std::size_t i, std::int64_t from, std::int64_t to) {
     ag::Variable& p = parameters_[i];
     ag::dispatch(p.dtype(), [&]<class T>() {
       T* w = p.mutable_value().data<T>();
       const T* grad = p.grad().data<T>();
-      const T* h = curvature_[i].data<T>();
-      for (std::int64_t k = from; k < to; ++k) w[k] -= static_cast<T>(lr / (mu + h[k])) * grad[k];
+      const T* step = step_sizes_[i].data<T>();
+      for (std::int64_t k = from; k < to; ++k) w[k] -= step[k] * grad[k];
     });
   });
 }
@@ -226,6 +246,7 @@ void SDLM::load_state(const std::vector<std::pair<std::string, ag::Tensor>>& sta
   load_buffers(curvature_, "curvature", parameters_, state);
   for (std::size_t i = 0; i < curvature_.size(); ++i)
     if (!curvature_[i].defined()) curvature_[i] = ag::Tensor(parameters_[i].shape(), parameters_[i].dtype());
+  curvature_changed_ = true;
   steps_ = steps;
 }
 

@@ -149,6 +149,7 @@ class SDLM : public Optimizer {
   /// negative or non-finite value.
   void set_curvature(const std::vector<ag::Tensor>& curvature);
   const std::vector<ag::Tensor>& curvature() const { return curvature_; }
+  void begin_step() override;
   void update(std::int64_t begin, std::int64_t end) override;
   std::vector<std::pair<std::string, ag::Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, ag::Tensor>>& state,
@@ -157,6 +158,9 @@ class SDLM : public Optimizer {
  private:
   SdlmOptions options_;
   std::vector<ag::Tensor> curvature_;  // one per parameter
+  std::vector<ag::Tensor> step_sizes_;  // lr / (mu + curvature), per parameter
+  double step_sizes_lr_ = -1;           // the rate step_sizes_ was computed for
+  bool curvature_changed_ = true;
 };
 
 /// Learning rate as a function of the optimisation step (counted from 0), with an optional linear

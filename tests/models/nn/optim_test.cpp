@@ -156,3 +156,51 @@ TEST(LrSchedule, WarmupRampsLinearly) {
   EXPECT_DOUBLE_EQ(s.lr_at(3), 0.2);
   EXPECT_DOUBLE_EQ(s.lr_at(10), 0.2);
 }
+
+TEST(LrSchedule, PiecewiseHoldsEachFactorFromItsBoundary) {
+  nn::LrSchedule s{.kind = nn::LrSchedule::Kind::Piecewise, .base_lr = 0.5, .boundaries = {0, 3, 7},
+                   .factors = {1.0, 0.4, 0.02}};
+  EXPECT_DOUBLE_EQ(s.lr_at(0), 0.5);
+  EXPECT_DOUBLE_EQ(s.lr_at(2), 0.5);
+  EXPECT_DOUBLE_EQ(s.lr_at(3), 0.2);
+  EXPECT_DOUBLE_EQ(s.lr_at(6), 0.2);
+  EXPECT_DOUBLE_EQ(s.lr_at(7), 0.01);
+  EXPECT_DOUBLE_EQ(s.lr_at(1000), 0.01);
+}
+
+// p -= lr / (mu + h) * grad, each element with its own curvature; a new rate or curvature takes
+// effect at the next step.
+TEST(SDLM, StepsEachParameterByTheRateOverMuPlusItsCurvature) {
+  Variable p(Tensor::from({3}, {1.0, 2.0, 3.0}, DType::Float64), true);
+  nn::SDLM sdlm({p}, {.lr = 0.1, .mu = 0.5});
+  sdlm.set_curvature({Tensor::from({3}, {0.0, 0.5, 1.5}, DType::Float64)});
+  p.mutable_grad() = Tensor::from({3}, {1.0, 1.0, -2.0}, DType::Float64);
+  sdlm.step();
+  EXPECT_NEAR(p.value().at(0), 1.0 - 0.1 / 0.5 * 1.0, 1e-15);
+  EXPECT_NEAR(p.value().at(1), 2.0 - 0.1 / 1.0 * 1.0, 1e-15);
+  EXPECT_NEAR(p.value().at(2), 3.0 + 0.1 / 2.0 * 2.0, 1e-15);
+  sdlm.set_lr(0.2);
+  sdlm.set_curvature({Tensor::from({3}, {1.5, 1.5, 1.5}, DType::Float64)});
+  const double before = p.value().at(0);
+  sdlm.step();
+  EXPECT_NEAR(p.value().at(0), before - 0.2 / 2.0 * 1.0, 1e-15);
+}
+
+TEST(SDLM, RefusesACurvatureOfAnotherShapeOrNegative) {
+  Variable p(Tensor::zeros({2, 2}, DType::Float64), true, "fc.weight");
+  nn::SDLM sdlm({p}, {});
+  EXPECT_THROW(sdlm.set_curvature({Tensor::zeros({4}, DType::Float64)}), std::invalid_argument);
+  EXPECT_THROW(sdlm.set_curvature({Tensor::full({2, 2}, -1.0, DType::Float64)}), std::invalid_argument);
+  EXPECT_THROW(sdlm.set_curvature({}), std::invalid_argument);
+}
+
+TEST(SDLM, StateCarriesTheCurvatureToAResumedRun) {
+  Variable p(Tensor::from({2}, {1.0, 1.0}, DType::Float64), true);
+  nn::SDLM first({p}, {.lr = 0.1});
+  first.set_curvature({Tensor::from({2}, {0.3, 4.0}, DType::Float64)});
+  Variable q(Tensor::from({2}, {1.0, 1.0}, DType::Float64), true);
+  nn::SDLM resumed({q}, {.lr = 0.1});
+  resumed.load_state(first.state(), 7);
+  EXPECT_EQ(resumed.curvature()[0].to_vector(), (std::vector<double>{0.3, 4.0}));
+  EXPECT_EQ(resumed.steps_taken(), 7);
+}
