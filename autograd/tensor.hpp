@@ -48,6 +48,15 @@ class Generator {
   std::mt19937_64 engine_;
 };
 
+/// SplitMix64's finaliser: distinct inputs give unrelated seeds, for generators of their own that
+/// are derived from a run's seed (a shard's, a step's, a distorted image's).
+constexpr std::uint64_t mix_seed(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 /// The generator that ops drawing random numbers inside a forward (dropout) use on this thread:
 /// the one the innermost live GeneratorScope names, else a thread-local Generator(0). Training
 /// gives each shard of each step a scope of its own, so a seed reproduces every draw.

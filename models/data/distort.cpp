@@ -11,18 +11,10 @@ namespace nn {
 
 namespace {
 
-// SplitMix64's finaliser: distinct inputs give unrelated generator seeds.
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // The seed of pool entry k's generator. The presentation order uses "entry -1", so it shares its
 // stream with no entry.
 std::uint64_t entry_seed(std::uint64_t seed, std::int64_t k) {
-  return mix(mix(seed) + static_cast<std::uint64_t>(k));
+  return ag::mix_seed(ag::mix_seed(seed) + static_cast<std::uint64_t>(k));
 }
 
 void check_sizes(const char* op, std::int64_t rows, std::int64_t cols) {

@@ -26,14 +26,6 @@ void share_tensors(const NamedParameters& from, const NamedParameters& to) {
   }
 }
 
-// SplitMix64's finaliser: distinct (seed, shard) pairs give unrelated generator seeds.
-std::uint64_t mix(std::uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 }  // namespace
 
 DataParallel::DataParallel(Model& master, const ModelFactory& make_replica, int threads)
@@ -164,7 +156,7 @@ int DataParallel::shards(std::int64_t batch) const {
 
 void DataParallel::forward_backward(int shard, Model& net, std::uint64_t seed) {
   const auto s = static_cast<std::size_t>(shard);
-  ag::Generator generator(mix(seed ^ mix(static_cast<std::uint64_t>(shard))));
+  ag::Generator generator(ag::mix_seed(seed ^ ag::mix_seed(static_cast<std::uint64_t>(shard))));
   const ag::GeneratorScope random(generator);
   net.zero_grad();
   const ag::Variable output = net(inputs_[s]);
