@@ -93,9 +93,18 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
   const std::int64_t image_size = g.in_channels * g.height * g.width;
 
+  VariableList inputs{x, w};
+  if (has_bias) inputs.push_back(b);
+  // Saved for w's gradient: x, and its columns too when they are small (a batch of a few images),
+  // so that the backward need not rebuild them. Kept for large batches they would hold K/Cin =
+  // KH*KW times the memory of x; rebuilt, an im2col costs far less than the GEMMs around it.
+  constexpr std::int64_t kKeptColumns = 1 << 18;
+  const bool keep_cols = needs_grad(inputs) && w.requires_grad() && g.batch * k * p <= kKeptColumns;
+  Tensor kept_cols = keep_cols ? Tensor::empty({g.batch, k, p}, x.dtype()) : Tensor{};
+
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    Tensor cols = Tensor::empty({g.patch(), g.pixels()}, x.dtype());  // scratch, reused for every image
+    Tensor scratch = keep_cols ? Tensor{} : Tensor::empty({g.patch(), g.pixels()}, x.dtype());
     const T* x_data = x.value().template data<T>();
     const T* w_data = w.value().template data<T>();
     T* y_data = y.data<T>();
@@ -106,29 +115,27 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         for (std::int64_t o = 0; o < g.out_channels; ++o)
           std::fill(y_n + o * g.pixels(), y_n + (o + 1) * g.pixels(), b_data[o]);
       }
-      im2col(g, x_data + n * image_size, cols.data<T>());
-      gemm(false, false, cout, p, k, w_data, cols.data<T>(), /*accumulate=*/has_bias, y_n);
+      T* cols = keep_cols ? kept_cols.data<T>() + n * k * p : scratch.data<T>();
+      im2col(g, x_data + n * image_size, cols);
+      gemm(false, false, cout, p, k, w_data, cols, /*accumulate=*/has_bias, y_n);
     }
   });
 
-  VariableList inputs{x, w};
-  if (has_bias) inputs.push_back(b);
   if (!needs_grad(inputs)) return record(std::move(y), "conv2d", std::move(inputs), nullptr);
 
   // Saved for backward (handles sharing storage, no copy): x if w needs a gradient, w if x does.
-  // The columns are rebuilt from x, one image at a time: an im2col costs far less than the GEMMs
-  // and keeping cols would hold K/Cin = KH*KW times the memory of x.
   const SavedTensor saved_x =
       w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   const SavedTensor saved_w =
       x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
   // The adjoint of the convolution applied to t, given x and w:
   //   [0] x:[N, Cin, H, W]  per image col2im(w^T:[K, Cout] t[n]:[Cout, P])
-  //   [1] w:[Cout, K]       sum_n t[n] cols[n]^T   (cols = im2col of x[n])
+  //   [1] w:[Cout, K]       sum_n t[n] cols[n]^T   (cols = im2col of x[n], or given:[N, K, P])
   //   [2] b:[Cout]          sum over n, i, j of t
   // The backward is adjoint(dy, x, w); the curvature rule, adjoint(h, x^2, w^2) (y is linear in
   // each input, and a shared weight sums the terms of the connections that share it).
-  auto adjoint = [g, has_bias](const Tensor& t, const Tensor& x, const Tensor& w, const GradMask& needs) {
+  auto adjoint = [g, has_bias](const Tensor& t, const Tensor& x, const Tensor& given_cols, const Tensor& w,
+                               const GradMask& needs) {
     const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
     const std::int64_t image_size = g.in_channels * g.height * g.width;
     TensorList results(has_bias ? 3 : 2);
@@ -147,9 +154,10 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
       if (needs[1]) {
         Tensor result({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
-          im2col(g, x.data<T>() + n * image_size, cols.data<T>());
-          gemm(false, true, cout, k, p, t_data + n * cout * p, cols.data<T>(), /*accumulate=*/true,
-               result.data<T>());
+          const T* cols_n = cols.data<T>();
+          if (given_cols.defined()) cols_n = given_cols.data<T>() + n * k * p;
+          else im2col(g, x.data<T>() + n * image_size, cols.data<T>());
+          gemm(false, true, cout, k, p, t_data + n * cout * p, cols_n, /*accumulate=*/true, result.data<T>());
         }
         results[1] = result;
       }
@@ -170,16 +178,20 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   };
   return record(
       std::move(y), "conv2d", std::move(inputs),
-      [saved_x, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
           fail("conv2d", "an input began requiring grad after the forward");
-        return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[0] ? saved_w.unpack() : Tensor{},
-                       needs);
+        // unpack() checks x was not written in place: the kept columns were copied from it.
+        return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[1] ? kept_cols : Tensor{},
+                       needs[0] ? saved_w.unpack() : Tensor{}, needs);
       },
-      [saved_x, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
         const auto square = [](auto v) { return v * v; };
-        return adjoint(h, needs[1] ? kernels::map_elements(saved_x.unpack(), square) : Tensor{},
-                       needs[0] ? kernels::map_elements(saved_w.unpack(), square) : Tensor{}, needs);
+        const Tensor x_squared = needs[1] ? kernels::map_elements(saved_x.unpack(), square) : Tensor{};
+        const Tensor cols_squared =
+            needs[1] && kept_cols.defined() ? kernels::map_elements(kept_cols, square) : Tensor{};
+        return adjoint(h, x_squared, cols_squared, needs[0] ? kernels::map_elements(saved_w.unpack(), square) : Tensor{},
+                       needs);
       });
 }
 
