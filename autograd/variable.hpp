@@ -55,8 +55,8 @@ class OpName {
   const char* name_;
 };
 
-/// Short lists: an op has at most three inputs, so four are kept inline and a node's input list, its
-/// gradients and its mask of wanted gradients take no allocation of their own.
+/// Short lists: every op but cat has at most three inputs, so four are kept inline and a node's
+/// input list, its gradients and its mask of wanted gradients take no allocation of their own.
 template <class T>
 using SmallList = boost::container::small_vector<T, 4>;
 using TensorList = SmallList<Tensor>;
