@@ -6,6 +6,15 @@
 
 namespace cli {
 
+namespace {
+// "[N, 1, 28, 28]": a batch of the model's inputs.
+std::string input_shape(const nn::Model& model) {
+  const nn::InputSpec& in = model.input();
+  return "[N, " + std::to_string(in.channels) + ", " + std::to_string(in.height) + ", " +
+         std::to_string(in.width) + "]";
+}
+}  // namespace
+
 int models(const std::vector<std::string>& args) {
   po::options_description options("options");
   po::variables_map vm;
@@ -20,7 +29,7 @@ int models(const std::vector<std::string>& args) {
               << model->parameter_count() << std::setw(13)
               << (connections > 0 ? std::to_string(connections) : std::string("-")) << "  " << std::left
               << std::setw(17)
-              << ag::shape_str(model->input_shape(1)).replace(1, 3, "N, ") << entry.description << '\n';
+              << input_shape(*model) << entry.description << '\n';
   }
   return 0;
 }

@@ -200,7 +200,7 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
     return std::runtime_error(what + " at step " + std::to_string(step + 1) + " (epoch " + std::to_string(p.epoch + 1) +
                               "); stopped without saving" +
                               (options_.checkpoint.empty() ? "" : ", last good checkpoint: " + options_.checkpoint) +
-                              "; try a lower --lr");
+                              "; try a lower learning rate");
   };
 
   for (; p.epoch < r.epochs; ++p.epoch) {
