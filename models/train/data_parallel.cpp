@@ -8,7 +8,6 @@
 #include <cstring>
 #include <string>
 
-
 namespace nn {
 
 namespace {
