@@ -36,6 +36,14 @@ Fibers fibers_along(std::string_view op, const Variable& x, std::int64_t dim) {
   return f;
 }
 
+// Calls visit(first) for every fiber, with the flat index of its first element; element k of the
+// fiber is at first + k * f.inner.
+template <class Visit>
+void for_each_fiber(const Fibers& f, Visit visit) {
+  for (std::int64_t o = 0; o < f.outer; ++o)
+    for (std::int64_t i = 0; i < f.inner; ++i) visit(o * f.size * f.inner + i);
+}
+
 }  // namespace
 
 Variable softmax(const Variable& x, std::int64_t dim) {
@@ -44,21 +52,20 @@ Variable softmax(const Variable& x, std::int64_t dim) {
   Tensor y(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     if (f.size == 0) return;
-    for (std::int64_t o = 0; o < f.outer; ++o)
-      for (std::int64_t i = 0; i < f.inner; ++i) {
-        const T* xs = x.value().data<T>() + o * f.size * f.inner + i;
-        T* ys = y.data<T>() + o * f.size * f.inner + i;
-        // Subtracting the maximum keeps exp() <= 1 (no overflow) and the sum >= 1 (no 0 / 0).
-        T max = xs[0];
-        for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
-        T sum_exp = 0;
-        for (std::int64_t k = 0; k < f.size; ++k) {
-          ys[k * f.inner] = std::exp(xs[k * f.inner] - max);
-          sum_exp += ys[k * f.inner];
-        }
-        const T inverse = T(1) / sum_exp;
-        for (std::int64_t k = 0; k < f.size; ++k) ys[k * f.inner] *= inverse;
+    for_each_fiber(f, [&](std::int64_t first) {
+      const T* xs = x.value().data<T>() + first;
+      T* ys = y.data<T>() + first;
+      // Subtracting the maximum keeps exp() <= 1 (no overflow) and the sum >= 1 (no 0 / 0).
+      T max = xs[0];
+      for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+      T sum_exp = 0;
+      for (std::int64_t k = 0; k < f.size; ++k) {
+        ys[k * f.inner] = std::exp(xs[k * f.inner] - max);
+        sum_exp += ys[k * f.inner];
       }
+      const T inverse = T(1) / sum_exp;
+      for (std::int64_t k = 0; k < f.size; ++k) ys[k * f.inner] *= inverse;
+    });
   });
 
   // Saves the output y, shared with the result; not x.
@@ -68,18 +75,16 @@ Variable softmax(const Variable& x, std::int64_t dim) {
     const Tensor& y = saved_y.unpack();
     Tensor dx(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
-      for (std::int64_t o = 0; o < f.outer; ++o)
-        for (std::int64_t i = 0; i < f.inner; ++i) {
-          const std::int64_t first = o * f.size * f.inner + i;
-          const T* ys = y.data<T>() + first;
-          const T* dys = dy.data<T>() + first;
-          T* dxs = dx.data<T>() + first;
-          // dx = y * (dy - <dy, y>): the softmax Jacobian diag(y) - y y^T applied to dy.
-          T dot = 0;
-          for (std::int64_t k = 0; k < f.size; ++k) dot += dys[k * f.inner] * ys[k * f.inner];
-          for (std::int64_t k = 0; k < f.size; ++k)
-            dxs[k * f.inner] = ys[k * f.inner] * (dys[k * f.inner] - dot);
-        }
+      for_each_fiber(f, [&](std::int64_t first) {
+        const T* ys = y.data<T>() + first;
+        const T* dys = dy.data<T>() + first;
+        T* dxs = dx.data<T>() + first;
+        // dx = y * (dy - <dy, y>): the softmax Jacobian diag(y) - y y^T applied to dy.
+        T dot = 0;
+        for (std::int64_t k = 0; k < f.size; ++k) dot += dys[k * f.inner] * ys[k * f.inner];
+        for (std::int64_t k = 0; k < f.size; ++k)
+          dxs[k * f.inner] = ys[k * f.inner] * (dys[k * f.inner] - dot);
+      });
     });
     return TensorList{dx};
   };
@@ -92,21 +97,20 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
   Tensor y(x.shape(), x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     if (f.size == 0) return;
-    for (std::int64_t o = 0; o < f.outer; ++o)
-      for (std::int64_t i = 0; i < f.inner; ++i) {
-        const T* xs = x.value().data<T>() + o * f.size * f.inner + i;
-        T* ys = y.data<T>() + o * f.size * f.inner + i;
-        // Subtracting the maximum keeps exp() <= 1: no overflow however large x is.
-        T max = xs[0];
-        for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
-        T sum_exp = 0;
-        for (std::int64_t k = 0; k < f.size; ++k) sum_exp += std::exp(xs[k * f.inner] - max);
-        // (x - max) - log(sum), not x - (max + log(sum)): x - max is exact for nearby values,
-        // while max + log(sum) rounds log(sum) to the precision of max (1e-4 at 1000 in float).
-        const T log_sum_exp = std::log(sum_exp);
-        for (std::int64_t k = 0; k < f.size; ++k)
-          ys[k * f.inner] = (xs[k * f.inner] - max) - log_sum_exp;
-      }
+    for_each_fiber(f, [&](std::int64_t first) {
+      const T* xs = x.value().data<T>() + first;
+      T* ys = y.data<T>() + first;
+      // Subtracting the maximum keeps exp() <= 1: no overflow however large x is.
+      T max = xs[0];
+      for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+      T sum_exp = 0;
+      for (std::int64_t k = 0; k < f.size; ++k) sum_exp += std::exp(xs[k * f.inner] - max);
+      // (x - max) - log(sum), not x - (max + log(sum)): x - max is exact for nearby values,
+      // while max + log(sum) rounds log(sum) to the precision of max (1e-4 at 1000 in float).
+      const T log_sum_exp = std::log(sum_exp);
+      for (std::int64_t k = 0; k < f.size; ++k)
+        ys[k * f.inner] = (xs[k * f.inner] - max) - log_sum_exp;
+    });
   });
 
   // Saves the output y (softmax = exp(y)), shared with the result; not x.
@@ -116,17 +120,15 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
     const Tensor& y = saved_y.unpack();
     Tensor dx(dy.shape(), dy.dtype());
     dispatch(dy.dtype(), [&]<class T>() {
-      for (std::int64_t o = 0; o < f.outer; ++o)
-        for (std::int64_t i = 0; i < f.inner; ++i) {
-          const std::int64_t first = o * f.size * f.inner + i;
-          const T* ys = y.data<T>() + first;
-          const T* dys = dy.data<T>() + first;
-          T* dxs = dx.data<T>() + first;
-          T sum_dy = 0;
-          for (std::int64_t k = 0; k < f.size; ++k) sum_dy += dys[k * f.inner];
-          for (std::int64_t k = 0; k < f.size; ++k)
-            dxs[k * f.inner] = dys[k * f.inner] - std::exp(ys[k * f.inner]) * sum_dy;
-        }
+      for_each_fiber(f, [&](std::int64_t first) {
+        const T* ys = y.data<T>() + first;
+        const T* dys = dy.data<T>() + first;
+        T* dxs = dx.data<T>() + first;
+        T sum_dy = 0;
+        for (std::int64_t k = 0; k < f.size; ++k) sum_dy += dys[k * f.inner];
+        for (std::int64_t k = 0; k < f.size; ++k)
+          dxs[k * f.inner] = dys[k * f.inner] - std::exp(ys[k * f.inner]) * sum_dy;
+      });
     });
     return TensorList{dx};
   };

@@ -27,9 +27,7 @@ extern "C" void request_stop(int signal) { stop_signal = signal; }
 // Explicit options that contradict a checkpoint's record are refused: a resumed run keeps its
 // settings.
 void refuse_contradictions(const nn::Metadata& saved, const nn::TrainOptions& mine, const po::variables_map& vm) {
-  nn::Metadata record = saved;
-  record.try_emplace("model", "lenet5");
-  record.try_emplace("warmup-steps", "0");
+  const nn::Metadata record = nn::complete_run_defining(saved);
   for (const auto& [key, value] : nn::run_defining(mine)) {
     const auto it = record.find(key);
     if (it == record.end()) continue;

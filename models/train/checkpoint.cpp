@@ -28,12 +28,6 @@ const std::string& text_field(const Metadata& metadata, const std::string& key, 
   return it->second;
 }
 
-// The shortest text that reads back as exactly `value`.
-std::string exact_text(double value) {
-  char buffer[32];
-  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr);
-}
-
 Safetensors read_checkpoint(const std::string& path) {
   Safetensors file = load_safetensors(path);
   const auto kind = file.metadata.find("kind");
@@ -44,6 +38,11 @@ Safetensors read_checkpoint(const std::string& path) {
 }
 
 }  // namespace
+
+std::string exact_text(double value) {
+  char buffer[32];
+  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, value).ptr);
+}
 
 void save_checkpoint(const std::string& path, const Module& model, const Optimizer& optimizer,
                      const TrainingPosition& p, const Metadata& config) {

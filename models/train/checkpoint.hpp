@@ -35,6 +35,9 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
 /// position. Throws WeightsError naming the file for anything that does not fit.
 TrainingPosition load_checkpoint(const std::string& path, Module& model, Optimizer& optimizer);
 
+/// The shortest text that reads back as exactly `value`: how checkpoints record numbers.
+std::string exact_text(double value);
+
 /// Only the configuration stored in a checkpoint (read before building the optimiser).
 Metadata checkpoint_config(const std::string& path);
 

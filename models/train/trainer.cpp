@@ -2,7 +2,6 @@
 #include "models/train/trainer.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <sstream>
@@ -15,12 +14,6 @@ namespace nn {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// The shortest text that reads back as exactly v.
-std::string exact_text(double v) {
-  char buffer[32];
-  return std::string(buffer, std::to_chars(buffer, buffer + sizeof buffer, v).ptr);
-}
 
 [[noreturn]] void out_of_range(const std::string& option, const std::string& what) {
   throw TrainOptionError("--" + option + " " + what);
@@ -66,13 +59,15 @@ Metadata run_defining(const TrainOptions& o) {
           {"distort", r.distort ? "1" : "0"}};
 }
 
+Metadata complete_run_defining(Metadata saved) {
+  const Metadata defaults = run_defining(TrainOptions{});
+  for (const char* key : {"model", "warmup-steps", "order", "mu", "curvature-samples", "distort"})
+    saved.try_emplace(key, defaults.at(key));
+  return saved;
+}
+
 void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& source) {
-  saved.try_emplace("model", "lenet5");
-  saved.try_emplace("warmup-steps", "0");
-  saved.try_emplace("order", "shuffled");
-  saved.try_emplace("mu", "0.02");
-  saved.try_emplace("curvature-samples", "500");
-  saved.try_emplace("distort", "0");
+  saved = complete_run_defining(std::move(saved));
   auto get = [&](const char* key) -> const std::string& {
     const auto it = saved.find(key);
     if (it == saved.end()) throw WeightsError(source + ": checkpoint has no config." + key);

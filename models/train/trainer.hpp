@@ -44,9 +44,12 @@ struct TrainOptions {
 /// checkpoint records, and what a resumed run takes back.
 Metadata run_defining(const TrainOptions& options);
 
-/// Sets the run-defining options of `options` from a checkpoint's record; `source` names the file
-/// in errors. A record without "model" is a LeNet-5 run, one without "warmup-steps" had none.
-/// Throws WeightsError if a field is missing or malformed.
+/// A checkpoint's record with the fields it may lack filled in with the value a run that did not
+/// set them has: "model" lenet5, no warm-up, a shuffled order, and the SDLM fields' defaults.
+Metadata complete_run_defining(Metadata saved);
+
+/// Sets the run-defining options of `options` from a checkpoint's record (completed as above);
+/// `source` names the file in errors. Throws WeightsError if a field is missing or malformed.
 void adopt_run_defining(TrainOptions& options, Metadata saved, const std::string& source);
 
 /// An option that cannot be used: out of its range, or not fitting the data or the checkpoint. The
