@@ -1,6 +1,7 @@
 // lenet train: any registered model on MNIST with live progress, per-epoch test scores, weights,
-// metrics, plot, crash-safe checkpoints and exact resume. The training itself is nn::Trainer's;
-// this file turns options into TrainOptions and reports into lines and files.
+// metrics, plot, crash-safe checkpoints and exact resume, in one process or in every rank of an
+// mpirun job. The training itself is nn::Trainer's; this file turns options into TrainOptions and
+// reports into lines and files (on rank 0 only).
 #include <unistd.h>
 
 #include <csignal>
@@ -12,6 +13,7 @@
 #include "autograd/file.hpp"
 #include "models/data/mnist.hpp"
 #include "models/nn/weights.hpp"
+#include "models/train/communicator.hpp"
 #include "models/train/trainer.hpp"
 #include "tools/cli.hpp"
 #include "tools/plot.hpp"
@@ -59,12 +61,15 @@ std::string command_line(const std::vector<std::string>& args) {
   return out;
 }
 
-}  // namespace
-
-int train(const std::vector<std::string>& args) {
+int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   // The model decides the defaults of the other options, so it is read first.
   const nn::ModelEntry& entry = nn::find_model(model_option(args));
-  nn::TrainOptions o{.model = entry.name, .recipe = entry.recipe, .threads = default_threads()};
+  // Ranks on one machine share its cores.
+  const int local_ranks = ranks ? ranks->local_size() : 1;
+  nn::TrainOptions o{.model = entry.name, .recipe = entry.recipe,
+                     .threads = std::max(1, default_threads() / local_ranks), .ranks = ranks};
+  const bool lead = !ranks || ranks->rank() == 0;  // prints and writes files
+  double rank_timeout = 20;
   nn::Recipe& r = o.recipe;
   std::string data = "data/mnist", resume, out = "runs/" + entry.name + ".safetensors",
               metrics = "runs/metrics.csv", plot = "runs/training.png";
@@ -93,7 +98,10 @@ int train(const std::vector<std::string>& args) {
       ("gamma", po::value(&r.gamma)->default_value(r.gamma), "--schedule step: decay factor")
       ("augment", po::value(&r.augment)->default_value(r.augment), "random shifts of up to N pixels (0: off)")
       ("seed", po::value(&o.seed)->default_value(o.seed), "seed of initialisation, shuffling, augmentation and dropout")
-      ("threads", po::value(&o.threads)->default_value(o.threads), "data-parallel worker threads")
+      ("threads", po::value(&o.threads)->default_value(o.threads),
+       "data-parallel worker threads (of each rank under mpirun)")
+      ("rank-timeout", po::value(&rank_timeout)->default_value(rank_timeout),
+       "under mpirun: seconds to wait for the other ranks at an exchange before stopping")
       ("limit", po::value(&o.limit)->default_value(o.limit), "use only the first N training images (0: all)")
       ("log-every", po::value(&o.log_every)->default_value(o.log_every), "steps between progress lines")
       ("out", po::value(&out)->default_value(out), "weights file to write (safetensors)")
@@ -119,6 +127,8 @@ int train(const std::vector<std::string>& args) {
     throw UsageError(e.what());
   }
   if (out.empty()) throw UsageError("--out must name a file");
+  if (!(rank_timeout > 0)) throw UsageError("--rank-timeout must be positive");
+  if (ranks) ranks->set_timeout(std::chrono::milliseconds(static_cast<std::int64_t>(rank_timeout * 1000)));
   data = resolve_path(vm, "data", kFetchMnistHint);
 
   const nn::MnistSplit train_set = nn::load_mnist(data, nn::Split::Train);
@@ -133,7 +143,10 @@ int train(const std::vector<std::string>& args) {
   const std::int64_t examples = o.limit > 0 ? std::min(o.limit, train_set.count) : train_set.count;
 
   const bool interactive = ::isatty(STDOUT_FILENO);
-  std::cout << "lenet train: " << o.model << ", seed " << o.seed << ", " << o.threads << " thread(s), " << examples
+  if (lead) {
+  std::cout << "lenet train: " << o.model << ", seed " << o.seed << ", ";
+  if (ranks) std::cout << ranks->size() << " ranks of ";
+  std::cout << o.threads << " thread(s), " << examples
             << " training and " << test_set.count << " test images, " << r.epochs << " epochs of "
             << trainer->steps_per_epoch() << " steps (batch " << trainer->batch_size() << "), " << r.optimizer
             << " lr " << r.lr << " " << r.schedule;
@@ -141,14 +154,19 @@ int train(const std::vector<std::string>& args) {
   std::cout << ", " << trainer->model().parameter_count() << " parameters";
   if (!resume.empty()) std::cout << "; resuming " << resume << " at epoch " << position.epoch + 1 << " step " << position.step;
   std::cout << '\n' << std::flush;
+  }
 
-  ensure_parent_directory(out);
-  if (!o.checkpoint.empty()) ensure_parent_directory(o.checkpoint);
+  if (lead) {
+    ensure_parent_directory(out);
+    if (!o.checkpoint.empty()) ensure_parent_directory(o.checkpoint);
+  }
   stop_signal = 0;
   std::signal(SIGINT, request_stop);
   std::signal(SIGTERM, request_stop);
 
   nn::TrainCallbacks callbacks;
+  callbacks.should_stop = [] { return stop_signal != 0; };
+  if (lead) {
   callbacks.on_step = [&](const nn::StepReport& s) {
     std::ostringstream line;
     line << std::fixed << "epoch " << s.epoch + 1 << "/" << s.epochs << "  iter " << std::setw(4) << s.iteration << "/"
@@ -171,17 +189,20 @@ int train(const std::vector<std::string>& args) {
     if (o.evaluate_training_set) std::cout << " (whole set " << e.train_set.accuracy << ")";
     std::cout << ", test loss " << e.test.loss << ", test acc " << e.test.accuracy << '\n' << std::flush;
   };
-  callbacks.should_stop = [] { return stop_signal != 0; };
+  }
 
   if (!trainer->run(callbacks)) {
-    std::cout << (interactive ? "\n" : "") << "lenet train: stopped by signal " << stop_signal << " at step "
-              << position.step
-              << (o.checkpoint.empty() ? "; no --checkpoint given, nothing saved" : "; resume with --resume " + o.checkpoint)
-              << '\n';
-    return 128 + stop_signal;
+    if (lead)
+      std::cout << (interactive ? "\n" : "") << "lenet train: stopped by signal " << stop_signal << " at step "
+                << position.step
+                << (o.checkpoint.empty() ? "; no --checkpoint given, nothing saved" : "; resume with --resume " + o.checkpoint)
+                << '\n';
+    // The ranks stopped together; one asked by a signal may share it with the others or not.
+    return 128 + (stop_signal != 0 ? stop_signal : SIGTERM);
   }
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (!lead) return 0;
 
   nn::Metadata metadata = trainer->weights_metadata();
   metadata["command"] = command_line(args);
@@ -199,6 +220,35 @@ int train(const std::vector<std::string>& args) {
   }
   std::cout << '\n';
   return 0;
+}
+
+}  // namespace
+
+int train(const std::vector<std::string>& args) {
+  const std::unique_ptr<nn::Communicator> job = nn::join_mpi_job();
+  if (!job || job->size() == 1) return train_in(job.get(), args);
+  // Across ranks an error may be every rank's (an option, a disagreement: rank 0 says it) or one
+  // rank's own (a file missing on its host: it says it). Either way the job ends at once: the
+  // other ranks would otherwise wait for this one until their timeout.
+  const std::string rank = "rank " + std::to_string(job->rank()) + " of " + std::to_string(job->size()) + ": ";
+  int code = 1;
+  try {
+    return train_in(job.get(), args);
+  } catch (const nn::UnknownModel& e) {
+    if (job->rank() == 0) std::cerr << "lenet train: " << e.what() << '\n';
+    code = 2;
+  } catch (const UsageError& e) {
+    if (job->rank() == 0) std::cerr << "lenet train: " << e.what() << " (see lenet train --help)\n";
+    code = 2;
+  } catch (const nn::RanksDisagree& e) {
+    if (job->rank() == 0) std::cerr << "lenet train: " << e.what() << '\n';
+  } catch (const nn::RankLost& e) {
+    std::cerr << "lenet train: " << e.what() << '\n';
+  } catch (const std::exception& e) {
+    std::cerr << "lenet train: " << rank << e.what() << '\n';
+  }
+  std::cerr << std::flush;
+  job->abort(code);
 }
 
 }  // namespace cli

@@ -19,6 +19,8 @@ class ElementRanges {
   explicit ElementRanges(const std::vector<ag::Variable>& parameters);
   /// The number of elements of all parameters together.
   std::int64_t numel() const { return offsets_.back(); }
+  /// Where parameter i's elements start among all of them.
+  std::int64_t offset(std::size_t i) const { return offsets_[i]; }
   /// Calls visit(i, first, last) for each parameter i that holds elements of [begin, end): its own
   /// elements [first, last).
   template <class Visit>

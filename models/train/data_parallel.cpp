@@ -27,8 +27,8 @@ void share_tensors(const NamedParameters& from, const NamedParameters& to) {
 
 }  // namespace
 
-DataParallel::DataParallel(Model& master, const ModelFactory& make_replica, int threads)
-    : master_(master), ranges_(master.parameters()) {
+DataParallel::DataParallel(Model& master, const ModelFactory& make_replica, int threads, Communicator* ranks)
+    : master_(master), ranks_(ranks && ranks->size() > 1 ? ranks : nullptr), ranges_(master.parameters()) {
   for (int t = 1; t < threads; ++t) {
     std::unique_ptr<Model> replica = make_replica();
     share_tensors(master.named_parameters(), replica->named_parameters());
@@ -42,9 +42,14 @@ DataParallel::DataParallel(Model& master, const ModelFactory& make_replica, int 
   for (std::size_t s = 0; s < n; ++s) inputs_.emplace_back(ag::Tensor(ag::Shape{0}));
   targets_.resize(n);
   losses_.resize(n);
-  weights_.resize(n);
+  weights_.resize(n * static_cast<std::size_t>(this->ranks()));
+  all_losses_.resize(weights_.size());
   shard_predictions_.resize(n);
   finite_.resize(n);
+  for (const ag::Variable& parameter : parameters_[0]) {
+    gradient_offsets_.push_back(gradient_bytes_);
+    gradient_bytes_ += parameter.value().nbytes();
+  }
   for (int t = 1; t < threads; ++t) workers_.emplace_back(&DataParallel::worker, this, t);
 }
 
@@ -150,11 +155,11 @@ void DataParallel::run_erased(int shards, void* work, Call call) {
 }
 
 int DataParallel::shards(std::int64_t batch) const {
-  return static_cast<int>(std::clamp<std::int64_t>(batch, 1, threads()));
+  return static_cast<int>(std::clamp<std::int64_t>(batch, 1, std::int64_t{threads()} * ranks()));
 }
 
-void DataParallel::forward_backward(int shard, Model& net, std::uint64_t seed) {
-  const auto s = static_cast<std::size_t>(shard);
+void DataParallel::forward_backward(int local, int shard, Model& net, std::uint64_t seed) {
+  const auto s = static_cast<std::size_t>(local);
   ag::Generator generator(ag::mix_seed(seed ^ ag::mix_seed(static_cast<std::uint64_t>(shard))));
   const ag::GeneratorScope random(generator);
   net.zero_grad();
@@ -188,20 +193,58 @@ bool all_finite(const T* x, std::int64_t n) {
 
 }  // namespace
 
+namespace {
+
+// A slot of the exchange record: one shard's gradients, its loss and its predictions, padded so
+// that the next slot's gradients are aligned for any element type.
+std::size_t slot_bytes(std::size_t gradient_bytes, std::int64_t max_shard_size) {
+  const std::size_t bytes = gradient_bytes + sizeof(double) + static_cast<std::size_t>(max_shard_size);
+  return (bytes + 63) / 64 * 64;
+}
+
+}  // namespace
+
+void DataParallel::pack_shard(int local, std::int64_t shard_size, std::int64_t max_shard_size) {
+  const auto s = static_cast<std::size_t>(local);
+  std::byte* slot = sent_.data() + s * slot_bytes(gradient_bytes_, max_shard_size);
+  for (std::size_t k = 0; k < parameters_[s].size(); ++k) {
+    const ag::Tensor& g = parameters_[s][k].grad();
+    std::memcpy(slot + gradient_offsets_[k], g.raw_data(), g.nbytes());
+  }
+  std::memcpy(slot + gradient_bytes_, &losses_[s], sizeof(double));
+  std::memcpy(slot + gradient_bytes_ + sizeof(double), shard_predictions_[s].data(), static_cast<std::size_t>(shard_size));
+}
+
+void DataParallel::exchange(std::int64_t max_shard_size) {
+  const std::size_t record = static_cast<std::size_t>(threads()) * slot_bytes(gradient_bytes_, max_shard_size);
+  ranks_->allgather(std::span(sent_).first(record), std::span(received_).first(record * static_cast<std::size_t>(ranks())));
+}
+
+const std::byte* DataParallel::shard_gradient(int shard, std::size_t parameter) const {
+  return received_.data() + static_cast<std::size_t>(shard) * record_bytes_ / static_cast<std::size_t>(threads()) +
+         gradient_offsets_[parameter];
+}
+
 bool DataParallel::sum_gradients(int shards, std::int64_t begin, std::int64_t end) {
   bool finite = true;
   ranges_.for_each_part(begin, end, [&](std::size_t k, std::int64_t from, std::int64_t to) {
     ag::Tensor& sum_tensor = parameters_[0][k].mutable_grad();
     ag::dispatch(sum_tensor.dtype(), [&]<class T>() {
+      const auto gradient = [&](int s) {
+        return ranks_ ? reinterpret_cast<const T*>(shard_gradient(s, k))
+                      : parameters_[static_cast<std::size_t>(s)][k].grad().template data<T>();
+      };
       T* sum = sum_tensor.data<T>();
-      if (shards > 1) {
-        // Shard 0's gradient is the master's own: scale it in place, then add the others in shard
-        // order. Each element sees the same operations in the same order on any thread.
+      if (shards > 1 || ranks_) {
+        // Shard 0's gradient (the master's own, or the exchanged one) scaled, then the others added
+        // in shard order. Each element sees the same operations in the same order on any thread
+        // and any rank.
+        const T* first = gradient(0);
         const auto weight = static_cast<T>(weights_[0]);
-        for (std::int64_t e = from; e < to; ++e) sum[e] = weight * sum[e];
-        for (std::size_t s = 1; s < static_cast<std::size_t>(shards); ++s) {
-          const T* g = parameters_[s][k].grad().data<T>();
-          const auto w = static_cast<T>(weights_[s]);
+        for (std::int64_t e = from; e < to; ++e) sum[e] = weight * first[e];
+        for (int s = 1; s < shards; ++s) {
+          const T* g = gradient(s);
+          const auto w = static_cast<T>(weights_[static_cast<std::size_t>(s)]);
           for (std::int64_t e = from; e < to; ++e) sum[e] = sum[e] + w * g[e];
         }
       }
@@ -217,38 +260,72 @@ DataParallel::StepResult DataParallel::step_erased(std::int64_t batch, void* fil
                                                    std::uint64_t seed) {
   if (batch < 1) ag::fail("DataParallel::step", "batch must be positive, got " + std::to_string(batch));
   const int shards = this->shards(batch);
-  run(shards, [&](int shard, Model& net) {
-    const auto s = static_cast<std::size_t>(shard);
-    const std::int64_t begin = batch * shard / shards, end = batch * (shard + 1) / shards;
-    call(fill, begin, end, inputs_[s].mutable_value(), targets_[s]);
-    if (static_cast<std::int64_t>(targets_[s].size()) != end - begin)
-      ag::fail("DataParallel::step", "fill gave " + std::to_string(targets_[s].size()) +
-                                         " targets for examples [" + std::to_string(begin) + ", " +
-                                         std::to_string(end) + ")");
-    forward_backward(shard, net, seed);
-  });
+  // This rank's shards: [first, first + local).
+  const int first = rank() * threads();
+  const int local = std::clamp(shards - first, 0, threads());
+  const std::int64_t max_shard_size = (batch + shards - 1) / shards;
+  if (ranks_) {
+    // Grows to the largest batch seen, then stays: a steady step allocates nothing.
+    record_bytes_ = static_cast<std::size_t>(threads()) * slot_bytes(gradient_bytes_, max_shard_size);
+    if (sent_.size() < record_bytes_) sent_.resize(record_bytes_);
+    if (received_.size() < record_bytes_ * static_cast<std::size_t>(ranks()))
+      received_.resize(record_bytes_ * static_cast<std::size_t>(ranks()));
+  }
+  if (local > 0)
+    run(local, [&](int i, Model& net) {
+      const auto s = static_cast<std::size_t>(i);
+      const int shard = first + i;
+      const std::int64_t begin = batch * shard / shards, end = batch * (shard + 1) / shards;
+      call(fill, begin, end, inputs_[s].mutable_value(), targets_[s]);
+      if (static_cast<std::int64_t>(targets_[s].size()) != end - begin)
+        ag::fail("DataParallel::step", "fill gave " + std::to_string(targets_[s].size()) +
+                                           " targets for examples [" + std::to_string(begin) + ", " +
+                                           std::to_string(end) + ")");
+      forward_backward(i, shard, net, seed);
+      if (ranks_) pack_shard(i, end - begin, max_shard_size);
+    });
+  if (ranks_) exchange(max_shard_size);
+
   // Each shard's gradient is of its own mean: weight by shard size to get the batch mean's.
   StepResult result;
   predictions.clear();
-  for (std::size_t s = 0; s < static_cast<std::size_t>(shards); ++s) {
-    weights_[s] = static_cast<float>(static_cast<double>(targets_[s].size()) / static_cast<double>(batch));
-    result.loss += weights_[s] * losses_[s];
-    predictions.insert(predictions.end(), shard_predictions_[s].begin(), shard_predictions_[s].end());
+  for (int s = 0; s < shards; ++s) {
+    const auto g = static_cast<std::size_t>(s);
+    const std::int64_t size = batch * (s + 1) / shards - batch * s / shards;
+    weights_[g] = static_cast<float>(static_cast<double>(size) / static_cast<double>(batch));
+    if (ranks_) {
+      const std::byte* slot = received_.data() + g * record_bytes_ / static_cast<std::size_t>(threads()) + gradient_bytes_;
+      std::memcpy(&all_losses_[g], slot, sizeof(double));
+      const auto* shard_predictions = reinterpret_cast<const std::uint8_t*>(slot + sizeof(double));
+      predictions.insert(predictions.end(), shard_predictions, shard_predictions + size);
+    } else {
+      all_losses_[g] = losses_[g];
+      predictions.insert(predictions.end(), shard_predictions_[g].begin(), shard_predictions_[g].end());
+    }
+    result.loss += weights_[g] * all_losses_[g];
   }
 
+  // A rank without a shard of this batch has not run a backward: give its master gradients to
+  // sum into.
+  if (local == 0)
+    for (ag::Variable& parameter : parameters_[0])
+      if (!parameter.has_grad()) parameter.mutable_grad() = ag::Tensor::zeros(parameter.shape(), parameter.dtype());
+
+  // The sum and the update are split by element range over this rank's threads.
+  const int parts = ranks_ ? threads() : shards;
   const std::int64_t elements = ranges_.numel();
-  run(shards, [&](int part, Model&) {
+  run(parts, [&](int part, Model&) {
     finite_[static_cast<std::size_t>(part)] =
-        sum_gradients(shards, elements * part / shards, elements * (part + 1) / shards);
+        sum_gradients(shards, elements * part / parts, elements * (part + 1) / parts);
   });
   result.updated = std::isfinite(result.loss) &&
-                   std::all_of(finite_.begin(), finite_.begin() + shards, [](char f) { return f != 0; });
+                   std::all_of(finite_.begin(), finite_.begin() + parts, [](char f) { return f != 0; });
   if (!result.updated) return result;
 
   optimizer.begin_step();
   const std::int64_t total = optimizer.numel();
-  run(shards, [&](int part, Model&) {
-    optimizer.update(total * part / shards, total * (part + 1) / shards);
+  run(parts, [&](int part, Model&) {
+    optimizer.update(total * part / parts, total * (part + 1) / parts);
   });
   return result;
 }

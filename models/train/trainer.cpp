@@ -53,7 +53,8 @@ Metadata run_defining(const TrainOptions& o) {
           {"warmup-steps", std::to_string(r.warmup_steps)},
           {"step-epochs", std::to_string(r.step_epochs)}, {"gamma", exact_text(r.gamma)},
           {"augment", std::to_string(r.augment)},     {"seed", std::to_string(o.seed)},
-          {"threads", std::to_string(o.threads)},     {"limit", std::to_string(o.limit)},
+          {"threads", std::to_string(o.threads * (o.ranks ? o.ranks->size() : 1))},
+          {"limit", std::to_string(o.limit)},
           {"order", r.order},                         {"mu", exact_text(r.mu)},
           {"curvature-samples", std::to_string(r.curvature_samples)},
           {"distort", r.distort ? "1" : "0"}};
@@ -90,6 +91,12 @@ void adopt_run_defining(TrainOptions& o, Metadata saved, const std::string& sour
     r.augment = std::stoi(get("augment"));
     o.seed = std::stoull(get("seed"));
     o.threads = std::stoi(get("threads"));
+    if (const int ranks = o.ranks ? o.ranks->size() : 1; ranks > 1) {
+      if (o.threads % ranks != 0)
+        throw TrainOptionError("--resume " + source + ": its run used " + std::to_string(o.threads) +
+                               " threads in all, which " + std::to_string(ranks) + " ranks cannot share evenly");
+      o.threads /= ranks;
+    }
     o.limit = std::stoll(get("limit"));
     r.order = get("order");
     r.mu = std::stod(get("mu"));
@@ -169,13 +176,50 @@ Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const Mni
     generator_.set_state(position_.rng);
     if (position_.epoch >= r.epochs) throw TrainOptionError(resume + " is the end of a finished run");
   }
-  parallel_ = std::make_unique<DataParallel>(*model_, factory_of(entry_), options_.threads);
+  parallel_ = std::make_unique<DataParallel>(*model_, factory_of(entry_), options_.threads, options_.ranks);
+  if (parallel_->ranks() > 1) check_ranks_agree();
+}
+
+namespace {
+
+// FNV-1a over bytes, continued from `hash`.
+std::uint64_t fnv1a(std::uint64_t hash, const void* data, std::size_t bytes) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < bytes; ++i) hash = (hash ^ p[i]) * 0x100000001b3ULL;
+  return hash;
+}
+
+std::uint64_t fnv1a(std::uint64_t hash, const std::string& text) { return fnv1a(hash, text.data(), text.size()); }
+
+std::uint64_t fnv1a(std::uint64_t hash, const ag::Tensor& tensor) {
+  return fnv1a(hash, tensor.raw_data(), tensor.nbytes());
+}
+
+}  // namespace
+
+void Trainer::check_ranks_agree() {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  for (const auto& [key, value] : run_defining(options_)) hash = fnv1a(fnv1a(hash, key), value);
+  for (const auto& [name, p] : model_->named_parameters()) hash = fnv1a(fnv1a(hash, name), p.value());
+  for (const auto& [name, b] : model_->named_buffers()) hash = fnv1a(fnv1a(hash, name), b.value());
+  for (const auto& [name, t] : optimizer_->state()) hash = fnv1a(fnv1a(hash, name), t);
+  hash = fnv1a(hash, position_.rng);
+  hash = fnv1a(hash, &position_.step, sizeof position_.step);
+  hash = fnv1a(hash, train_.images.data(), train_.images.size());
+  hash = fnv1a(hash, train_.labels.data(), train_.labels.size());
+  hash = fnv1a(hash, test_.images.data(), test_.images.size());
+  hash = fnv1a(hash, test_.labels.data(), test_.labels.size());
+  const std::vector<std::uint64_t> hashes = gather_values(*options_.ranks, hash);
+  for (std::size_t r = 1; r < hashes.size(); ++r)
+    if (hashes[r] != hashes[0])
+      throw RanksDisagree("rank " + std::to_string(r) + " starts from other options, parameters, checkpoint or "
+                          "data than rank 0 (every rank must be given the same)");
 }
 
 Trainer::~Trainer() = default;
 
 void Trainer::write_checkpoint() {
-  if (options_.checkpoint.empty()) return;
+  if (options_.checkpoint.empty() || parallel_->rank() != 0) return;
   position_.rng = generator_.state();
   save_checkpoint(options_.checkpoint, *model_, *optimizer_, position_, run_defining(options_));
 }
@@ -275,7 +319,10 @@ bool Trainer::run(const TrainCallbacks& callbacks) {
         p.metrics_csv += row.str();
         if (callbacks.on_step) callbacks.on_step(report);
       }
-      if (callbacks.should_stop && callbacks.should_stop()) {
+      // Across ranks, all stop after the same step when any is asked to.
+      bool stop = callbacks.should_stop && callbacks.should_stop();
+      if (parallel_->ranks() > 1) stop = any_rank(*options_.ranks, stop);
+      if (stop) {
         ++p.iteration;  // this step is done
         write_checkpoint();
         return false;

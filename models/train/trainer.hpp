@@ -30,7 +30,11 @@ struct TrainOptions {
   std::string model = "lenet5";  // a registered name
   Recipe recipe;                 // the model's own unless told otherwise
   std::uint64_t seed = 1;        // initialisation, shuffling, augmentation, dropout
-  int threads = 1;
+  int threads = 1;               // per process
+  /// The ranks of a run across processes (communicator.hpp), or null for one process. Every rank
+  /// runs a Trainer with the same options; the run is that of one process with ranks x threads
+  /// threads, bit for bit. Only rank 0 writes checkpoints.
+  Communicator* ranks = nullptr;
   std::int64_t limit = 0;       // use only the first N training examples (0: all)
   std::int64_t log_every = 100;  // steps between step reports
   std::string checkpoint;        // written at each epoch's end, every checkpoint_every steps, on stop
@@ -41,7 +45,8 @@ struct TrainOptions {
 };
 
 /// The options that decide the numbers a run produces, as text that reads back exactly: what a
-/// checkpoint records, and what a resumed run takes back.
+/// checkpoint records, and what a resumed run takes back. "threads" counts the threads of all
+/// ranks: that is what decides the numbers.
 Metadata run_defining(const TrainOptions& options);
 
 /// A checkpoint's record with the fields it may lack filled in with the value a run that did not
@@ -49,7 +54,8 @@ Metadata run_defining(const TrainOptions& options);
 Metadata complete_run_defining(Metadata saved);
 
 /// Sets the run-defining options of `options` from a checkpoint's record (completed as above);
-/// `source` names the file in errors. Throws WeightsError if a field is missing or malformed.
+/// `source` names the file in errors. Throws WeightsError if a field is missing or malformed, and
+/// TrainOptionError if the record's threads cannot be shared evenly by options.ranks.
 void adopt_run_defining(TrainOptions& options, Metadata saved, const std::string& source);
 
 /// An option that cannot be used: out of its range, or not fitting the data or the checkpoint. The
@@ -61,6 +67,13 @@ class TrainOptionError : public std::invalid_argument {
 
 /// Throws TrainOptionError for an option out of its range.
 void validate(const TrainOptions& options);
+
+/// Thrown by every rank of a run whose ranks did not start from the same state (a different
+/// checkpoint file, data or build on one host). The message names the first rank that differs.
+class RanksDisagree : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 /// What the run reports every log_every steps and at the end of each epoch's steps.
 struct StepReport {
@@ -94,7 +107,9 @@ class Trainer {
   /// `resume`, continues the run saved there (its options must be these: see adopt_run_defining).
   /// Throws TrainOptionError for options that do not fit the data or the checkpoint (a warm-up as
   /// long as the run, a finished run to resume), std::invalid_argument for images of another size
-  /// than the model takes, and WeightsError for a checkpoint that cannot be used.
+  /// than the model takes, and WeightsError for a checkpoint that cannot be used. Across ranks,
+  /// every rank checks that all start from the same options, parameters and optimiser state, and
+  /// throws RanksDisagree (on every rank) if not.
   Trainer(const TrainOptions& options, const MnistSplit& train, const MnistSplit& test,
           const std::string& resume = {});
   ~Trainer();
@@ -119,10 +134,12 @@ class Trainer {
   /// the run-defining options ("train.<option>") and the input normalisation.
   Metadata weights_metadata() const;
 
-  /// Writes the checkpoint now (nothing without options.checkpoint).
+  /// Writes the checkpoint now (nothing without options.checkpoint, or on a rank other than 0).
   void write_checkpoint();
 
  private:
+  // Across ranks: throws RanksDisagree unless every rank holds what rank 0 holds.
+  void check_ranks_agree();
   // Sets sdlm's curvature from a curvature pass over the first curvature_samples patterns of
   // `order`.
   void estimate_curvature(SDLM& sdlm, std::span<const std::int64_t> order);
