@@ -128,7 +128,10 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   }
   if (out.empty()) throw UsageError("--out must name a file");
   if (!(rank_timeout > 0)) throw UsageError("--rank-timeout must be positive");
-  if (ranks) ranks->set_timeout(std::chrono::milliseconds(static_cast<std::int64_t>(rank_timeout * 1000)));
+  if (ranks) {
+    ranks->set_timeout(std::chrono::milliseconds(static_cast<std::int64_t>(rank_timeout * 1000)));
+    ranks->set_interrupt([] { return stop_signal != 0; });
+  }
   data = resolve_path(vm, "data", kFetchMnistHint);
 
   const nn::MnistSplit train_set = nn::load_mnist(data, nn::Split::Train);
@@ -191,7 +194,14 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   };
   }
 
-  if (!trainer->run(callbacks)) {
+  bool finished = false;
+  try {
+    finished = trainer->run(callbacks);
+  } catch (const nn::RankLost& e) {
+    throw nn::RankLost(e.what() + (o.checkpoint.empty() ? std::string("; no --checkpoint given, nothing saved")
+                                                         : "; the last checkpoint is " + o.checkpoint));
+  }
+  if (!finished) {
     if (lead)
       std::cout << (interactive ? "\n" : "") << "lenet train: stopped by signal " << stop_signal << " at step "
                 << position.step

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -45,8 +46,14 @@ class Communicator {
   std::chrono::milliseconds timeout() const { return timeout_; }
   void set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
 
+  /// A collective operation also gives up (RankLost) as soon as `stop` returns true while it
+  /// waits: when mpirun ends a job after one rank died, the others are still waiting for it.
+  void set_interrupt(std::function<bool()> stop) { interrupt_ = std::move(stop); }
+  bool interrupted() const { return interrupt_ && interrupt_(); }
+
  private:
   std::chrono::milliseconds timeout_{std::chrono::seconds(20)};
+  std::function<bool()> interrupt_;
 };
 
 /// Whether any rank passed true.

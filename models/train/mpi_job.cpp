@@ -22,6 +22,10 @@ std::string mpi_error_text(int code) {
 class MpiJob final : public Communicator {
  public:
   MpiJob() {
+    // Shared memory between ranks on one machine without the single-copy mechanism (CMA): with
+    // it, the death of one rank makes the others fail inside MPI with a message of its own,
+    // before a collective can return the error. A setting of the user's own is kept.
+    setenv("OMPI_MCA_btl_vader_single_copy_mechanism", "none", 0);
     // Only the thread that runs the training loop calls MPI; the data-parallel workers never do.
     int provided = 0;
     if (const int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided); code != MPI_SUCCESS)
@@ -65,6 +69,11 @@ class MpiJob final : public Communicator {
       check(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
       if (done) return;
       const auto waited = std::chrono::steady_clock::now() - start;
+      if (interrupted()) {
+        lost_ = true;
+        throw RankLost("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +
+                       ": asked to stop while waiting for the other ranks (one of them died or was stopped)");
+      }
       if (waited > timeout()) {
         lost_ = true;
         throw RankLost("rank " + std::to_string(rank_) + " of " + std::to_string(size_) +

@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <barrier>
+#include <thread>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -331,4 +333,115 @@ TEST(DataParallel, ErrorsInAShardReachTheCaller) {
                         },
                         sgd, predictions)
                   .updated);
+}
+
+namespace {
+
+// Ranks as threads of this process: what mpirun's processes do, without MPI. allgather is a
+// barrier on both sides of the copy, so that no rank overwrites its contribution before every
+// rank has read the last one.
+class ThreadRanks {
+ public:
+  explicit ThreadRanks(int size) : size_(size), contributions_(static_cast<std::size_t>(size)), barrier_(size) {}
+
+  class Rank : public nn::Communicator {
+   public:
+    Rank(ThreadRanks& ranks, int rank) : ranks_(ranks), rank_(rank) {}
+    int rank() const override { return rank_; }
+    int size() const override { return ranks_.size_; }
+    int local_size() const override { return ranks_.size_; }
+    void allgather(std::span<const std::byte> mine, std::span<std::byte> all) override {
+      ranks_.contributions_[static_cast<std::size_t>(rank_)] = mine;
+      ranks_.barrier_.arrive_and_wait();
+      for (std::size_t r = 0; r < ranks_.contributions_.size(); ++r) {
+        const std::span<const std::byte> theirs = ranks_.contributions_[r];
+        ASSERT_EQ(theirs.size() * ranks_.contributions_.size(), all.size());
+        std::copy(theirs.begin(), theirs.end(), all.begin() + static_cast<std::ptrdiff_t>(r * theirs.size()));
+      }
+      ranks_.barrier_.arrive_and_wait();
+    }
+    [[noreturn]] void abort(int) override { std::abort(); }
+
+   private:
+    ThreadRanks& ranks_;
+    int rank_;
+  };
+
+ private:
+  int size_;
+  std::vector<std::span<const std::byte>> contributions_;
+  std::barrier<> barrier_;
+};
+
+struct RunResult {
+  std::vector<std::vector<double>> parameters;
+  std::vector<double> losses;
+  std::vector<std::uint8_t> predictions;  // of every step, in batch order
+};
+
+// Steps of SGD on DropoutNet in batches of the given sizes (dropout seeded by the step), with
+// `ranks` ranks of `threads` threads; returns what rank `report` ends with.
+RunResult train_on_ranks(const nn::MnistSplit& data, int ranks, int threads, const std::vector<std::int64_t>& batches,
+                         int report = 0) {
+  ThreadRanks world(ranks);
+  std::vector<RunResult> results(static_cast<std::size_t>(ranks));
+  const auto run_rank = [&](int r) {
+    ThreadRanks::Rank rank(world, r);
+    ag::Generator gen(3);
+    DropoutNet model(gen);
+    nn::DataParallel parallel(model, nn::factory_of<DropoutNet>(), threads, ranks > 1 ? &rank : nullptr);
+    nn::SGD sgd(model.parameters(), {.lr = 0.05, .momentum = 0.9});
+    RunResult& result = results[static_cast<std::size_t>(r)];
+    std::vector<std::uint8_t> predictions;
+    std::int64_t next = 0;
+    for (std::size_t step = 0; step < batches.size(); ++step) {
+      std::vector<std::int64_t> indices;
+      for (std::int64_t i = 0; i < batches[step]; ++i) indices.push_back(next++ % data.count);
+      const auto step_result = parallel.step(
+          batches[step],
+          [&](std::int64_t begin, std::int64_t end, ag::Tensor& images, std::vector<std::int64_t>& targets) {
+            nn::fill_batch(images, targets, data,
+                           std::span<const std::int64_t>(indices).subspan(static_cast<std::size_t>(begin),
+                                                                         static_cast<std::size_t>(end - begin)));
+          },
+          sgd, predictions, 100 + step);
+      EXPECT_TRUE(step_result.updated);
+      result.losses.push_back(step_result.loss);
+      result.predictions.insert(result.predictions.end(), predictions.begin(), predictions.end());
+    }
+    result.parameters = values_of(model);
+  };
+  std::vector<std::thread> rank_threads;
+  for (int r = 1; r < ranks; ++r) rank_threads.emplace_back(run_rank, r);
+  run_rank(0);
+  for (auto& t : rank_threads) t.join();
+  return results[static_cast<std::size_t>(report)];
+}
+
+}  // namespace
+
+// Batches of 32 and 13 split over 6 shards, and batches of 4 and 1 that leave some ranks without a
+// shard: whatever the split, ranks x threads shards give the bits of one process with as many
+// threads, on every rank.
+TEST(DataParallelRanks, RanksOfThreadsTrainExactlyLikeOneProcessOfAsManyThreads) {
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> batches{32, 13, 4, 32, 1, 7, 32};
+  const RunResult one = train_on_ranks(data, 1, 6, batches);
+  for (const auto& [ranks, threads] : {std::pair{2, 3}, {3, 2}, {6, 1}}) {
+    for (int report : {0, ranks - 1}) {
+      const RunResult spread = train_on_ranks(data, ranks, threads, batches, report);
+      EXPECT_EQ(spread.parameters, one.parameters) << ranks << " ranks of " << threads << ", rank " << report;
+      EXPECT_EQ(spread.losses, one.losses) << ranks << " ranks of " << threads;
+      EXPECT_EQ(spread.predictions, one.predictions) << ranks << " ranks of " << threads;
+    }
+  }
+}
+
+// The comparison above can fail: another number of shards sums the gradient in another order
+// (and draws dropout per shard), and ends elsewhere.
+TEST(DataParallelRanks, ADifferentShardCountEndsOnOtherWeights) {
+  const nn::MnistSplit data = synthetic_digits();
+  const std::vector<std::int64_t> batches{32, 13, 32};
+  EXPECT_NE(train_on_ranks(data, 2, 2, batches).parameters, train_on_ranks(data, 1, 6, batches).parameters);
+  EXPECT_EQ(train_on_ranks(data, 2, 2, batches).parameters, train_on_ranks(data, 1, 4, batches).parameters);
 }
