@@ -213,6 +213,11 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   if (!lead) return 0;
+  if (const auto& exchange = trainer->parallel().exchange_stats(); exchange.steps > 0)
+    std::cout << std::fixed << std::setprecision(0) << "lenet train: " << ranks->size() << " ranks exchanged "
+              << static_cast<double>(exchange.bytes_per_rank) / 1024 << " KiB per rank per step, in "
+              << exchange.seconds / static_cast<double>(exchange.steps) * 1e6
+              << " us per step on average (waiting for the slowest rank included)\n";
 
   nn::Metadata metadata = trainer->weights_metadata();
   metadata["command"] = command_line(args);

@@ -217,7 +217,11 @@ void DataParallel::pack_shard(int local, std::int64_t shard_size, std::int64_t m
 
 void DataParallel::exchange(std::int64_t max_shard_size) {
   const std::size_t record = static_cast<std::size_t>(threads()) * slot_bytes(gradient_bytes_, max_shard_size);
+  const auto start = std::chrono::steady_clock::now();
   ranks_->allgather(std::span(sent_).first(record), std::span(received_).first(record * static_cast<std::size_t>(ranks())));
+  exchange_stats_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ++exchange_stats_.steps;
+  exchange_stats_.bytes_per_rank = record;
 }
 
 const std::byte* DataParallel::shard_gradient(int shard, std::size_t parameter) const {

@@ -65,6 +65,15 @@ class DataParallel {
 
   Model& master() { return master_; }
 
+  /// Across ranks: what the steps so far spent exchanging gradients (waiting for the slowest rank
+  /// included), and how many bytes each rank sends per step.
+  struct ExchangeStats {
+    std::int64_t steps = 0;
+    double seconds = 0;
+    std::size_t bytes_per_rank = 0;  // of the last step
+  };
+  const ExchangeStats& exchange_stats() const { return exchange_stats_; }
+
   /// Runs work(shard, model) for every shard < shards (at most threads()): shard 0 on the calling
   /// thread with the master, shard s on worker s with replica s. Returns when all are done;
   /// rethrows the first exception a shard threw.
@@ -154,6 +163,7 @@ class DataParallel {
   std::size_t record_bytes_ = 0;
   std::vector<std::byte> sent_, received_;      // one record; ranks() records
   std::vector<double> all_losses_;               // per batch shard
+  ExchangeStats exchange_stats_;
 
   // The hand-off: a generation number that workers wait to change, the work, and a count of
   // workers still busy with it. Both sides poll for up to 100 µs before sleeping on a condition

@@ -124,6 +124,7 @@ class Trainer {
   const TrainOptions& options() const { return options_; }
   const TrainingPosition& position() const { return position_; }
   std::int64_t batch_size() const { return batch_; }
+  const DataParallel& parallel() const { return *parallel_; }
   std::int64_t steps_per_epoch() const { return steps_per_epoch_; }
   std::int64_t total_steps() const { return steps_per_epoch_ * options_.recipe.epochs; }
   /// The test evaluation after the last epoch run (empty before).
