@@ -60,9 +60,12 @@ class MpiJob final : public Communicator {
     const int count = static_cast<int>(mine.size());
     MPI_Request request;
     check(MPI_Iallgather(mine.data(), count, MPI_BYTE, all.data(), count, MPI_BYTE, MPI_COMM_WORLD, &request));
-    // Polled rather than waited for, so that a rank that never comes is noticed. The first
-    // millisecond spins (an exchange between ranks in step usually completes within it); then
-    // each test yields the CPU for a moment, which a rank's own threads may need.
+    // Polled rather than waited for, so that a rank that never comes is noticed. MPI moves a
+    // large message in fragments, each needing a test to progress: the first millisecond (an
+    // exchange between ranks in step completes within it) tests without pause, as MPI's own
+    // blocking calls do; then each test first yields the CPU, which the rank being waited for
+    // may need when ranks share cores; after a second (a rank is far behind, or gone) each
+    // test sleeps a millisecond.
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
       int done = 0;
@@ -81,7 +84,8 @@ class MpiJob final : public Communicator {
                        std::to_string(std::chrono::duration_cast<std::chrono::seconds>(waited).count()) +
                        " s (one has stopped or is unreachable)");
       }
-      if (waited > std::chrono::milliseconds(1)) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      if (waited > std::chrono::seconds(1)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      else if (waited > std::chrono::milliseconds(1)) std::this_thread::yield();
     }
   }
 
