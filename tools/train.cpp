@@ -68,7 +68,10 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   const int local_ranks = ranks ? ranks->local_size() : 1;
   nn::TrainOptions o{.model = entry.name, .recipe = entry.recipe,
                      .threads = std::max(1, default_threads() / local_ranks), .ranks = ranks};
-  const bool lead = !ranks || ranks->rank() == 0;  // prints and writes files
+  // Rank 0 prints and writes the files; the others' console discards what it is given.
+  const bool lead = !ranks || ranks->rank() == 0;
+  std::ostream discard(nullptr);
+  std::ostream& console = lead ? std::cout : discard;
   double rank_timeout = 20;
   nn::Recipe& r = o.recipe;
   std::string data = "data/mnist", resume, out = "runs/" + entry.name + ".safetensors",
@@ -146,18 +149,15 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   const std::int64_t examples = o.limit > 0 ? std::min(o.limit, train_set.count) : train_set.count;
 
   const bool interactive = ::isatty(STDOUT_FILENO);
-  if (lead) {
-  std::cout << "lenet train: " << o.model << ", seed " << o.seed << ", ";
-  if (ranks) std::cout << ranks->size() << " ranks of ";
-  std::cout << o.threads << " thread(s), " << examples
-            << " training and " << test_set.count << " test images, " << r.epochs << " epochs of "
-            << trainer->steps_per_epoch() << " steps (batch " << trainer->batch_size() << "), " << r.optimizer
-            << " lr " << r.lr << " " << r.schedule;
-  if (r.warmup_steps > 0) std::cout << " after " << r.warmup_steps << " warm-up steps";
-  std::cout << ", " << trainer->model().parameter_count() << " parameters";
-  if (!resume.empty()) std::cout << "; resuming " << resume << " at epoch " << position.epoch + 1 << " step " << position.step;
-  std::cout << '\n' << std::flush;
-  }
+  console << "lenet train: " << o.model << ", seed " << o.seed << ", ";
+  if (ranks) console << ranks->size() << " ranks of ";
+  console << o.threads << " thread(s), " << examples << " training and " << test_set.count << " test images, "
+          << r.epochs << " epochs of " << trainer->steps_per_epoch() << " steps (batch " << trainer->batch_size()
+          << "), " << r.optimizer << " lr " << r.lr << " " << r.schedule;
+  if (r.warmup_steps > 0) console << " after " << r.warmup_steps << " warm-up steps";
+  console << ", " << trainer->model().parameter_count() << " parameters";
+  if (!resume.empty()) console << "; resuming " << resume << " at epoch " << position.epoch + 1 << " step " << position.step;
+  console << '\n' << std::flush;
 
   if (lead) {
     ensure_parent_directory(out);
@@ -169,7 +169,6 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
 
   nn::TrainCallbacks callbacks;
   callbacks.should_stop = [] { return stop_signal != 0; };
-  if (lead) {
   callbacks.on_step = [&](const nn::StepReport& s) {
     std::ostringstream line;
     line << std::fixed << "epoch " << s.epoch + 1 << "/" << s.epochs << "  iter " << std::setw(4) << s.iteration << "/"
@@ -179,20 +178,19 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
     if (interactive) {
       constexpr int width = 24;
       const auto filled = static_cast<std::size_t>(width * s.iteration / s.steps_per_epoch);
-      std::cout << "\r\033[K[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << line.str()
-                << std::flush;
+      console << "\r\033[K[" << std::string(filled, '#') << std::string(width - filled, '.') << "] " << line.str()
+              << std::flush;
     } else {
-      std::cout << line.str() << '\n' << std::flush;
+      console << line.str() << '\n' << std::flush;
     }
   };
   callbacks.on_epoch = [&](const nn::EpochReport& e) {
-    if (interactive) std::cout << '\n';
-    std::cout << std::fixed << std::setprecision(4) << "epoch " << e.epoch + 1 << "/" << e.epochs << " done in "
-              << hms(e.seconds) << ": train acc " << e.train_accuracy;
-    if (o.evaluate_training_set) std::cout << " (whole set " << e.train_set.accuracy << ")";
-    std::cout << ", test loss " << e.test.loss << ", test acc " << e.test.accuracy << '\n' << std::flush;
+    if (interactive) console << '\n';
+    console << std::fixed << std::setprecision(4) << "epoch " << e.epoch + 1 << "/" << e.epochs << " done in "
+            << hms(e.seconds) << ": train acc " << e.train_accuracy;
+    if (o.evaluate_training_set) console << " (whole set " << e.train_set.accuracy << ")";
+    console << ", test loss " << e.test.loss << ", test acc " << e.test.accuracy << '\n' << std::flush;
   };
-  }
 
   bool finished = false;
   try {
@@ -202,11 +200,10 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
                                                          : "; the last checkpoint is " + o.checkpoint));
   }
   if (!finished) {
-    if (lead)
-      std::cout << (interactive ? "\n" : "") << "lenet train: stopped by signal " << stop_signal << " at step "
-                << position.step
-                << (o.checkpoint.empty() ? "; no --checkpoint given, nothing saved" : "; resume with --resume " + o.checkpoint)
-                << '\n';
+    console << (interactive ? "\n" : "") << "lenet train: stopped by signal " << stop_signal << " at step "
+            << position.step
+            << (o.checkpoint.empty() ? "; no --checkpoint given, nothing saved" : "; resume with --resume " + o.checkpoint)
+            << '\n';
     // The ranks stopped together; one asked by a signal may share it with the others or not.
     return 128 + (stop_signal != 0 ? stop_signal : SIGTERM);
   }
@@ -214,26 +211,26 @@ int train_in(nn::Communicator* ranks, const std::vector<std::string>& args) {
   std::signal(SIGTERM, SIG_DFL);
   if (!lead) return 0;
   if (const auto& exchange = trainer->parallel().exchange_stats(); exchange.steps > 0)
-    std::cout << std::fixed << std::setprecision(0) << "lenet train: " << ranks->size() << " ranks exchanged "
-              << static_cast<double>(exchange.bytes_per_rank) / 1024 << " KiB per rank per step, in "
-              << exchange.seconds / static_cast<double>(exchange.steps) * 1e6
-              << " us per step on average (waiting for the slowest rank included)\n";
+    console << std::fixed << std::setprecision(0) << "lenet train: " << ranks->size() << " ranks exchanged "
+            << static_cast<double>(exchange.bytes_per_rank) / 1024 << " KiB per rank per step, in "
+            << exchange.seconds / static_cast<double>(exchange.steps) * 1e6
+            << " us per step on average (waiting for the slowest rank included)\n";
 
   nn::Metadata metadata = trainer->weights_metadata();
   metadata["command"] = command_line(args);
   nn::save_weights(trainer->model(), out, metadata);
-  std::cout << "wrote " << out;
+  console << "wrote " << out;
   if (!metrics.empty()) {
     ensure_parent_directory(metrics);
     ag::write_file_atomically(metrics, trainer->metrics_csv());
-    std::cout << ", " << metrics;
+    console << ", " << metrics;
     if (!plot.empty()) {
       ensure_parent_directory(plot);
       plot_training_curves(metrics, plot, o.model + " on MNIST");
-      std::cout << ", " << plot;
+      console << ", " << plot;
     }
   }
-  std::cout << '\n';
+  console << '\n';
   return 0;
 }
 

@@ -86,7 +86,9 @@ def exact(tmp):
         if r.returncode == 0:
             check(same_weights(single, spread),
                   f"{model}: {ranks} ranks of {threads} thread(s) end on the weights of 1 process of {ranks * threads}")
-            check(r.stdout.count("lenet train:") == 1, f"{model}: only rank 0 prints the header")
+            check(r.stdout.count(f"lenet train: {model}, seed 1, {ranks} ranks of {threads} thread(s)") == 1,
+                  f"{model}: only rank 0 prints the header")
+            check(r.stdout.count("epoch 2/2 done") == 1, f"{model}: only rank 0 reports the epochs")
     # The comparison can fail: another thread count in all ends elsewhere.
     other = os.path.join(tmp, "lenet5-1x1.safetensors")
     one_process(other, 1, "--model", "lenet5", "--limit", "3000", "--epochs", "2", "--batch-size", "64")
