@@ -185,14 +185,15 @@ class Exporter {
 
   // Every parameter and buffer the graph uses, under its own name, in the model's order.
   void write_parameters(OnnxGraph& writer, const Trace& first) {
-    NamedParameters named = model_.named_parameters();
-    const NamedBuffers buffers = model_.named_buffers();
-    named.insert(named.end(), buffers.begin(), buffers.end());
-    for (const auto& [name, tensor] : named) {
-      if (!first.position.count(tensor.id())) continue;  // unused by the forward
-      writer.add_initializer(name, tensor.value());
-      name_of_.emplace(tensor.id(), name);
-    }
+    const auto write = [&](const auto& named, const std::string& what) {
+      for (const auto& [name, tensor] : named) {
+        if (!first.position.count(tensor.id())) continue;  // unused by the forward
+        writer.add_initializer(name, tensor.value(), what);
+        name_of_.emplace(tensor.id(), name);
+      }
+    };
+    write(model_.named_parameters(), "parameter");
+    write(model_.named_buffers(), "buffer");
   }
 
   // The ONNX name of a leaf of the first trace that is neither the input nor a parameter: a

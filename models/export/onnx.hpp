@@ -43,7 +43,8 @@ struct OnnxExportOptions {
 /// are made to record for the trace and restored after. Each recorded op becomes its ONNX form
 /// (models/export/onnx_ops.cpp); the sizes that differ between the two traces are the batch's,
 /// and stay free in the graph. Parameters and buffers become initializers under their names, other
-/// constants (the scalars of `1.7159 * tanh(x)`, a mask) under generated ones.
+/// constants (the scalars of `1.7159 * tanh(x)`, a mask) under generated ones; each initializer's
+/// doc_string says which it is: "parameter", "buffer" or "constant".
 ///
 /// Throws OnnxExportError, one line naming the model, if an op has no ONNX form, if the model's
 /// graph, an op's attribute or a constant changes with the batch size other than through sizes a
@@ -55,9 +56,10 @@ std::string export_onnx(Model& model, const OnnxExportOptions& options);
 /// the export fails, and a failed write leaves the old file.
 void save_onnx(Model& model, const std::string& path, const OnnxExportOptions& options);
 
-/// Graphviz DOT text of an exported model's graph: its ONNX ops (gray, with their attributes),
-/// initializers (blue, with name and shape), the input (white) and the output (green), in the
-/// style of ag::to_dot. Throws OnnxExportError if `onnx_bytes` is not an ONNX model.
+/// Graphviz DOT text of an exported model's graph: its ONNX ops (gray, with their attributes and
+/// inferred output shape), parameters and buffers (blue, with name and shape), constants (white,
+/// dashed, the small ones with their values), the input (white, dashed) and the output (green), in
+/// the style of ag::to_dot. Throws OnnxExportError if `onnx_bytes` is not an ONNX model.
 std::string onnx_graph_dot(std::string_view onnx_bytes, const std::string& title = {});
 
 }  // namespace nn

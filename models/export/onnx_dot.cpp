@@ -12,9 +12,17 @@ namespace nn {
 
 namespace {
 
-// Constants up to this many elements show their values instead of a name: the scalars of
-// `1.7159 * tanh(2x / 3)`, a reshape's target.
+// Constants (not parameters or buffers) of up to this many elements show their values: the scalars
+// of `1.7159 * tanh(2x / 3)`, a reshape's target.
 constexpr std::int64_t kShownValues = 8;
+
+bool is_small_constant(const onnx::TensorProto& tensor) {
+  std::int64_t count = 1;
+  for (const std::int64_t size : tensor.dims()) count *= size;
+  const bool readable = tensor.data_type() == onnx::TensorProto_DataType_INT64 ||
+                        (tensor.data_type() == onnx::TensorProto_DataType_FLOAT && tensor.has_raw_data());
+  return tensor.doc_string() == "constant" && count <= kShownValues && readable;
+}
 
 std::string dims_text(const onnx::TensorShapeProto& shape) {
   std::string text = "[";
@@ -45,7 +53,8 @@ std::string integers_text(const google::protobuf::RepeatedField<std::int64_t>& v
   return text + "]";
 }
 
-// "name\n[6, 1, 5, 5]" for a parameter; "0.666667" or "[0, 400]" for a small constant.
+// "conv1.weight\n[6, 1, 5, 5]" for a parameter or buffer and a large constant; a small constant's
+// values instead of its shape: "constant\n1.7159", "reshape_11.shape\n[0, 400]".
 std::string initializer_label(const onnx::TensorProto& tensor) {
   std::int64_t count = 1;
   std::string dims = "[";
@@ -55,17 +64,16 @@ std::string initializer_label(const onnx::TensorProto& tensor) {
     dims += std::to_string(tensor.dims(d));
   }
   dims += "]";
-  if (count > kShownValues) return tensor.name() + "\n" + dims;
-  if (tensor.data_type() == onnx::TensorProto_DataType_INT64) return integers_text(tensor.int64_data());
-  if (tensor.data_type() != onnx::TensorProto_DataType_FLOAT || !tensor.has_raw_data()) return tensor.name() + "\n" + dims;
-  std::string text = count == 1 && tensor.dims_size() == 0 ? "" : "[";
+  if (!is_small_constant(tensor)) return tensor.name() + "\n" + dims;
+  if (tensor.data_type() == onnx::TensorProto_DataType_INT64) return tensor.name() + "\n" + integers_text(tensor.int64_data());
+  std::string values;
   for (std::int64_t i = 0; i < count; ++i) {
     float value;
     std::memcpy(&value, tensor.raw_data().data() + i * sizeof value, sizeof value);
-    if (i) text += ", ";
-    text += number_text(value);
+    if (i) values += ", ";
+    values += number_text(value);
   }
-  return text + (text.front() == '[' ? "]" : "");
+  return tensor.name() + "\n" + (tensor.dims_size() == 0 ? values : "[" + values + "]");
 }
 
 std::string attribute_text(const onnx::AttributeProto& attribute) {
@@ -103,12 +111,10 @@ std::string onnx_graph_dot(std::string_view onnx_bytes, const std::string& title
   };
   for (const onnx::ValueInfoProto& input : graph.input())
     id_of[input.name()] = declare(input.name() + "\n" + shape_text(input), ", style=\"filled,dashed\", fillcolor=white");
-  for (const onnx::TensorProto& tensor : graph.initializer()) {
-    std::int64_t count = 1;
-    for (const std::int64_t size : tensor.dims()) count *= size;
-    id_of[tensor.name()] = declare(initializer_label(tensor), count > kShownValues ? ", fillcolor=lightblue"
-                                                                                  : ", style=\"filled,dashed\", fillcolor=white");
-  }
+  for (const onnx::TensorProto& tensor : graph.initializer())
+    id_of[tensor.name()] = declare(initializer_label(tensor), tensor.doc_string() == "constant"
+                                                                  ? ", style=\"filled,dashed\", fillcolor=white"
+                                                                  : ", fillcolor=lightblue");
   for (const onnx::NodeProto& node : graph.node()) {
     std::string label = node.op_type();
     std::string attributes;

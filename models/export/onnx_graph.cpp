@@ -38,14 +38,15 @@ const ag::OpAttribute::Integers& TracedOp::integers(std::string_view name) const
   return *value;
 }
 
-void OnnxGraph::add_initializer(const std::string& name, const ag::Tensor& value) {
+void OnnxGraph::add_initializer(const std::string& name, const ag::Tensor& value, const std::string& what) {
   if (!names_.insert(name).second) throw std::logic_error("two initializers named '" + name + "'");
-  write_float32(name, value);
+  write_float32(name, value).set_doc_string(what);
 }
 
 std::string OnnxGraph::add_constant(const std::string& hint, const ag::Tensor& value) {
   const std::string name = unique_name(hint);
-  write_float32(name, value.dtype() == ag::DType::Float32 ? value : value.to(ag::DType::Float32));
+  write_float32(name, value.dtype() == ag::DType::Float32 ? value : value.to(ag::DType::Float32))
+      .set_doc_string("constant");
   return name;
 }
 
@@ -54,6 +55,7 @@ std::string OnnxGraph::add_constant(const std::string& hint, const std::vector<s
   onnx::TensorProto& tensor = *graph_.add_initializer();
   tensor.set_name(name);
   tensor.set_data_type(onnx::TensorProto_DataType_INT64);
+  tensor.set_doc_string("constant");
   tensor.add_dims(static_cast<std::int64_t>(values.size()));
   for (const std::int64_t v : values) tensor.add_int64_data(v);
   return name;
@@ -66,7 +68,7 @@ std::string OnnxGraph::unique_name(const std::string& hint) {
   return name;
 }
 
-void OnnxGraph::write_float32(const std::string& name, const ag::Tensor& value) {
+onnx::TensorProto& OnnxGraph::write_float32(const std::string& name, const ag::Tensor& value) {
   if (value.dtype() != ag::DType::Float32)
     throw std::invalid_argument(name + " is " + std::string(ag::dtype_name(value.dtype())) + ", not float32");
   onnx::TensorProto& tensor = *graph_.add_initializer();
@@ -75,6 +77,7 @@ void OnnxGraph::write_float32(const std::string& name, const ag::Tensor& value) 
   for (const std::int64_t size : value.shape()) tensor.add_dims(size);
   // ONNX's raw data is little-endian, as the machines this builds on are.
   tensor.set_raw_data(value.raw_data(), value.nbytes());
+  return tensor;
 }
 
 onnx::NodeProto& OnnxGraph::add_node(const std::string& op_type, const std::vector<std::string>& inputs,

@@ -48,10 +48,11 @@ class OnnxGraph {
  public:
   explicit OnnxGraph(onnx::GraphProto& graph) : graph_(graph) {}
 
-  /// A float32 initializer under exactly `name` (a parameter's or buffer's); throws if it is taken.
-  void add_initializer(const std::string& name, const ag::Tensor& value);
+  /// A float32 initializer under exactly `name`, a parameter's or a buffer's, which its doc_string
+  /// says (`what`: "parameter" or "buffer"); throws if the name is taken.
+  void add_initializer(const std::string& name, const ag::Tensor& value, const std::string& what);
   /// A constant an op needs, as a float32 or int64 initializer named `hint`, or `hint_2`, `hint_3`
-  /// ... when taken; returns the name.
+  /// ... when taken, with doc_string "constant"; returns the name.
   std::string add_constant(const std::string& hint, const ag::Tensor& value);
   std::string add_constant(const std::string& hint, const std::vector<std::int64_t>& values);
   /// A node computing `output` from `inputs`, named after its output.
@@ -60,7 +61,7 @@ class OnnxGraph {
 
  private:
   std::string unique_name(const std::string& hint);
-  void write_float32(const std::string& name, const ag::Tensor& value);
+  onnx::TensorProto& write_float32(const std::string& name, const ag::Tensor& value);
 
   onnx::GraphProto& graph_;
   std::set<std::string> names_;  // of initializers

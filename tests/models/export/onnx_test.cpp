@@ -122,6 +122,7 @@ TEST(OnnxExport, InitializersAreTheParametersAndBuffersUnderTheirNames) {
     for (const auto& [tensor_name, variable] : tensors) {
       const onnx::TensorProto* tensor = initializer(proto, tensor_name);
       ASSERT_NE(tensor, nullptr) << tensor_name;
+      EXPECT_EQ(tensor->doc_string(), variable.requires_grad() ? "parameter" : "buffer") << tensor_name;
       ASSERT_EQ(tensor->raw_data().size(), variable.value().nbytes()) << tensor_name;
       EXPECT_EQ(std::memcmp(tensor->raw_data().data(), variable.value().raw_data(), variable.value().nbytes()), 0)
           << tensor_name;
@@ -218,7 +219,9 @@ TEST(OnnxExport, TheGraphPictureShowsOpsParametersAndTheOutput) {
   auto model = make("lenet5");
   const std::string dot = nn::onnx_graph_dot(export_model(*model, "lenet5"), "lenet5");
   EXPECT_THAT(dot, HasSubstr("Conv\\nkernel_shape=[5, 5] strides=[1, 1] pads=[2, 2, 2, 2]\\n[N, 6, 28, 28]"));
-  EXPECT_THAT(dot, HasSubstr("conv1.weight\\n[6, 1, 5, 5]"));
+  EXPECT_THAT(dot, HasSubstr("conv1.weight\\n[6, 1, 5, 5]\", fillcolor=lightblue"));
+  EXPECT_THAT(dot, HasSubstr("conv1.bias\\n[6]\", fillcolor=lightblue"));
+  EXPECT_THAT(dot, HasSubstr("normalization.scale\\n0.0127282\", style=\"filled,dashed\""));
   EXPECT_THAT(dot, HasSubstr("log_probs\\n[N, 10]\", fillcolor=darkolivegreen1"));
   EXPECT_THROW(nn::onnx_graph_dot("not an onnx model"), nn::OnnxExportError);
 }
