@@ -8,12 +8,13 @@
 // log-probabilities of -100 and below, sums of 84 squared distances, to 1e-4 absolute, and ONNX
 // Runtime sums them in float32 where our sum accumulates in double.
 //
-// lenet1998-ml has no shipped weights: it is trained for one pass over 2,000 images first.
+// lenet1998-ml has no shipped weights: it is trained for one pass over 2,000 images first. The
+// example of docs/onnx.md ("Using the file") runs too, as written there, on the exported lenet5.
 //
 // usage: node tests/onnx/run_exported.mjs LENET_BINARY OUT_DIR [--models a,b,...]
 // Exit status: 0 passed, 1 failed, 77 skipped (no onnxruntime-web, python3-onnx, MNIST or weights).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -110,6 +111,29 @@ function weightsOf(options, model) {
   return trained;
 }
 
+// The first js block of docs/onnx.md, run from a directory holding lenet5.onnx and data/mnist (a
+// link), written beside this script so that it finds onnxruntime-web; it must print "digit 7",
+// the first test image's label.
+function runDocumentedExample(options) {
+  const docs = readFileSync('docs/onnx.md', 'utf8');
+  const block = docs.match(/```js\n([\s\S]*?)```/);
+  if (!block) return 'docs/onnx.md has no js example';
+  const directory = path.join(options.out, 'docs-example');
+  mkdirSync(directory, { recursive: true });
+  copyFileSync(path.join(options.out, 'lenet5.onnx'), path.join(directory, 'lenet5.onnx'));
+  rmSync(path.join(directory, 'data'), { force: true });
+  symlinkSync(path.resolve('data'), path.join(directory, 'data'));
+  const script = path.join(here, 'docs-example.generated.mjs');
+  writeFileSync(script, block[1]);
+  try {
+    const output = execFileSync('node', [script], { cwd: directory, encoding: 'utf8' }).trim();
+    console.log(`docs/onnx.md's example: ${output}`);
+    return output === 'digit 7' ? null : `docs/onnx.md's example printed '${output}', not 'digit 7'`;
+  } finally {
+    rmSync(script, { force: true });
+  }
+}
+
 async function main() {
   const options = parseArguments(process.argv.slice(2));
   if (!existsSync(path.join(here, 'node_modules/onnxruntime-web'))) skip('onnxruntime-web is not installed (tools/run test installs it)');
@@ -154,6 +178,10 @@ async function main() {
         failures.push(`${model} (${what}): log_probs differ by ${result.maxScaled} (relative above 1) > ${TOLERANCE}`);
     }
     await session.release();
+  }
+  if (options.models.includes('lenet5')) {
+    const failure = runDocumentedExample(options);
+    if (failure) failures.push(failure);
   }
   if (failures.length) {
     for (const failure of failures) console.log(`FAIL: ${failure}`);
