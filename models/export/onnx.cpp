@@ -151,19 +151,22 @@ class Exporter {
   // Both traces must be one graph, op for op and edge for edge, apart from sizes.
   void check_same_graph(const Trace& first, const Trace& second) const {
     if (first.output.is_leaf()) fail(" records no op from its input to its log-probabilities");
-    bool same = first.order.size() == second.order.size();
-    for (std::size_t i = 0; same && i < first.order.size(); ++i) {
+    const auto differ = [&](const std::string& where) {
+      fail(": its graph for a batch of " + std::to_string(kFirstBatch) + " differs from its graph for " +
+           std::to_string(kSecondBatch) + " (" + where + "); ONNX export needs one graph for every batch size");
+    };
+    if (first.order.size() != second.order.size())
+      differ(std::to_string(first.order.size()) + " values against " + std::to_string(second.order.size()));
+    for (std::size_t i = 0; i < first.order.size(); ++i) {
       const ag::Variable &a = first.order[i], &b = second.order[i];
-      if (a.is_leaf() != b.is_leaf() || a.shape().size() != b.shape().size()) same = false;
-      else if (a.is_leaf()) same = (a.id() == first.input.id()) == (b.id() == second.input.id());
-      else if (a.node()->op != b.node()->op || a.node()->inputs.size() != b.node()->inputs.size()) same = false;
-      else
+      bool same = a.is_leaf() == b.is_leaf() && a.shape().size() == b.shape().size();
+      if (same && a.is_leaf()) same = (a.id() == first.input.id()) == (b.id() == second.input.id());
+      if (same && !a.is_leaf()) {
+        same = a.node()->op == b.node()->op && a.node()->inputs.size() == b.node()->inputs.size();
         for (std::size_t k = 0; same && k < a.node()->inputs.size(); ++k)
           same = first.position.at(a.node()->inputs[k].id()) == second.position.at(b.node()->inputs[k].id());
-      if (!same)
-        fail(": its graph for a batch of " + std::to_string(kFirstBatch) + " differs from its graph for " +
-             std::to_string(kSecondBatch) + " at op " + std::to_string(i) + " (" + op_of(a) + " / " + op_of(b) +
-             "); ONNX export needs one graph for every batch size");
+      }
+      if (!same) differ("value " + std::to_string(i) + ": " + op_of(a) + " against " + op_of(b));
       if (!a.is_leaf() && !same_attributes(a.node()->attributes.get(), b.node()->attributes.get()))
         fail(" uses op " + op_of(a) + " with attributes that depend on the batch size");
     }

@@ -1,8 +1,8 @@
 // ONNX export: the contract of the exported graph for every built-in model (input "image" and output
 // "log_probs" with a free batch, opset and IR version, initializers named and valued as the
 // parameters and buffers, metadata), the reshape that keeps the batch free, the model left as it
-// was, and the refusals: an op without an ONNX form, a constant that depends on the batch size, a
-// float64 model, and a graph ONNX's shape inference refuses. That the numbers agree with ONNX
+// was, and the refusals: an op without an ONNX form, a constant or a graph that depends on the batch
+// size, a float64 model, and a graph ONNX's shape inference refuses. That the numbers agree with ONNX
 // Runtime is tests/onnx/'s end-to-end test.
 #include "models/export/onnx.hpp"
 
@@ -86,6 +86,9 @@ ag::Variable mislabelled_sum(const ag::Variable& x) {
     return ag::TensorList{dy};  // never run
   });
 }
+
+// A graph that changes with the batch size: relu for even batches, tanh for odd ones.
+ag::Variable batch_dependent(const ag::Variable& x) { return x.shape()[0] % 2 == 0 ? ag::relu(x) : ag::tanh(x); }
 
 ag::Variable identity(const ag::Variable& x) { return x; }
 
@@ -193,6 +196,18 @@ TEST(OnnxExport, AConstantThatDependsOnTheBatchSizeIsRefused) {
     FAIL() << "exported a constant that depends on the batch size";
   } catch (const nn::OnnxExportError& e) {
     EXPECT_THAT(e.what(), HasSubstr("model batch_constant uses op add on a constant whose shape depends on the batch size"));
+  }
+}
+
+TEST(OnnxExport, AGraphThatDependsOnTheBatchSizeIsRefused) {
+  ag::Generator gen(1);
+  SmallModel<batch_dependent> model(gen);
+  try {
+    export_model(model, "branching");
+    FAIL() << "exported a graph that depends on the batch size";
+  } catch (const nn::OnnxExportError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("model branching: its graph for a batch of 2 differs from its graph for 3 ("));
+    EXPECT_THAT(e.what(), HasSubstr("relu against tanh"));
   }
 }
 
