@@ -1,7 +1,7 @@
 // End to end: every exported model runs unchanged in ONNX Runtime and agrees with `lenet eval`.
 // For each model, `lenet export` writes its ONNX file; ONNX's own checker (Debian's python3-onnx,
-// check_model.py) accepts it; ONNX Runtime (onnxruntime-web's WebAssembly build under node, pinned in
-// package-lock.json) runs the 10,000 MNIST test images through it in batches of 1,000 and the first
+// check_model.py) accepts it; ONNX Runtime (onnxruntime-web's WebAssembly build under node, the one
+// the draw-a-digit page runs, pinned in tools/web/package-lock.json) runs the 10,000 MNIST test images through it in batches of 1,000 and the first
 // 200 one at a time; and the log-probabilities are compared with those `lenet eval --log-probs`
 // writes: the same predicted class on every image, and every value within 1e-4, absolute below 1
 // and relative above (as tools/check-with-pytorch compares): float32 cannot hold lenet1998's
@@ -16,9 +16,10 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const RUNTIME = 'tools/web/node_modules/onnxruntime-web';  // from the repository's root
 const PYTHON = '/usr/bin/python3';  // Debian's, where python3-onnx is
 const DATA = 'data/mnist';
 const TOLERANCE = 1e-4;
@@ -112,8 +113,8 @@ function weightsOf(options, model) {
 }
 
 // The first js block of docs/onnx.md, run from a directory holding lenet5.onnx and data/mnist (a
-// link), written beside this script so that it finds onnxruntime-web; it must print "digit 7",
-// the first test image's label.
+// link), written into tools/web/ so that it finds onnxruntime-web; it must print "digit 7", the
+// first test image's label.
 function runDocumentedExample(options) {
   const docs = readFileSync('docs/onnx.md', 'utf8');
   const block = docs.match(/```js\n([\s\S]*?)```/);
@@ -123,7 +124,7 @@ function runDocumentedExample(options) {
   copyFileSync(path.join(options.out, 'lenet5.onnx'), path.join(directory, 'lenet5.onnx'));
   rmSync(path.join(directory, 'data'), { force: true });
   symlinkSync(path.resolve('data'), path.join(directory, 'data'));
-  const script = path.join(here, 'docs-example.generated.mjs');
+  const script = path.resolve('tools/web/docs-example.generated.mjs');
   writeFileSync(script, block[1]);
   try {
     const output = execFileSync('node', [script], { cwd: directory, encoding: 'utf8' }).trim();
@@ -136,7 +137,7 @@ function runDocumentedExample(options) {
 
 async function main() {
   const options = parseArguments(process.argv.slice(2));
-  if (!existsSync(path.join(here, 'node_modules/onnxruntime-web'))) skip('onnxruntime-web is not installed (tools/run test installs it)');
+  if (!existsSync(RUNTIME)) skip(`onnxruntime-web is not installed in ${RUNTIME} (tools/run test installs it)`);
   try {
     execFileSync(PYTHON, ['-c', 'import onnx'], { stdio: 'ignore' });
   } catch {
@@ -144,7 +145,9 @@ async function main() {
   }
   const imagesFile = path.join(DATA, 't10k-images-idx3-ubyte');
   if (!existsSync(imagesFile)) skip(`no MNIST test images at ${imagesFile} (tools/fetch-mnist)`);
-  const ort = await import('onnxruntime-web');
+  // Its build for node, as `import 'onnxruntime-web'` finds it under node.
+  const entry = JSON.parse(readFileSync(path.join(RUNTIME, 'package.json'), 'utf8')).exports['.'].node.import;
+  const ort = await import(pathToFileURL(path.resolve(RUNTIME, entry)));
   ort.env.wasm.numThreads = 1;  // no worker threads under node
   ort.env.logLevel = 'error';
   const images = readIdxImages(imagesFile);
