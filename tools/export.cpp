@@ -15,17 +15,14 @@ namespace cli {
 
 namespace {
 
-// What the ONNX file says of itself: the weights file's metadata (how the weights were trained,
-// their test accuracy) except the normalisation, which the graph applies itself.
+// What the ONNX file says of itself: the weights' record (how they were trained, their test
+// accuracy), the model and the contract of its input and output.
 nn::Metadata onnx_metadata(const LoadedModel& loaded, const std::string& weights) {
   const nn::InputSpec& input = loaded.model->input();
   const std::string classes = std::to_string(loaded.model->classes());
-  nn::Metadata metadata;
-  for (const auto& [key, value] : loaded.metadata)
-    if (!key.starts_with("normalization_")) metadata[key] = value;
+  nn::Metadata metadata = nn::onnx_metadata_of_weights(loaded.metadata, weights);
   metadata["model"] = loaded.entry->name;
   metadata["model_description"] = loaded.entry->description;
-  metadata["weights_file"] = std::filesystem::path(weights).filename().string();
   metadata["input"] = "image: float32 [N, " + std::to_string(input.channels) + ", " + std::to_string(input.height) +
                       ", " + std::to_string(input.width) + "], grey levels 0-255 as in MNIST's files (0 the background)";
   metadata["output"] = "log_probs: float32 [N, " + classes + "], log-probabilities; the argmax is the predicted class";

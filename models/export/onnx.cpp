@@ -7,6 +7,7 @@
 #include <onnx/shape_inference/implementation.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -291,6 +292,14 @@ std::string export_onnx(Model& model, const OnnxExportOptions& options) {
   std::string bytes;
   if (!proto.SerializeToString(&bytes)) throw OnnxExportError("model " + name + ": the ONNX model cannot be serialised");
   return bytes;
+}
+
+Metadata onnx_metadata_of_weights(const Metadata& weights_metadata, const std::string& weights_path) {
+  Metadata metadata;
+  for (const auto& [key, value] : weights_metadata)
+    if (!key.starts_with("normalization_")) metadata[key] = value;
+  metadata["weights_file"] = std::filesystem::path(weights_path).filename().string();
+  return metadata;
 }
 
 void save_onnx(Model& model, const std::string& path, const OnnxExportOptions& options) {

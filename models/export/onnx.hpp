@@ -56,6 +56,11 @@ std::string export_onnx(Model& model, const OnnxExportOptions& options);
 /// the export fails, and a failed write leaves the old file.
 void save_onnx(Model& model, const std::string& path, const OnnxExportOptions& options);
 
+/// What an exported file records of the weights it was made from: their metadata (the model, its
+/// test accuracy, how it was trained) without the normalisation fields, which the graph applies,
+/// and "weights_file", the file's name.
+Metadata onnx_metadata_of_weights(const Metadata& weights_metadata, const std::string& weights_path);
+
 /// Graphviz DOT text of an exported model's graph: its ONNX ops (gray, with their attributes and
 /// inferred output shape), parameters and buffers (blue, with name and shape), constants (white,
 /// dashed, the small ones with their values), the input (white, dashed) and the output (green), in
