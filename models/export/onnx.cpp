@@ -173,8 +173,8 @@ class Exporter {
     }
   }
 
-  // image:[N, C, H, W] 0..255 -> normalized_image = image * scale + offset, the model's
-  // (p / 255 - mean) / std as fill_batch computes it.
+  // image:[N, C, H, W] 0..255 -> normalized_image = image * scale + offset: the model's
+  // (p / 255 - mean) / std in the multiply-add form fill_batch uses.
   void write_input(onnx::GraphProto& graph, OnnxGraph& writer, const Trace& first, const Trace& second) {
     onnx::ValueInfoProto& image = *graph.add_input();
     image.set_name(kImage);
