@@ -4,10 +4,13 @@
 #include <graphviz/cgraph.h>
 #include <graphviz/gvc.h>
 
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
+#include <type_traits>
 #include <unordered_map>
+#include <variant>
 #include <vector>
 
 #include "autograd/engine.hpp"
@@ -15,14 +18,12 @@
 
 namespace ag {
 
-namespace {
-
-// Text for inside a DOT double-quoted string that Graphviz will display literally:
+// Within a DOT double-quoted string:
 //  - `"` ends the string unless escaped, so `\"`;
 //  - `\` starts a label escape (\n, \l, \N ...), so `\\` for a literal backslash;
 //  - `&` starts an HTML entity even in plain labels ("&amp;" shows as "&"), so `&amp;`;
 //  - a newline becomes the centred line break `\n`; other control characters become spaces.
-std::string escape_label(std::string_view text) {
+std::string escape_dot_label(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (char c : text) {
@@ -37,20 +38,48 @@ std::string escape_label(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// "kernel=2 stride=2": an op's attributes as one line, doubles as printf's %g writes them.
+std::string attributes_line(const OpAttributes& attributes) {
+  std::string line;
+  for (const OpAttribute& attribute : attributes) {
+    if (!line.empty()) line += ' ';
+    line += attribute.name;
+    line += '=';
+    std::visit(
+        [&](const auto& value) {
+          using Value = std::decay_t<decltype(value)>;
+          if constexpr (std::is_same_v<Value, double>) {
+            char text[32];
+            std::snprintf(text, sizeof text, "%g", value);
+            line += text;
+          } else if constexpr (std::is_same_v<Value, std::int64_t>) {
+            line += std::to_string(value);
+          } else {
+            line += shape_str(Shape(value.begin(), value.end()));
+          }
+        },
+        attribute.value);
+  }
+  return line;
+}
+
 // The visible label of one Variable, lines separated by DOT's `\n`; already escaped.
 std::string label_of(const Variable& v, const DotOptions& options) {
-  const std::string shape = escape_label(shape_str(v.shape()));
+  const std::string shape = escape_dot_label(shape_str(v.shape()));
   if (const Node* node = v.node().get()) {
-    std::string label = escape_label(node->op) + "\\n" + shape;
+    std::string label = escape_dot_label(node->op) + "\\n" + shape;
+    if (node->attributes) label += "\\n" + escape_dot_label(attributes_line(*node->attributes));
     if (options.show_backward) {
       if (node->freed) label += "\\n(graph freed)";
-      else if (node->backward) label += "\\n" + escape_label(std::string(node->op) + "_backward");
+      else if (node->backward) label += "\\n" + escape_dot_label(std::string(node->op) + "_backward");
       else label += "\\n(no backward)";
     }
     return label;
   }
   const char* unnamed = v.requires_grad() ? "parameter" : "input";
-  return escape_label(v.name().empty() ? unnamed : v.name()) + "\\n" + shape;
+  return escape_dot_label(v.name().empty() ? unnamed : v.name()) + "\\n" + shape;
 }
 
 // Attributes beyond the defaults set once in the `node [...]` line (a gray op box).
@@ -83,7 +112,7 @@ std::string to_dot(const Variable& output, const DotOptions& options) {
   std::string dot = "digraph autograd {\n";
   dot += "  graph [rankdir=" + options.rankdir + ", fontname=\"Helvetica\", fontsize=12";
   if (!options.title.empty())
-    dot += ", label=\"" + escape_label(options.title) + "\", labelloc=t";
+    dot += ", label=\"" + escape_dot_label(options.title) + "\", labelloc=t";
   dot += "];\n";
   dot += "  node [shape=box, style=filled, fillcolor=lightgray, fontname=\"Helvetica\", "
          "fontsize=10, height=0.3];\n";

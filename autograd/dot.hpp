@@ -18,7 +18,8 @@ struct DotOptions {
 
 /// DOT text: one DOT node per Variable the output depends on, found by
 /// reverse_topological_order(output, /*include_constants=*/true):
-///   op results (Variables with a node): gray boxes, "op\n[shape]";
+///   op results (Variables with a node): gray boxes, "op\n[shape]", and a line of the op's
+///   attributes when they were recorded (under an AttributeGuard): "kernel=2 stride=2";
 ///   parameters (leaves that require grad): light blue, "name\n[shape]" ("parameter" if unnamed);
 ///   inputs and constants (leaves without grad): white, dashed, "name\n[shape]" ("input" if unnamed);
 ///   the output: any of the above, filled green.
@@ -27,6 +28,10 @@ struct DotOptions {
 /// Node ids are n0, n1, ... in topological order (inputs first, the output last), never addresses,
 /// so the same graph always gives the same text, byte for byte. Names are escaped for DOT.
 std::string to_dot(const Variable& output, const DotOptions& options = {});
+
+/// `text` for inside a DOT double-quoted label, displayed literally: quotes, backslashes and `&`
+/// escaped, a newline as DOT's centred line break.
+std::string escape_dot_label(std::string_view text);
 
 /// Lays out DOT text with Graphviz's own library (gvc, "dot" layout) and renders it in `format`
 /// ("svg" or "png"; any format the installed Graphviz plugins know). Returns the bytes.

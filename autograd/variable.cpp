@@ -8,6 +8,7 @@ namespace ag {
 namespace {
 thread_local bool grad_mode = true;
 thread_local bool curvature_mode = false;
+thread_local bool attributes_mode = false;
 }
 
 bool grad_enabled() { return grad_mode; }
@@ -19,6 +20,11 @@ bool curvature_enabled() { return curvature_mode; }
 
 CurvatureGuard::CurvatureGuard() : previous_(curvature_mode) { curvature_mode = true; }
 CurvatureGuard::~CurvatureGuard() { curvature_mode = previous_; }
+
+bool attributes_enabled() { return attributes_mode; }
+
+AttributeGuard::AttributeGuard() : previous_(attributes_mode) { attributes_mode = true; }
+AttributeGuard::~AttributeGuard() { attributes_mode = previous_; }
 
 Node::Node(OpName op, VariableList inputs, BackwardFn backward, CurvatureFn curvature)
     : op(op.c_str()), inputs(std::move(inputs)), backward(std::move(backward)),

@@ -2,6 +2,7 @@
 // gradient accumulation, and the no-grad guard. The traversal lives in engine.hpp.
 #pragma once
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -11,6 +12,8 @@
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
+#include <vector>
 
 #include <boost/container/small_vector.hpp>
 
@@ -272,6 +275,26 @@ struct SavedTensorModified : std::invalid_argument {
   std::uint64_t saved_version, current_version;
 };
 
+/// One of an op's arguments other than its inputs, by name: conv2d's "stride", reshape's "shape",
+/// pow's "exponent". What an exporter needs to write the op in another format (models/export/), and
+/// what the graph picture shows. Ops record them only under an AttributeGuard (with_attributes).
+struct OpAttribute {
+  using Integers = std::vector<std::int64_t>;
+
+  template <std::integral I>
+  OpAttribute(std::string_view name, I value) : name(name), value(static_cast<std::int64_t>(value)) {}
+  OpAttribute(std::string_view name, double value) : name(name), value(value) {}
+  /// A list of integers: a Shape, a DimList.
+  template <class List>
+    requires std::integral<typename List::value_type>
+  OpAttribute(std::string_view name, const List& values)
+      : name(name), value(OpAttribute::Integers(values.begin(), values.end())) {}
+
+  std::string_view name;  // a string literal
+  std::variant<std::int64_t, double, Integers> value;
+};
+using OpAttributes = std::vector<OpAttribute>;
+
 /// One recorded op. The node owns its inputs (the graph's edges) and its backward closure, which
 /// holds the tensors saved by the forward by value and never the output, so there are no cycles.
 /// Nodes, like Variables' shared state, come from the caching allocator.
@@ -280,6 +303,7 @@ struct Node {
   VariableList inputs;    // edges, in data-flow order: inputs -> this node's output
   BackwardFn backward;    // empty once the graph has been freed
   CurvatureFn curvature;  // recorded only under a CurvatureGuard, for ops that have a rule
+  std::unique_ptr<const OpAttributes> attributes;  // recorded only under an AttributeGuard
   bool freed = false;     // backward ran without retain_graph
 
   Node(OpName op, VariableList inputs, BackwardFn backward, CurvatureFn curvature = {});
@@ -324,6 +348,22 @@ class CurvatureGuard {
   bool previous_;
 };
 
+/// True while an AttributeGuard is alive on this thread.
+bool attributes_enabled();
+
+/// While alive, ops record their attributes (OpAttribute) on their nodes, for an exporter tracing
+/// a model or the graph picture. Off by default: ordinary recording builds no attributes.
+class AttributeGuard {
+ public:
+  AttributeGuard();
+  ~AttributeGuard();
+  AttributeGuard(const AttributeGuard&) = delete;
+  AttributeGuard& operator=(const AttributeGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// Wraps an op's forward result. If needs_grad(inputs), records a node with the inputs and the
 /// backward; otherwise returns a plain Variable and drops the backward (and what it saved).
 Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backward);
@@ -336,6 +376,16 @@ Variable record(Tensor value, OpName op, VariableList inputs, BackwardFn backwar
   if (curvature_enabled() && out.impl_->node)
     out.impl_->node->curvature = CurvatureFn(std::forward<Rule>(curvature));
   return out;
+}
+
+/// `recorded`, with the attributes describe() returns on its node when an AttributeGuard is alive
+/// and it has a node. Otherwise describe is never called, so that ordinary recording builds nothing:
+///   return with_attributes(record(...), [&] { return OpAttributes{{"stride", stride}}; });
+template <class Describe>
+Variable with_attributes(Variable recorded, Describe&& describe) {
+  if (attributes_enabled() && recorded.node())
+    recorded.node()->attributes = std::make_unique<const OpAttributes>(describe());
+  return recorded;
 }
 
 }  // namespace ag

@@ -349,7 +349,7 @@ Variable pow(const Variable& x, double exponent) {
   // Saves x (shared, not copied): dx = dy * p * x^(p - 1).
   const SavedTensor saved_x =
       needs_grad({x}) ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
-  return record(std::move(y), "pow", {x}, [saved_x, exponent](const Tensor& dy, const GradMask&) {
+  return with_attributes(record(std::move(y), "pow", {x}, [saved_x, exponent](const Tensor& dy, const GradMask&) {
     const Tensor& x_value = saved_x.unpack();
     // x^0 is constant: its gradient is 0 even at x = 0, where p * x^(p - 1) would be 0 * inf.
     if (exponent == 0) return TensorList{Tensor(dy.shape(), dy.dtype())};
@@ -369,7 +369,7 @@ Variable pow(const Variable& x, double exponent) {
       const auto bend = p == 1 ? decltype(x)(0) : p * (p - 1) * std::pow(x, p - 2);
       return slope * slope * h + bend * g;
     })};
-  });
+  }), [&] { return OpAttributes{{"exponent", exponent}}; });
 }
 
 Variable operator+(const Variable& a, const Variable& b) { return add(a, b); }

@@ -176,7 +176,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
     });
     return results;
   };
-  return record(
+  return with_attributes(record(
       std::move(y), "conv2d", std::move(inputs),
       [saved_x, kept_cols, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
@@ -192,7 +192,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
             needs[1] && kept_cols.defined() ? kernels::map_elements(kept_cols, square) : Tensor{};
         return adjoint(h, x_squared, cols_squared, needs[0] ? kernels::map_elements(saved_w.unpack(), square) : Tensor{},
                        needs);
-      });
+      }), [&] { return OpAttributes{{"stride", stride}, {"padding", padding}}; });
 }
 
 }  // namespace ag

@@ -82,7 +82,7 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
   });
 
   const Shape x_shape = x.shape();
-  return record(std::move(y), "max_pool2d", {x},
+  return with_attributes(record(std::move(y), "max_pool2d", {x},
                 [argmax = std::move(argmax), x_shape, planes, plane_in, plane_out](
                     const Tensor& dy, const GradMask&) {
     // dx[argmax] += dy: overlapping windows (stride < kernel) may pick the same input.
@@ -95,7 +95,7 @@ Variable max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
           dx_data[plane * plane_in + argmax[static_cast<std::size_t>(out)]] += dy_data[out];
     });
     return TensorList{grad_x};
-  });
+  }), [&] { return OpAttributes{{"kernel", kernel}, {"stride", stride}}; });
 }
 
 Variable avg_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
@@ -142,7 +142,7 @@ Variable avg_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
     return out;
   };
   const double inverse_area = 1.0 / static_cast<double>(area);
-  return record(
+  return with_attributes(record(
       std::move(y), "avg_pool2d", {x},
       [spread, inverse_area](const Tensor& dy, const GradMask&) {
         return TensorList{spread(dy, inverse_area)};
@@ -150,7 +150,7 @@ Variable avg_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride)
       // Curvature: dy/dx = 1 / kernel^2 for each window the element is in, squared.
       [spread, inverse_area](const Tensor& h, const Tensor&, const GradMask&) {
         return TensorList{spread(h, inverse_area * inverse_area)};
-      });
+      }), [&] { return OpAttributes{{"kernel", kernel}, {"stride", g.stride}}; });
 }
 
 }  // namespace ag

@@ -176,14 +176,14 @@ Variable sum(const Variable& x, const DimList& dims, bool keepdim) {
   const Reduction r = plan_reduction("sum", x.shape(), dims, keepdim);
   Tensor y = reduce_sum(x.value(), r, 1.0);
   // Saves only x's shape and the plan.
-  return record(std::move(y), "sum", {x},
+  return with_attributes(record(std::move(y), "sum", {x},
                 [r, x_shape = x.shape()](const Tensor& dy, const GradMask&) {
                   return TensorList{spread(dy, r, x_shape, 1.0)};
                 },
                 // Curvature: dy/dx = 1, so h spreads like the gradient.
                 [r, x_shape = x.shape()](const Tensor& h, const Tensor&, const GradMask&) {
                   return TensorList{spread(h, r, x_shape, 1.0)};
-                });
+                }), [&] { return OpAttributes{{"dims", dims}, {"keepdim", keepdim}}; });
 }
 
 Variable mean(const Variable& x, const DimList& dims, bool keepdim) {
@@ -195,14 +195,14 @@ Variable mean(const Variable& x, const DimList& dims, bool keepdim) {
   const double scale = 1.0 / static_cast<double>(r.count);
   Tensor y = reduce_sum(x.value(), r, scale);
   // Saves only x's shape and the plan.
-  return record(std::move(y), "mean", {x},
+  return with_attributes(record(std::move(y), "mean", {x},
                 [r, x_shape = x.shape(), scale](const Tensor& dy, const GradMask&) {
                   return TensorList{spread(dy, r, x_shape, scale)};
                 },
                 // Curvature: dy/dx = 1/count, squared.
                 [r, x_shape = x.shape(), scale](const Tensor& h, const Tensor&, const GradMask&) {
                   return TensorList{spread(h, r, x_shape, scale * scale)};
-                });
+                }), [&] { return OpAttributes{{"dims", dims}, {"keepdim", keepdim}}; });
 }
 
 Variable logsumexp(const Variable& x, std::int64_t dim, bool keepdim) {
@@ -237,7 +237,7 @@ Variable logsumexp(const Variable& x, std::int64_t dim, bool keepdim) {
   const bool saving = needs_grad({x});
   const SavedTensor saved_x = saving ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
   const SavedTensor saved_y = saving ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
-  return record(std::move(y), "logsumexp", {x},
+  return with_attributes(record(std::move(y), "logsumexp", {x},
                 [saved_x, saved_y, r](const Tensor& dy, const GradMask&) {
                   const Tensor& x_value = saved_x.unpack();
                   const Tensor& y_value = saved_y.unpack();
@@ -277,7 +277,7 @@ Variable logsumexp(const Variable& x, std::int64_t dim, bool keepdim) {
                     });
                   });
                   return TensorList{hx};
-                });
+                }), [&] { return OpAttributes{{"dim", dim}, {"keepdim", keepdim}}; });
 }
 
 }  // namespace ag

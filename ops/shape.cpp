@@ -140,8 +140,10 @@ Variable cat(const VariableList& xs, std::int64_t dim) {
     });
     return grads;
   };
-  return record(std::move(y), "cat", xs, slices,
-                [slices](const Tensor& h, const Tensor&, const GradMask& needs) { return slices(h, needs); });
+  return with_attributes(
+      record(std::move(y), "cat", xs, slices,
+             [slices](const Tensor& h, const Tensor&, const GradMask& needs) { return slices(h, needs); }),
+      [&] { return OpAttributes{{"dim", dim}}; });
 }
 
 Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1) {
@@ -153,9 +155,9 @@ Variable transpose(const Variable& x, std::int64_t dim0, std::int64_t dim1) {
              d1 = static_cast<std::size_t>(std::max(a, b));
   Tensor y = swap_dims(x.value(), d0, d1);
   // Saves only the two dims; swapping them again undoes the transpose.
-  return record(std::move(y), "transpose", {x}, [d0, d1](const Tensor& dy, const GradMask&) {
+  return with_attributes(record(std::move(y), "transpose", {x}, [d0, d1](const Tensor& dy, const GradMask&) {
     return TensorList{swap_dims(dy, d0, d1)};
-  });
+  }), [&] { return OpAttributes{{"dim0", dim0}, {"dim1", dim1}}; });
 }
 
 Variable pad2d(const Variable& x, std::int64_t padding, double value) {
@@ -186,9 +188,10 @@ Variable pad2d(const Variable& x, std::int64_t padding, double value) {
     });
     return TensorList{out};
   };
-  return record(
+  return with_attributes(record(
       std::move(y), "pad2d", {x}, [middle](const Tensor& dy, const GradMask&) { return middle(dy); },
-      [middle](const Tensor& h, const Tensor&, const GradMask&) { return middle(h); });
+      [middle](const Tensor& h, const Tensor&, const GradMask&) { return middle(h); }),
+      [&] { return OpAttributes{{"padding", padding}, {"value", value}}; });
 }
 
 }  // namespace ag

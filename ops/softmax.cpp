@@ -88,7 +88,8 @@ Variable softmax(const Variable& x, std::int64_t dim) {
     });
     return TensorList{dx};
   };
-  return record(std::move(y), "softmax", {x}, std::move(backward));
+  return with_attributes(record(std::move(y), "softmax", {x}, std::move(backward)),
+                         [&] { return OpAttributes{{"dim", dim}}; });
 }
 
 Variable log_softmax(const Variable& x, std::int64_t dim) {
@@ -132,7 +133,8 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
     });
     return TensorList{dx};
   };
-  return record(std::move(y), "log_softmax", {x}, std::move(backward));
+  return with_attributes(record(std::move(y), "log_softmax", {x}, std::move(backward)),
+                         [&] { return OpAttributes{{"dim", dim}}; });
 }
 
 }  // namespace ag

@@ -84,5 +84,7 @@ int serve(const std::vector<std::string>& args);
 int bench(const std::vector<std::string>& args);
 int models(const std::vector<std::string>& args);
 int gradcheck(const std::vector<std::string>& args);
+/// `lenet export` (export is a C++ keyword).
+int export_model(const std::vector<std::string>& args);
 
 }  // namespace cli

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "models/data/mnist.hpp"
+#include "models/nn/safetensors.hpp"
 #include "models/train/data_parallel.hpp"
 #include "models/train/evaluation.hpp"
 #include "tools/cli.hpp"
@@ -13,7 +14,7 @@ namespace cli {
 
 int eval(const std::vector<std::string>& args) {
   const nn::ModelEntry& entry = nn::find_model(model_option(args));
-  std::string weights = default_weights(entry), data = "data/mnist", errors, samples;
+  std::string weights = default_weights(entry), data = "data/mnist", errors, samples, log_probs;
   int threads = default_threads();
   po::options_description options("options");
   add_model_option(options);
@@ -23,9 +24,15 @@ int eval(const std::vector<std::string>& args) {
       ("threads", po::value(&threads)->default_value(threads),
        "threads to run the batches on (the result does not depend on it)")
       ("errors", po::value(&errors), "write a PNG grid of the misclassified test digits")
-      ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits");
+      ("samples", po::value(&samples), "write a PNG grid of the first 40 training digits")
+      ("log-probs", po::value(&log_probs),
+       "write the log-probabilities of every test image, [10000, classes] float32, as safetensors");
   po::variables_map vm;
-  if (!parse("eval", "[--model NAME] [--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png]", options, args, vm)) return 0;
+  if (!parse("eval",
+             "[--model NAME] [--weights FILE] [--data DIR] [--threads N] [--errors FILE.png] [--samples FILE.png] "
+             "[--log-probs FILE.safetensors]",
+             options, args, vm))
+    return 0;
   require_thread_count(threads);
   weights = resolve_path(vm, "weights");
   data = resolve_path(vm, "data", kFetchMnistHint);
@@ -59,6 +66,11 @@ int eval(const std::vector<std::string>& args) {
   if (!errors.empty()) {
     nn::write_error_grid(errors, test_set, result);
     std::cout << "\nwrote " << errors << '\n';
+  }
+  if (!log_probs.empty()) {
+    nn::save_safetensors(log_probs, {{"log_probs", result.log_probabilities}},
+                         {{"model", entry.name}, {"weights", weights}, {"split", "test"}});
+    std::cout << "wrote " << log_probs << '\n';
   }
   if (!samples.empty()) {
     nn::write_sample_grid(samples, nn::load_mnist(data, nn::Split::Train));

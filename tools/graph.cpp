@@ -38,6 +38,7 @@ int graph(const std::vector<std::string>& args) {
   const std::unique_ptr<nn::Model> model = entry.make(gen);
   std::optional<ag::NoFusionGuard> unfused;
   if (vm.count("no-fusion")) unfused.emplace();
+  const ag::AttributeGuard attributes;  // each op's box shows them: kernel=2 stride=2
   ag::Variable input(ag::Tensor(model->input_shape(batch)), false, "input");
   ag::Variable output = (*model)(input);
   if (vm.count("loss")) {

@@ -24,6 +24,7 @@ constexpr std::array commands{
     Command{"eval", "test accuracy, per-class accuracy and confusion matrix of saved weights", cli::eval},
     Command{"predict", "classify digit images (PNG or PGM)", cli::predict},
     Command{"graph", "draw a model's computation graph (DOT, SVG or PNG)", cli::graph},
+    Command{"export", "write a model with its weights as an ONNX file", cli::export_model},
     Command{"serve", "serve the draw-a-digit web page and its JSON API", cli::serve},
     Command{"bench", "measure training and inference speed", cli::bench},
     Command{"models", "list the registered models", cli::models},

@@ -25,6 +25,8 @@
 
 #include "autograd/dot.hpp"
 #include "autograd/engine.hpp"
+#include "autograd/file.hpp"
+#include "models/export/onnx.hpp"
 #include "models/nn/weights.hpp"
 #include "models/registry.hpp"
 #include "ops/fusion/fusion.hpp"
@@ -225,6 +227,17 @@ std::string layer_of(const ag::Variable& value) {
   return std::string(value.node()->op);
 }
 
+// onnxruntime-web's files the page loads from its dist/ directory: the ES module of its
+// WebAssembly build, the module that one imports, and the WebAssembly it compiles.
+struct RuntimeFile {
+  std::string name, content_type, bytes;
+};
+const std::pair<const char*, const char*> kRuntimeFiles[] = {
+    {"ort.wasm.min.mjs", "text/javascript"},
+    {"ort-wasm-simd-threaded.mjs", "text/javascript"},
+    {"ort-wasm-simd-threaded.wasm", "application/wasm"},
+};
+
 json describe_model(const nn::ModelEntry& entry, const nn::Model& model, const nn::Metadata& metadata,
                     const std::string& weights) {
   // Layers in registration order, each with its parameters ("conv1.weight" belongs to "conv1").
@@ -383,6 +396,8 @@ struct DigitServer::Impl {
   std::unique_ptr<nn::Model> model;
   std::string model_json;  // GET /api/model, built once
   std::string graph_svg;   // GET /api/graph.svg, rendered once; empty if Graphviz failed
+  std::string onnx_model;  // GET /model.onnx, exported once; empty if the model has no ONNX form
+  std::vector<RuntimeFile> runtime_files;  // GET /onnxruntime/NAME; none without options.onnxruntime_web
   httplib::Server http;
   // listen() and stop() may race (a signal arrives as the server starts): see stop().
   std::atomic<bool> stop_requested{false}, listening{false}, listen_returned{false};
@@ -400,7 +415,19 @@ DigitServer::Impl::Impl(const ServerOptions& opts, LogSink sink)
   // Inference runs on all worker threads at once against this one model: in eval mode and under
   // a (thread-local) NoGradGuard, the forward only reads the parameters and allocates its outputs.
   model->eval();
-  model_json = dump(describe_model(entry, *model, metadata, options.weights));
+  try {
+    onnx_model = nn::export_onnx(*model, {.model_name = entry.name,
+                                          .metadata = nn::onnx_metadata_of_weights(metadata, options.weights)});
+  } catch (const nn::OnnxExportError& e) {
+    log_line("no /model.onnx: " + printable(e.what()));
+  }
+  if (!options.onnxruntime_web.empty())
+    for (const auto& [name, content_type] : kRuntimeFiles)
+      runtime_files.push_back(
+          {name, content_type, ag::read_file((std::filesystem::path(options.onnxruntime_web) / name).string())});
+  json description = describe_model(entry, *model, metadata, options.weights);
+  description["onnx_in_browser"] = !onnx_model.empty() && !runtime_files.empty();
+  model_json = dump(description);
   try {
     const ag::Variable graph_input(ag::Tensor(model->input_shape(1)), false, "input");
     const ag::DotOptions dot{.title = entry.name, .rankdir = "TB"};
@@ -439,9 +466,10 @@ void DigitServer::Impl::set_limits() {
   http.set_default_headers({
       {"X-Content-Type-Options", "nosniff"},
       {"Referrer-Policy", "no-referrer"},
+      // 'wasm-unsafe-eval': onnxruntime-web compiles its WebAssembly; nothing else is evaluated.
       {"Content-Security-Policy",
-       "default-src 'self'; img-src 'self' data: blob:; object-src 'none'; base-uri 'none'; "
-       "form-action 'none'; frame-ancestors 'none'"},
+       "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; img-src 'self' data: blob:; object-src 'none'; "
+       "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
   });
 
   const std::size_t max_body = options.max_body_bytes;
@@ -558,6 +586,21 @@ void DigitServer::Impl::set_routes() {
       send_error(response, 405, "use POST with a JSON or PNG body");
     });
   }
+  http.Get("/model.onnx", [this](const httplib::Request&, httplib::Response& response) {
+    if (onnx_model.empty()) return send_error(response, 404, "the model has no ONNX form");
+    response.set_header("Cache-Control", "no-cache");
+    response.set_content(onnx_model, "application/octet-stream");
+  });
+  // onnxruntime-web from memory, likewise looked up by name.
+  http.Get(R"(/onnxruntime/([^/]+))", [this](const httplib::Request& request, httplib::Response& response) {
+    for (const RuntimeFile& file : runtime_files) {
+      if (file.name != request.matches[1].str()) continue;
+      response.set_header("Cache-Control", "no-cache");
+      response.set_content(file.bytes, file.content_type);
+      return;
+    }
+    send_error(response, 404, "not found");
+  });
   // The page, from memory: the path is looked up among the embedded files, never opened.
   http.Get(R"(/[^/]*)", [](const httplib::Request& request, httplib::Response& response) {
     const std::string path = request.path == "/" ? "/index.html" : request.path;

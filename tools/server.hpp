@@ -7,6 +7,9 @@
 //   POST /api/features     image -> {"layers": [the feature maps of every convolutional stage]}
 //   GET  /api/model        layers, parameter shapes and counts, test accuracy from the weights file
 //   GET  /api/graph.svg    the model's graph from the engine's DOT export (rendered at start-up)
+//   GET  /model.onnx       the model's ONNX export (models/export/onnx.hpp, made at start-up)
+//   GET  /onnxruntime/F    onnxruntime-web's WebAssembly build, when given: the page runs
+//                          /model.onnx in the browser with it, beside the server's answer
 //   GET  /healthz          {"status": "ok"}
 //
 // An image is a JSON body {"width": W, "height": H, "pixels": [W*H grey values 0..255]} or a PNG
@@ -29,6 +32,9 @@ namespace web {
 struct ServerOptions {
   std::string model = "lenet5";  // a registered name; it must take [1, 28, 28] images
   std::string weights = "models/lenet5.safetensors";
+  /// onnxruntime-web's dist/ directory, whose WebAssembly build is served under /onnxruntime/ (read
+  /// at start-up); empty: the page runs the model on the server only.
+  std::string onnxruntime_web;
   std::size_t threads = 4;                       // worker threads, each serving one connection
   std::size_t max_queued_connections = 64;       // accepted, waiting for a worker; then accept waits
   std::size_t max_body_bytes = 1 << 20;          // larger bodies: 413 before a byte of them is read
@@ -54,9 +60,11 @@ class HttpError : public std::runtime_error {
 /// PNG), 415 for any other Content-Type.
 nn::GrayImage image_from_body(std::string_view body, std::string_view content_type);
 
-/// The server: loads the model's weights and renders its graph when constructed (throws, naming
-/// the file, if the weights cannot be loaded; naming the model if it is not registered or takes
-/// other images than 28x28 digits), then serves after bind() and listen().
+/// The server: loads the model's weights, renders its graph, exports it to ONNX and reads
+/// onnxruntime-web's files when constructed (throws, naming the file, if the weights or a runtime
+/// file cannot be read; naming the model if it is not registered or takes other images than 28x28
+/// digits; a model without an ONNX form is served without /model.onnx), then serves after bind()
+/// and listen().
 class DigitServer {
  public:
   DigitServer(const ServerOptions& options, LogSink log);

@@ -26,6 +26,7 @@ Evaluation evaluate(DataParallel& parallel, const MnistSplit& data, std::int64_t
   std::vector<double> batch_loss(static_cast<std::size_t>(batches));  // summed over the batch
   Evaluation result;
   result.predictions.resize(static_cast<std::size_t>(data.count));
+  result.log_probabilities = ag::Tensor::empty({data.count, static_cast<std::int64_t>(classes)});
   const int shards = static_cast<int>(std::clamp<std::int64_t>(batches, 1, parallel.threads()));
   parallel.run(shards, [&](int shard, Model& net) {
     ag::NoGradGuard no_grad;  // grad mode is the thread's own
@@ -42,8 +43,12 @@ Evaluation evaluate(DataParallel& parallel, const MnistSplit& data, std::int64_t
       const ag::Variable output = net(ag::Variable(images));
       batch_loss[static_cast<std::size_t>(k)] =
           net.loss(output, targets).value().item() * static_cast<double>(n);
-      argmax_rows(net.log_probabilities(output).value(), predicted);
+      const ag::Tensor log_probabilities = net.log_probabilities(output).value();
+      argmax_rows(log_probabilities, predicted);
       std::copy(predicted.begin(), predicted.end(), result.predictions.begin() + start);
+      const ag::Tensor rows = log_probabilities.dtype() == ag::DType::Float32 ? log_probabilities
+                                                                             : log_probabilities.to(ag::DType::Float32);
+      std::copy_n(rows.data<float>(), rows.numel(), result.log_probabilities.data<float>() + start * rows.size(1));
     }
     net.train(was_training);
   });

@@ -16,6 +16,7 @@ struct Evaluation {
   double accuracy = 0;   // fraction correct
   std::vector<std::vector<std::int64_t>> confusion;  // [true][predicted], classes x classes
   std::vector<std::uint8_t> predictions;                      // one per example
+  ag::Tensor log_probabilities;  // [examples, classes], float32: the model's log_probabilities
 };
 
 /// Evaluates the model `parallel` was made for under NoGradGuard, in eval mode, in batches of

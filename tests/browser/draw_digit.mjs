@@ -1,6 +1,7 @@
 // End to end: `lenet serve` on a free port, the page opened in Debian's chromium (driven by
 // playwright-core), digits drawn with mouse strokes (and, on a phone-sized page, with touch), and
-// the page's prediction checked. Screenshots are saved; --update-demo also writes the desktop one
+// the page's prediction checked, and the browser's own answer beside it (the model's ONNX export
+// in ONNX Runtime Web, when onnxruntime-web is installed in tools/web/). Screenshots are saved; --update-demo also writes the desktop one
 // where the README shows it.
 //
 // usage: node tests/browser/draw_digit.mjs LENET_BINARY [--weights FILE] [--screenshot-dir DIR]
@@ -11,6 +12,7 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const RUNTIME = 'tools/web/node_modules/onnxruntime-web';  // lenet serve finds it from the repository
 const TIME_LIMIT_MS = 150_000;
 
 let serverProcess = null;  // killed on the way out, whatever happens
@@ -127,6 +129,18 @@ async function expectPrediction(page, digit) {
   check(shown === String(digit) && highlighted === String(digit), `the page predicts ${digit} and highlights its bar`);
 }
 
+// The browser's answer (ONNX Runtime Web on /model.onnx) once it is there: the same digit as the
+// server's.
+async function expectBrowserPrediction(page, digit) {
+  await page.waitForFunction((d) => document.getElementById('browser-digit').textContent === String(d), digit,
+    { timeout: 15_000 }).catch(async () => {
+    const shown = await page.locator('#browser-verdict').textContent();
+    throw new Error(`expected ONNX Runtime Web in the page to say ${digit} too, it shows '${shown.trim()}'`);
+  });
+  const detail = await page.locator('#browser-detail').textContent();
+  check(detail.endsWith('as the server'), `ONNX Runtime Web in the page says ${digit} too (${detail})`);
+}
+
 async function clear(page) {
   await page.click('#clear');
   await page.waitForFunction(() => document.getElementById('digit').textContent === '?');
@@ -206,10 +220,18 @@ async function main() {
     });
     check(graphLoaded, 'the network graph (/api/graph.svg) is shown');
 
+    const inBrowser = await page.evaluate(async () => (await (await fetch('/api/model')).json()).onnx_in_browser);
+    if (inBrowser) {
+      await page.waitForSelector('#browser-verdict', { state: 'visible', timeout: 15_000 });
+      check(true, 'the page loads the model into ONNX Runtime Web');
+    } else {
+      console.log(`skipped: the browser's own answer (no onnxruntime-web in ${RUNTIME}; tools/run test installs it)`);
+    }
     for (const digit of [1, 0, 7]) {
       await clear(page);
       await drawWithMouse(page, DIGITS[digit]);
       await expectPrediction(page, digit);
+      if (inBrowser) await expectBrowserPrediction(page, digit);
     }
     check((await inkIn(page, '#input28')) > 0, 'the 28x28 image the network saw is drawn');
     check((await distinctColours(page, '#conv1 canvas')) > 3, 'conv1 feature maps are drawn');

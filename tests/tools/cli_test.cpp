@@ -1,7 +1,7 @@
 // The lenet command end to end: argument errors, training that learns, determinism, checkpoints
-// that survive SIGKILL, the NaN guard, learning-rate warm-up, eval and graph, default paths found
-// from another directory, every verb with --model, gradcheck, and a model added by a program of its
-// own. The binaries' paths come from $LENET, $BROKEN_MODEL and $SMALL_CNN.
+// that survive SIGKILL, the NaN guard, learning-rate warm-up, eval and its log-probabilities, graph,
+// export, default paths found from another directory, every verb with --model, gradcheck, and a
+// model added by a program of its own. The binaries' paths come from $LENET, $BROKEN_MODEL and $SMALL_CNN.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -193,6 +194,7 @@ TEST(CommandLine, BadArgumentsAreOneLineExit2) {
         {"train", "--epochs", "many"}, {"train", "--optimizer", "rmsprop"}, {"train", "--lr", "-1"},
         {"train", "--warmup-steps", "-1"}, {"train", "--warmup-steps", "ten"},
         {"eval", "--errors"}, {"graph"}, {"graph", "-o", "x.gif"}, {"predict"},
+        {"export"}, {"export", "-o", "x.onnx", "--graph", "x.gif"},
         {"bench", "--batch", "100000000000"}, {"bench", "--threads", "0,2"}}) {
     const Outcome r = run(args);
     EXPECT_EQ(r.status, 2) << args[0] << " " << args[1] << ": " << r.output;
@@ -472,6 +474,85 @@ TEST(Graph, WritesDotAndSvg) {
   EXPECT_NE(ag::read_file(dir / "g.svg").find("<svg"), std::string::npos);
 }
 
+// The log-probabilities of every test image, as ONNX Runtime's are compared with (tests/onnx/).
+TEST(Eval, LogProbsHoldsARowPerTestImageWhoseArgmaxesScoreTheAccuracy) {
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  TempDir dir;
+  const Outcome r = run({"eval", "--model", "mlp", "--log-probs", dir / "mlp.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  const nn::Safetensors file = nn::load_safetensors(dir / "mlp.safetensors");
+  const ag::Tensor& log_probs = file.tensors.at("log_probs");
+  ASSERT_EQ(log_probs.shape(), (ag::Shape{10000, 10}));
+  EXPECT_EQ(file.metadata.at("model"), "mlp");
+  const nn::MnistSplit test_set = nn::load_mnist("data/mnist", nn::Split::Test);
+  std::int64_t correct = 0;
+  for (std::int64_t i = 0; i < 10000; ++i) {
+    double total = 0;
+    std::int64_t best = 0;
+    for (std::int64_t k = 0; k < 10; ++k) {
+      total += std::exp(log_probs.at(i * 10 + k));
+      if (log_probs.at(i * 10 + k) > log_probs.at(i * 10 + best)) best = k;
+    }
+    ASSERT_NEAR(total, 1.0, 1e-5) << "row " << i;
+    correct += best == test_set.labels[static_cast<std::size_t>(i)];
+  }
+  EXPECT_EQ(correct, static_cast<std::int64_t>(number_after(r.output, "accuracy") * 10000 + 0.5)) << r.output;
+}
+
+// ---------------------------------------------------------------------------------------------
+// lenet export (the graph itself: tests/models/export/onnx_test.cpp; ONNX Runtime: tests/onnx/).
+
+TEST(Export, WritesTheOnnxFileWithTheWeightsRecordAndItsPicture) {
+  TempDir dir;
+  const Outcome r = run({"export", "--model", "mlp", "-o", dir / "mlp.onnx", "--graph", dir / "mlp.svg"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find("wrote " + (dir / "mlp.onnx")), std::string::npos) << r.output;
+  const std::string onnx = ag::read_file(dir / "mlp.onnx");
+  for (const char* text : {"layers.1.weight", "log_probs", "image", "test_accuracy", "0.984900",
+                           "lenet train --model mlp"})
+    EXPECT_NE(onnx.find(text), std::string::npos) << text;
+  EXPECT_EQ(onnx.find("normalization_mean"), std::string::npos) << "the graph normalises: not for the user to do";
+  const std::string svg = ag::read_file(dir / "mlp.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("Gemm"), std::string::npos);
+}
+
+// Weights that record no test accuracy (a checkpoint of one's own): measured on MNIST; a --data
+// that holds no MNIST is one line naming it, and nothing is written.
+TEST(Export, MeasuresTheTestAccuracyTheWeightsDoNotRecord) {
+  TempDir dir;
+  const nn::Safetensors shipped = nn::load_safetensors("models/lenet5.safetensors");
+  nn::NamedTensors tensors(shipped.tensors.begin(), shipped.tensors.end());
+  nn::save_safetensors(dir / "bare.safetensors", tensors, {{"model", "lenet5"}});
+  const Outcome nowhere =
+      run({"export", "--weights", dir / "bare.safetensors", "-o", dir / "a.onnx", "--data", dir / "nowhere"});
+  EXPECT_EQ(nowhere.status, 1) << nowhere.output;
+  EXPECT_EQ(line_count(nowhere.output), 1) << nowhere.output;
+  EXPECT_NE(nowhere.output.find(dir / "nowhere"), std::string::npos) << nowhere.output;
+  EXPECT_FALSE(fs::exists(dir / "a.onnx"));
+  if (!have_mnist()) GTEST_SKIP() << "data/mnist is missing";
+  const Outcome r = run({"export", "--weights", dir / "bare.safetensors", "-o", dir / "b.onnx"});
+  ASSERT_EQ(r.status, 0) << r.output;
+  const std::string onnx = ag::read_file(dir / "b.onnx");
+  EXPECT_NE(onnx.find("0.994300"), std::string::npos) << "lenet eval's accuracy of these weights";
+  EXPECT_NE(onnx.find("measured by lenet export"), std::string::npos);
+}
+
+TEST(Export, AnOpWithoutAnOnnxFormIsOneLineNamingItAndTheModelAndWritesNothing) {
+  TempDir dir;
+  ag::Generator gen(1);
+  nn::save_safetensors(dir / "no_onnx.safetensors",
+                       {{"fc.weight", ag::Tensor::uniform({10, 784}, -0.03, 0.03, gen)}, {"fc.bias", ag::Tensor({10})}},
+                       {{"model", "no_onnx"}, {"test_accuracy", "0.5"}});
+  const Outcome r = run_binary(broken_model(), {"export", "--model", "no_onnx", "--weights", dir / "no_onnx.safetensors",
+                                                "-o", dir / "no_onnx.onnx", "--graph", dir / "no_onnx.svg"});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_EQ(r.output, "lenet export: model no_onnx uses op softsign, which has no ONNX form\n");
+  std::vector<std::string> left;
+  for (const auto& entry : fs::directory_iterator(dir.path)) left.push_back(entry.path().filename().string());
+  EXPECT_EQ(left, std::vector<std::string>{"no_onnx.safetensors"}) << "no file, not even a temporary one";
+}
+
 // Run from a directory outside the repository, the default weights and MNIST are found through the
 // binary's location.
 TEST(DefaultPaths, PredictFindsTheShippedWeightsFromAnotherDirectory) {
@@ -545,7 +626,7 @@ TEST(Models, ListsEveryRegisteredModelWithItsParameterCount) {
 }
 
 TEST(Models, AnUnknownModelIsOneLineListingTheRegisteredOnesExit2) {
-  for (const char* verb : {"eval", "train", "predict", "graph", "bench", "gradcheck"}) {
+  for (const char* verb : {"eval", "train", "predict", "graph", "bench", "gradcheck", "export"}) {
     const Outcome r = run({verb, "--model", "nosuch"});
     EXPECT_EQ(r.status, 2) << verb << ": " << r.output;
     EXPECT_EQ(line_count(r.output), 1) << verb << ": " << r.output;

@@ -1,6 +1,6 @@
 // The web server through real HTTP clients: the API's answers against the same pipeline run
-// in-process, every refusal with its status (the server staying up), many clients at once, the log,
-// and `lenet serve`'s command-line errors. The server runs in-process on 127.0.0.1, a free port.
+// in-process, the model's ONNX export and onnxruntime-web's files, every refusal with its status
+// (the server staying up), many clients at once, the log, and `lenet serve`'s command-line errors. The server runs in-process on 127.0.0.1, a free port.
 //
 // Weights: $LENET_WEIGHTS or models/lenet5.safetensors (every test is skipped if it is missing).
 // MNIST test digits: data/mnist (the tests that need them are skipped if it is missing).
@@ -29,7 +29,9 @@
 #include <thread>
 #include <vector>
 
+#include "autograd/file.hpp"
 #include "models/data/digit_image.hpp"
+#include "models/export/onnx.hpp"
 #include "models/lenet5.hpp"
 #include "models/data/mnist.hpp"
 #include "models/nn/weights.hpp"
@@ -599,6 +601,61 @@ TEST_F(Server, LogsOneLinePerRequestWithMethodPathStatusAndMicroseconds) {
     EXPECT_TRUE(std::ranges::all_of(line, [](char ch) { return ch >= 0x20 && ch < 0x7f; })) << line;
 }
 
+TEST_F(Server, ModelOnnxIsTheModelsExport) {
+  const auto response = client().Get("/model.onnx");
+  ASSERT_TRUE(response);
+  ASSERT_EQ(response->status, 200);
+  EXPECT_EQ(response->get_header_value("Content-Type"), "application/octet-stream");
+  const std::string expected = nn::export_onnx(
+      reference_->model,
+      {.model_name = "lenet5", .metadata = nn::onnx_metadata_of_weights(reference_->metadata, weights_path())});
+  EXPECT_EQ(response->body, expected) << "the bytes lenet export writes for the same weights";
+}
+
+// onnxruntime-web's files, from the directory given (here three files of known bytes), by name
+// only; the suite's server, given none, serves none and tells the page so.
+TEST_F(Server, OnnxRuntimeWebIsServedFromItsDirectoryWhenGiven) {
+  auto c = client();
+  EXPECT_EQ(c.Get("/onnxruntime/ort.wasm.min.mjs")->status, 404);
+  EXPECT_EQ(json::parse(c.Get("/api/model")->body)["onnx_in_browser"], false);
+  EXPECT_NE(c.Get("/")->get_header_value("Content-Security-Policy").find("script-src 'self' 'wasm-unsafe-eval'"),
+            std::string::npos);
+
+  const std::filesystem::path directory = std::filesystem::temp_directory_path() / "lenet-server-test-runtime";
+  std::filesystem::create_directories(directory);
+  for (const char* name : {"ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"})
+    ag::write_file_atomically((directory / name).string(), std::string("bytes of ") + name);
+  web::ServerOptions options;
+  options.weights = weights_path();
+  options.onnxruntime_web = directory.string();
+  web::DigitServer with_runtime(options, nullptr);
+  const int port = with_runtime.bind("127.0.0.1", 0);
+  std::thread listener([&] { with_runtime.listen(); });
+  while (!with_runtime.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  httplib::Client other("127.0.0.1", port);
+  const auto module = other.Get("/onnxruntime/ort.wasm.min.mjs"), wasm = other.Get("/onnxruntime/ort-wasm-simd-threaded.wasm");
+  ASSERT_TRUE(module && wasm);
+  EXPECT_EQ(module->body, "bytes of ort.wasm.min.mjs");
+  EXPECT_EQ(module->get_header_value("Content-Type"), "text/javascript");
+  EXPECT_EQ(wasm->body, "bytes of ort-wasm-simd-threaded.wasm");
+  EXPECT_EQ(wasm->get_header_value("Content-Type"), "application/wasm");
+  EXPECT_EQ(json::parse(other.Get("/api/model")->body)["onnx_in_browser"], true);
+  for (const char* path : {"/onnxruntime/ort.min.mjs", "/onnxruntime/", "/onnxruntime/../server.cpp"})
+    EXPECT_EQ(raw_exchange(port, std::string("GET ") + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status, 404)
+        << path;
+  with_runtime.stop();
+  listener.join();
+
+  std::filesystem::remove(directory / "ort-wasm-simd-threaded.wasm");
+  try {
+    web::DigitServer incomplete(options, nullptr);
+    FAIL() << "started without one of onnxruntime-web's files";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find((directory / "ort-wasm-simd-threaded.wasm").string()), std::string::npos) << e.what();
+  }
+  std::filesystem::remove_all(directory);
+}
+
 TEST_F(Server, SecondServerOnTheSamePortFailsWithOneLine) {
   web::ServerOptions options;
   options.weights = weights_path();
@@ -651,6 +708,7 @@ TEST_F(Server, CommandLineErrorsExitWithOneLine) {
       {"serve " + weights + "--port " + std::to_string(port_), 1, "cannot listen on 127.0.0.1:" + std::to_string(port_)},
       {"serve " + weights + "--host 203.0.113.1 --port 0", 1, "cannot listen on 203.0.113.1"},
       {"serve --weights /nonexistent/lenet5.safetensors --port 0", 1, "/nonexistent/lenet5.safetensors"},
+      {"serve " + weights + "--onnxruntime-web /nonexistent/dist --port 0", 1, "/nonexistent/dist/ort.wasm.min.mjs"},
   };
   for (const Case& c : cases) {
     const Outcome outcome = run_lenet(c.arguments);

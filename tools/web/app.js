@@ -1,6 +1,8 @@
 // The draw-a-digit page: a drawing pad whose picture is sent to the server as a PNG while you draw,
 // and the server's answers drawn back: the prediction, the image the network saw, the feature maps.
-// All preprocessing happens in the server (the same C++ code as `lenet predict`), none here.
+// All preprocessing happens in the server (the same C++ code as `lenet predict`), none here. When
+// the server offers it, the same model also runs here: its ONNX export in ONNX Runtime Web, on the
+// image the server's preprocessing made, its answer shown beside the server's.
 'use strict';
 
 const BRUSH_WIDTH = 22;          // in drawing units: strokes about as thick as MNIST's
@@ -21,6 +23,9 @@ const confidence = document.getElementById('confidence');
 const latency = document.getElementById('latency');
 const bars = document.getElementById('bars');
 const seen = document.getElementById('input28');
+const browserVerdict = document.getElementById('browser-verdict');
+const browserDigit = document.getElementById('browser-digit');
+const browserDetail = document.getElementById('browser-detail');
 
 // ---------------------------------------------------------------------------------------------
 // Drawing
@@ -149,6 +154,7 @@ async function sendDrawing() {
       showPrediction(prediction);
       showFeatures(features);
       setStatus('');
+      await showBrowserPrediction(prediction, sentGeneration);
     }
   } catch (error) {
     if (sentGeneration === generation) setStatus(error.message, true);
@@ -191,6 +197,9 @@ function showEmptyResult() {
     bar.row.classList.remove('best');
   }
   paint(seen, new Array(784).fill(0), 28, 28, grey, 255);
+  browserDigit.textContent = '?';
+  browserDetail.textContent = '';
+  browserVerdict.classList.remove('differs');
   for (const layer of Object.values(featureCanvases)) {
     for (const canvas of layer) paint(canvas, new Array(canvas.width * canvas.height).fill(0), canvas.width, canvas.height, viridis, 1);
   }
@@ -288,6 +297,43 @@ function showFeatures(answer) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The same model in this browser
+
+// onnxruntime-web's WebAssembly build and the model's ONNX export, both from the server; null
+// until loaded, and when the server offers neither.
+let browserModel = null;
+
+async function startBrowserModel() {
+  try {
+    const ort = await import('/onnxruntime/ort.wasm.min.mjs');
+    ort.env.wasm.wasmPaths = '/onnxruntime/';
+    ort.env.wasm.numThreads = 1;  // threads would need a cross-origin-isolated page
+    const session = await ort.InferenceSession.create('/model.onnx');
+    browserModel = { ort, session };
+    browserVerdict.hidden = false;
+  } catch (error) {
+    setStatus(`ONNX Runtime Web could not load the model: ${error.message}`, true);
+  }
+}
+
+// The exported graph takes grey levels 0-255 and normalises them itself, so the server's 28x28
+// image goes in as it is; log_probs' argmax is its answer.
+async function showBrowserPrediction(answer, sentGeneration) {
+  if (!browserModel) return;
+  const { ort, session } = browserModel;
+  const start = performance.now();
+  const image = new ort.Tensor('float32', Float32Array.from(answer.input28), [1, 1, 28, 28]);
+  const logProbs = (await session.run({ image })).log_probs.data;
+  if (sentGeneration !== generation) return;
+  let best = 0;
+  for (let digit = 1; digit < logProbs.length; digit += 1) if (logProbs[digit] > logProbs[best]) best = digit;
+  browserDigit.textContent = String(best);
+  browserDetail.textContent = `${percent(Math.exp(logProbs[best]))} sure, ${(performance.now() - start).toFixed(2)} ms` +
+    (best === answer.digit ? ', as the server' : `; the server says ${answer.digit}`);
+  browserVerdict.classList.toggle('differs', best !== answer.digit);
+}
+
+// ---------------------------------------------------------------------------------------------
 // The model's description
 
 async function showModel() {
@@ -295,6 +341,7 @@ async function showModel() {
     const response = await fetch('/api/model');
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     const model = await response.json();
+    if (model.onnx_in_browser) startBrowserModel();
     document.getElementById('model-name').textContent = model.name;
     document.title = `Draw a digit · ${model.name}`;
     document.getElementById('parameter-count').textContent = model.parameter_count.toLocaleString('en-US');

@@ -1,0 +1,173 @@
+// Our ops in ONNX (opset 17): one function per op, or one line where the op is a single ONNX op
+// with the same inputs; the table at the end. An op missing from it has no ONNX form: the losses
+// (they need targets), dropout in training mode, and the fused kernels (traces run unfused).
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include "models/export/onnx_graph.hpp"
+
+namespace nn::onnx_export {
+
+namespace {
+
+// x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> Conv, padded alike on all four sides.
+void conv2d(const TracedOp& op, OnnxGraph& graph) {
+  const std::int64_t stride = op.integer("stride"), padding = op.integer("padding");
+  const ag::Shape& w = op.input_shapes.at(1).sizes;
+  onnx::NodeProto& node = graph.add_node("Conv", op.inputs, op.output);
+  set_attribute(node, "kernel_shape", {w[2], w[3]});
+  set_attribute(node, "strides", {stride, stride});
+  set_attribute(node, "pads", {padding, padding, padding, padding});
+}
+
+// Square windows without padding: MaxPool and AveragePool take the same attributes.
+void pool(const TracedOp& op, OnnxGraph& graph, const std::string& onnx_op) {
+  const std::int64_t kernel = op.integer("kernel"), stride = op.integer("stride");
+  onnx::NodeProto& node = graph.add_node(onnx_op, op.inputs, op.output);
+  set_attribute(node, "kernel_shape", {kernel, kernel});
+  set_attribute(node, "strides", {stride, stride});
+}
+void max_pool2d(const TracedOp& op, OnnxGraph& graph) { pool(op, graph, "MaxPool"); }
+void avg_pool2d(const TracedOp& op, OnnxGraph& graph) { pool(op, graph, "AveragePool"); }
+
+// x:[N,C,H,W] -> [N,C,H+2p,W+2p] filled with value: Pad's pads run begins then ends, by dimension.
+void pad2d(const TracedOp& op, OnnxGraph& graph) {
+  const std::int64_t p = op.integer("padding");
+  const std::string pads = graph.add_constant(op.output + ".pads", std::vector<std::int64_t>{0, 0, p, p, 0, 0, p, p});
+  const std::string value = graph.add_constant(op.output + ".value", ag::Tensor::full({}, op.real("value")));
+  graph.add_node("Pad", {op.inputs.at(0), pads, value}, op.output);
+}
+
+// The result's shape is the target, with the batch left free: a size that grows with the batch
+// becomes 0 (copy the input's size) where the input has the same size at the same place, and -1
+// (inferred from the element count) otherwise, which ONNX allows once.
+void reshape(const TracedOp& op, OnnxGraph& graph) {
+  const TracedShape& in = op.input_shapes.at(0);
+  const TracedShape& out = op.output_shape;
+  std::vector<std::int64_t> target;
+  int inferred = 0;
+  for (std::size_t d = 0; d < out.sizes.size(); ++d) {
+    if (!out.batch[d]) {
+      // Reshape reads a 0 as "copy the input's size".
+      if (out.sizes[d] == 0) throw std::invalid_argument("reshape to " + ag::shape_str(out.sizes) + " has a size 0");
+      target.push_back(out.sizes[d]);
+    } else if (d < in.sizes.size() && in.batch[d] && in.sizes[d] == out.sizes[d]) {
+      target.push_back(0);
+    } else {
+      target.push_back(-1);
+      ++inferred;
+    }
+  }
+  if (inferred > 1)
+    throw std::invalid_argument("reshape of " + ag::shape_str(in.sizes) + " to " + ag::shape_str(out.sizes) +
+                                " has more than one size that depends on the batch size");
+  graph.add_node("Reshape", {op.inputs.at(0), graph.add_constant(op.output + ".shape", target)}, op.output);
+}
+
+// y = x w^T + b: Gemm with w transposed.
+void linear(const TracedOp& op, OnnxGraph& graph) {
+  set_attribute(graph.add_node("Gemm", op.inputs, op.output), "transB", std::int64_t{1});
+}
+
+// Without dims, over every element to a 0-d result. ReduceSum takes its axes as an input, the
+// other reductions as an attribute (until opset 18).
+void sum(const TracedOp& op, OnnxGraph& graph) {
+  if (!op.has("dims")) {
+    set_attribute(graph.add_node("ReduceSum", op.inputs, op.output), "keepdims", std::int64_t{0});
+    return;
+  }
+  std::vector<std::string> inputs = op.inputs;
+  const ag::OpAttribute::Integers& dims = op.integers("dims");
+  if (!dims.empty()) inputs.push_back(graph.add_constant(op.output + ".axes", dims));  // none: all
+  set_attribute(graph.add_node("ReduceSum", inputs, op.output), "keepdims", op.integer("keepdim"));
+}
+
+void mean(const TracedOp& op, OnnxGraph& graph) {
+  onnx::NodeProto& node = graph.add_node("ReduceMean", op.inputs, op.output);
+  if (!op.has("dims")) {
+    set_attribute(node, "keepdims", std::int64_t{0});
+    return;
+  }
+  if (!op.integers("dims").empty()) set_attribute(node, "axes", op.integers("dims"));  // none: all
+  set_attribute(node, "keepdims", op.integer("keepdim"));
+}
+
+void logsumexp(const TracedOp& op, OnnxGraph& graph) {
+  onnx::NodeProto& node = graph.add_node("ReduceLogSumExp", op.inputs, op.output);
+  set_attribute(node, "axes", std::vector<std::int64_t>{op.integer("dim")});
+  set_attribute(node, "keepdims", op.integer("keepdim"));
+}
+
+void softmax(const TracedOp& op, OnnxGraph& graph) {
+  set_attribute(graph.add_node("Softmax", op.inputs, op.output), "axis", op.integer("dim"));
+}
+void log_softmax(const TracedOp& op, OnnxGraph& graph) {
+  set_attribute(graph.add_node("LogSoftmax", op.inputs, op.output), "axis", op.integer("dim"));
+}
+
+// The permutation that swaps dim0 and dim1 (negative ones count from the end).
+void transpose(const TracedOp& op, OnnxGraph& graph) {
+  const auto rank = static_cast<std::int64_t>(op.input_shapes.at(0).sizes.size());
+  const auto wrap = [rank](std::int64_t d) { return d < 0 ? d + rank : d; };
+  std::vector<std::int64_t> permutation;
+  for (std::int64_t d = 0; d < rank; ++d) permutation.push_back(d);
+  if (rank > 0) std::swap(permutation.at(wrap(op.integer("dim0"))), permutation.at(wrap(op.integer("dim1"))));
+  set_attribute(graph.add_node("Transpose", op.inputs, op.output), "perm", permutation);
+}
+
+void cat(const TracedOp& op, OnnxGraph& graph) {
+  set_attribute(graph.add_node("Concat", op.inputs, op.output), "axis", op.integer("dim"));
+}
+
+// The exponent becomes a 0-d float32 constant.
+void pow(const TracedOp& op, OnnxGraph& graph) {
+  const std::string exponent = graph.add_constant(op.output + ".exponent", ag::Tensor::full({}, op.real("exponent")));
+  graph.add_node("Pow", {op.inputs.at(0), exponent}, op.output);
+}
+
+// Ops that are one ONNX op of the same inputs, with no attribute: add -> Add.
+template <const char* OnnxOp>
+void same_inputs(const TracedOp& op, OnnxGraph& graph) {
+  graph.add_node(OnnxOp, op.inputs, op.output);
+}
+constexpr char kAdd[] = "Add", kSub[] = "Sub", kMul[] = "Mul", kDiv[] = "Div", kNeg[] = "Neg", kExp[] = "Exp",
+               kLog[] = "Log", kRelu[] = "Relu", kTanh[] = "Tanh", kSigmoid[] = "Sigmoid", kMatMul[] = "MatMul";
+
+const std::pair<std::string_view, OnnxForm> kForms[] = {
+    {"add", same_inputs<kAdd>},
+    {"sub", same_inputs<kSub>},
+    {"mul", same_inputs<kMul>},
+    {"div", same_inputs<kDiv>},
+    {"neg", same_inputs<kNeg>},
+    {"exp", same_inputs<kExp>},
+    {"log", same_inputs<kLog>},
+    {"pow", pow},
+    {"relu", same_inputs<kRelu>},
+    {"tanh", same_inputs<kTanh>},
+    {"sigmoid", same_inputs<kSigmoid>},
+    {"softmax", softmax},
+    {"log_softmax", log_softmax},
+    {"sum", sum},
+    {"mean", mean},
+    {"logsumexp", logsumexp},
+    {"matmul", same_inputs<kMatMul>},
+    {"linear", linear},
+    {"conv2d", conv2d},
+    {"max_pool2d", max_pool2d},
+    {"avg_pool2d", avg_pool2d},
+    {"pad2d", pad2d},
+    {"reshape", reshape},
+    {"transpose", transpose},
+    {"cat", cat},
+};
+
+}  // namespace
+
+OnnxForm onnx_form_of(std::string_view op) {
+  for (const auto& [name, form] : kForms)
+    if (name == op) return form;
+  return nullptr;
+}
+
+}  // namespace nn::onnx_export
