@@ -61,11 +61,11 @@ class MpiJob final : public Communicator {
     MPI_Request request;
     check(MPI_Iallgather(mine.data(), count, MPI_BYTE, all.data(), count, MPI_BYTE, MPI_COMM_WORLD, &request));
     // Polled rather than waited for, so that a rank that never comes is noticed. MPI moves a
-    // large message in fragments, each needing a test to progress: the first millisecond (an
-    // exchange between ranks in step completes within it) tests without pause, as MPI's own
-    // blocking calls do; then each test first yields the CPU, which the rank being waited for
-    // may need when ranks share cores; after a second (a rank is far behind, or gone) each
-    // test sleeps a millisecond.
+    // large message in fragments, each needing a test to progress: the first 100 µs (an exchange
+    // between ranks in step completes within them) test without pause, as MPI's own blocking
+    // calls do; then each test first yields the CPU, which the rank being waited for may need
+    // when ranks share cores (a yield with nothing else to run returns at once); after a second
+    // (a rank is far behind, or gone) each test sleeps a millisecond.
     const auto start = std::chrono::steady_clock::now();
     for (;;) {
       int done = 0;
@@ -85,7 +85,7 @@ class MpiJob final : public Communicator {
                        " s (one has stopped or is unreachable)");
       }
       if (waited > std::chrono::seconds(1)) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      else if (waited > std::chrono::milliseconds(1)) std::this_thread::yield();
+      else if (waited > std::chrono::microseconds(100)) std::this_thread::yield();
     }
   }
 
