@@ -1,0 +1,89 @@
+// The direct convolution's AVX-512 kernels: direct_conv_vectorized.hpp with 16-float registers
+// (32 of them, mask registers for the partial vectors at the ends of rows).
+#include "ops/fusion/direct_conv.hpp"
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#include <immintrin.h>
+#define AG_HAVE_AVX512 1
+#include "ops/fusion/direct_conv_vectorized.hpp"
+// GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
+// (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#endif
+
+namespace ag::kernels {
+
+#ifdef AG_HAVE_AVX512
+
+namespace {
+
+struct Avx512 {
+  using V = __m512;
+  static constexpr int kLanes = 16;
+  static constexpr Isa kIsa = Isa::Avx512;
+  // Forward by width: 2 rows x 2 vectors x 6 channels = 24 sums, 6 weights and an input.
+  static constexpr int kWidthRows = 2, kWidthVectors = 2, kWidthChannels = 6;
+  // grad_w by width: up to 28 tap sums (a 5 x 5 kernel whole) and dz.
+  static constexpr int kWidthGradSums = 28;
+  // Forward by channel: 10 positions of a row (LeNet's 10-column C3 in one block).
+  static constexpr int kChannelPositions = 10;
+  // grad_w by channel: two kernel rows of 5 taps.
+  static constexpr int kChannelGradSums = 12;
+
+  static V zero() { return _mm512_setzero_ps(); }
+  static V set1(float v) { return _mm512_set1_ps(v); }
+  static V load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static __mmask16 first(int n) { return static_cast<__mmask16>((1u << n) - 1); }
+  static V load_first(const float* p, int n) { return _mm512_maskz_loadu_ps(first(n), p); }
+  static void store_first(float* p, V v, int n) { _mm512_mask_storeu_ps(p, first(n), v); }
+  static V broadcast(const float* p) { return _mm512_set1_ps(*p); }
+  static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm512_add_ps(a, b); }
+  static float sum(V v) { return _mm512_reduce_add_ps(v); }
+  // Hides that p[k] at one tap is p[k + 1] at the one before: GCC would otherwise keep inputs in
+  // registers and broadcast them with shuffles, where a multiply-add with a broadcast memory
+  // operand costs nothing extra.
+  static void hide(const float*& p) { asm("" : "+r"(p)); }
+
+  // out[k] = the sum of v[k]'s lanes, k < X <= 16: a tree of unpacks and shuffles that ends with
+  // the 16 sums in order in one register.
+  template <int X>
+  static void store_sums(const V (&v)[X], float* out) {
+    V r[16], t[8], u[4], w[2];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; ++k) r[k] = k < X ? v[k] : zero();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i)  // per 128-bit lane: [a0 + a2, b0 + b2, a1 + a3, b1 + b3]
+      t[i] = add(_mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]),
+                 _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]));
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i)  // per 128-bit lane: the lane's sums of 4 registers
+      u[i] = add(_mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0x44),
+                 _mm512_shuffle_ps(t[2 * i], t[2 * i + 1], 0xEE));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i)  // 128-bit lanes 0 + 1 and 2 + 3 of two groups of 4
+      w[i] = add(_mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0x88),
+                 _mm512_shuffle_f32x4(u[2 * i], u[2 * i + 1], 0xDD));
+    store_first(out, add(_mm512_shuffle_f32x4(w[0], w[1], 0x88), _mm512_shuffle_f32x4(w[0], w[1], 0xDD)),
+                X);
+  }
+};
+
+}  // namespace
+
+#endif  // AG_HAVE_AVX512
+
+std::shared_ptr<DirectConvolution<float>> direct_convolution_avx512(const ConvGeometry& g,
+                                                                    const float* w) {
+#ifdef AG_HAVE_AVX512
+  return direct::make<Avx512>(g, w);
+#else
+  (void)g, (void)w;
+  return nullptr;
+#endif
+}
+
+}  // namespace ag::kernels
