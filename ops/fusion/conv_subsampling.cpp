@@ -1,5 +1,5 @@
 // conv2d_scaled_tanh_subsampling2d: forward, backward and curvature rule side by side. Each image
-// goes through the convolution (ops/fusion/direct_conv.hpp), the scaled tanh and the subsampling
+// goes through the convolution (ops/fusion/conv_subsampling.hpp), the scaled tanh and the subsampling
 // while its values are in the caches; the backward takes the same steps in reverse.
 #include <algorithm>
 #include <memory>
@@ -9,7 +9,7 @@
 #include <Eigen/Core>
 
 #include "autograd/allocator.hpp"
-#include "ops/fusion/direct_conv.hpp"
+#include "ops/fusion/conv_subsampling.hpp"
 #include "ops/fusion/fusion.hpp"
 
 // GCC 12 reports the deliberately undefined pass-through operand inside the AVX-512 intrinsics
@@ -28,6 +28,11 @@ namespace {
 struct Subsampling {
   std::int64_t kernel, stride, out_h, out_w;
   double amplitude, slope;
+
+  // 2x2 windows every 2 covering the whole conv output: what the vectorised kernels take.
+  bool tiles_2x2(const ConvGeometry& g) const {
+    return kernel == 2 && stride == 2 && 2 * out_h == g.out_h && 2 * out_w == g.out_w;
+  }
 };
 
 Subsampling subsampling_geometry(const ConvGeometry& g, const ConvSubsamplingOptions& options) {
@@ -80,16 +85,21 @@ void window_sums(const ConvGeometry& g, const Subsampling& s, const T* a, T* sum
   }
 }
 
-// One image: a = amplitude tanh(slope z), then y = pool_weight (window sums of a) + pool_bias,
-// with scaled_tanh's and subsampling2d's roundings.
+// One image: a = amplitude tanh(slope z), with scaled_tanh's roundings; then y = pool_weight
+// (window sums of a) + pool_bias, by the vectorised kernels of `isa` for 2x2 windows tiling the
+// conv output, else plain loops.
 // z, a:[Cout, Ho, Wo]  pool_weight, pool_bias:[Cout] (pool_bias may be null) -> y:[Cout, Ph, Pw]
 template <class T>
-void activate_and_subsample(const ConvGeometry& g, const Subsampling& s, const T* z,
-                            const T* pool_weight, const T* pool_bias, T* a, T* y) {
+void activate_and_subsample(const ConvGeometry& g, const Subsampling& s, kernels::Isa isa,
+                            const T* z, const T* pool_weight, const T* pool_bias, T* a, T* y) {
   using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   const std::int64_t plane = g.out_h * g.out_w, windows = s.out_h * s.out_w;
   Eigen::Map<Array>(a, g.out_channels * plane) =
       T(s.amplitude) * (Eigen::Map<const Array>(z, g.out_channels * plane) * T(s.slope)).tanh();
+  if constexpr (std::is_same_v<T, float>)
+    if (s.tiles_2x2(g) && kernels::subsample_2x2(isa, g.out_channels, g.out_h, g.out_w, a,
+                                                  pool_weight, pool_bias, y))
+      return;
   for (std::int64_t o = 0; o < g.out_channels; ++o, y += windows) {
     window_sums(g, s, a + o * plane, y);
     const T weight = pool_weight[o], bias = pool_bias ? pool_bias[o] : T(0);
@@ -99,64 +109,51 @@ void activate_and_subsample(const ConvGeometry& g, const Subsampling& s, const T
 
 // One image's step back through the subsampling and the scaled tanh, given t:[Cout, Ph, Pw]
 // (dy, or the curvature h with every factor squared):
-//   dz = (t pool_weight[c] on every element of its window) (slope / amplitude)(amplitude^2 - a^2)
-// into dz:[Cout, Ho, Wo] (0 where no window reaches; null: not wanted), and adds to the sums of
-// the gradients wanted (null where not): grad_b (of the convolution's bias) sum of dz,
-// grad_pool_weight sum of t (window sum of a), grad_pool_bias sum of t. `sums` is scratch for
-// Ph Pw values.
+//   dz = (t scale[c] on every element of its window) (slope / amplitude)(amplitude^2 - a^2)
+// (that slope squared when `squared`; scale = pool_weight, or its square) into dz:[Cout, Ho, Wo]
+// (0 where no window reaches; null: not wanted), and adds to the sums of the gradients wanted
+// (null where not): grad_b (of the convolution's bias) sum of dz, grad_pool_weight sum of t
+// (window sum of a, or its square), grad_pool_bias sum of t. By the vectorised kernels of `isa`
+// for 2x2 windows tiling the conv output, else plain loops; `sums` is their scratch, Ph Pw values.
 template <class T>
-void subsampling_adjoint(const ConvGeometry& g, const Subsampling& s, const T* t, const T* a,
-                         const T* pool_weight, bool squared, T* dz, T* grad_b,
+void subsampling_adjoint(const ConvGeometry& g, const Subsampling& s, kernels::Isa isa,
+                         const T* t, const T* a, const T* scale, bool squared, T* dz, T* grad_b,
                          T* grad_pool_weight, T* grad_pool_bias, T* sums) {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-  const auto factor = [squared](T v) { return squared ? v * v : v; };
   const T ratio = T(s.slope / s.amplitude), square = T(s.amplitude * s.amplitude);
-  const auto slope = [&](T a) { return factor(ratio * (square - a * a)); };
+  if constexpr (std::is_same_v<T, float>)
+    if (s.tiles_2x2(g) &&
+        kernels::subsample_2x2_adjoint(isa, g.out_channels, g.out_h, g.out_w, t, a, scale,
+                                       {.ratio = ratio, .square = square}, squared, dz, grad_b,
+                                       grad_pool_weight, grad_pool_bias))
+      return;
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const auto slope = [&](T a) {
+    const T value = ratio * (square - a * a);
+    return squared ? value * value : value;
+  };
   const std::int64_t plane = g.out_h * g.out_w, windows = s.out_h * s.out_w;
-  const bool two_by_two = s.kernel == 2 && s.stride == 2;
-  // Where windows do not cover every element once (overlaps, gaps, a last row or column no window
-  // reaches), dz is summed window by window onto zeros; 2 x 2 windows tiling the output are
-  // written at once, in loops the compiler vectorises.
-  const bool tiled = two_by_two && 2 * s.out_h == g.out_h && 2 * s.out_w == g.out_w;
   for (std::int64_t o = 0; o < g.out_channels; ++o) {
     const T* a_o = a + o * plane;
     const T* t_o = t + o * windows;
-    if (grad_pool_bias) grad_pool_bias[o] += Eigen::Map<const Array>(t_o, windows).sum();
+    const Eigen::Map<const Array> t_map(t_o, windows);
+    if (grad_pool_bias) grad_pool_bias[o] += t_map.sum();
     if (grad_pool_weight) {
       window_sums(g, s, a_o, sums);
-      const Eigen::Map<const Array> t_map(t_o, windows), sums_map(sums, windows);
-      grad_pool_weight[o] +=
-          squared ? (t_map * sums_map.square()).sum() : (t_map * sums_map).sum();
+      const Eigen::Map<const Array> sums_map(sums, windows);
+      grad_pool_weight[o] += squared ? (t_map * sums_map.square()).sum() : (t_map * sums_map).sum();
     }
     if (!dz) continue;
     T* dz_o = dz + o * plane;
-    const T scale = factor(pool_weight[o]);
-    if (tiled) {
-      for (std::int64_t i = 0; i < s.out_h; ++i) {
-        const T* top = a_o + 2 * i * g.out_w;
-        const T* bottom = top + g.out_w;
-        T* dz_top = dz_o + 2 * i * g.out_w;
-        T* dz_bottom = dz_top + g.out_w;
-        for (std::int64_t j = 0; j < s.out_w; ++j) {
-          const T share = t_o[i * s.out_w + j] * scale;
-          dz_top[2 * j] = share * slope(top[2 * j]);
-          dz_top[2 * j + 1] = share * slope(top[2 * j + 1]);
-          dz_bottom[2 * j] = share * slope(bottom[2 * j]);
-          dz_bottom[2 * j + 1] = share * slope(bottom[2 * j + 1]);
+    std::fill(dz_o, dz_o + plane, T(0));
+    for (std::int64_t i = 0; i < s.out_h; ++i)
+      for (std::int64_t j = 0; j < s.out_w; ++j) {
+        const T share = t_o[i * s.out_w + j] * scale[o];
+        for (std::int64_t p = 0; p < s.kernel; ++p) {
+          T* row = dz_o + (i * s.stride + p) * g.out_w + j * s.stride;
+          for (std::int64_t q = 0; q < s.kernel; ++q) row[q] += share;
         }
       }
-    } else {
-      std::fill(dz_o, dz_o + plane, T(0));
-      for (std::int64_t i = 0; i < s.out_h; ++i)
-        for (std::int64_t j = 0; j < s.out_w; ++j) {
-          const T share = t_o[i * s.out_w + j] * scale;
-          for (std::int64_t p = 0; p < s.kernel; ++p) {
-            T* row = dz_o + (i * s.stride + p) * g.out_w + j * s.stride;
-            for (std::int64_t q = 0; q < s.kernel; ++q) row[q] += share;
-          }
-        }
-      for (std::int64_t k = 0; k < plane; ++k) dz_o[k] *= slope(a_o[k]);
-    }
+    for (std::int64_t k = 0; k < plane; ++k) dz_o[k] *= slope(a_o[k]);
     if (grad_b) grad_b[o] += Eigen::Map<const Array>(dz_o, plane).sum();
   }
 }
@@ -198,7 +195,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
     const T* pool_bias_data = has_pool_bias ? pool_bias.value().template data<T>() : nullptr;
     for (std::int64_t n = 0; n < g.batch; ++n) {
       convolution->forward(x_data + n * g.image_size(), b_data, z.get());
-      activate_and_subsample(g, s, z.get(), pool_weight.value().template data<T>(), pool_bias_data,
+      activate_and_subsample(g, s, convolution->isa(), z.get(),
+                             pool_weight.value().template data<T>(), pool_bias_data,
                              save ? a.data<T>() + n * g.out_channels * plane : scratch.get(),
                              y.data<T>() + n * g.out_channels * s.out_h * s.out_w);
     }
@@ -253,11 +251,19 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       const Tensor weights =
           want_x ? (squared ? square(saved_w.unpack()) : saved_w.unpack()) : Tensor{};
       const Tensor images = want_w ? saved_x.unpack() : Tensor{};
-      const T* pool_weight = below_pool ? saved_pool_weight.unpack().data<T>() : nullptr;
+      // The factor of each channel's window below the pool: pool_weight, squared for the curvature.
+      const std::shared_ptr<T[]> scale =
+          below_pool ? make_cached_array<T>(static_cast<std::size_t>(g.out_channels)) : nullptr;
+      if (below_pool) {
+        const T* pool_weight = saved_pool_weight.unpack().data<T>();
+        for (std::int64_t o = 0; o < g.out_channels; ++o)
+          scale[o] = squared ? pool_weight[o] * pool_weight[o] : pool_weight[o];
+      }
       const auto convolution =
           want_x || want_w
               ? kernels::direct_convolution<T>(g, want_x ? weights.data<T>() : nullptr)
               : nullptr;
+      const kernels::Isa isa = convolution ? convolution->isa() : kernels::widest_isa();
       const std::shared_ptr<T[]> dz = below_pool ? make_cached_array<T>(image_values) : nullptr;
       const std::shared_ptr<T[]> sums =
           make_cached_array<T>(static_cast<std::size_t>(s.out_h * s.out_w));
@@ -265,8 +271,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
           want_w && squared ? make_cached_array<T>(static_cast<std::size_t>(g.image_size()))
                             : nullptr;
       for (std::int64_t n = 0; n < g.batch; ++n) {
-        subsampling_adjoint(g, s, t.data<T>() + n * g.out_channels * s.out_h * s.out_w,
-                            a.data<T>() + n * g.out_channels * plane, pool_weight, squared,
+        subsampling_adjoint(g, s, isa, t.data<T>() + n * g.out_channels * s.out_h * s.out_w,
+                            a.data<T>() + n * g.out_channels * plane, scale.get(), squared,
                             dz.get(), grad_b, grad_pool_weight, grad_pool_bias, sums.get());
         if (want_w) {
           const T* x_n = images.data<T>() + n * g.image_size();

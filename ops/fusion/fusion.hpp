@@ -13,7 +13,7 @@
 //     AVX-512, else AVX2 (conv_pool_avx2.cpp; by width only for kernels up to 8 wide); everything
 //     else: the plain loops of conv_pool.hpp, over the same sums.
 //   conv2d_scaled_tanh_subsampling2d: one image at a time, the convolution by the direct kernels
-//     of ops/fusion/direct_conv.hpp (AVX-512 or AVX2 for float32 at stride 1, else plain loops),
+//     of ops/fusion/conv_subsampling.hpp (AVX-512 or AVX2 for float32 at stride 1, else plain loops),
 //     then the scaled tanh and the subsampling of that image while it is in the caches.
 // Nothing else fuses: conv2d followed by any other op (tanh, avg_pool2d, a second use of its
 // output) computes conv2d the ordinary way when that op asks for its value.

@@ -1,8 +1,8 @@
-// The direct convolution kernels (ops/fusion/direct_conv.hpp): the plain loops against conv2d in
+// The direct convolution kernels (ops/fusion/conv_subsampling.hpp): the plain loops against conv2d in
 // float64, and each vectorised family (AVX-512, AVX2, both layouts) in float32 against the plain
 // loops run in float64 on the same values, over geometries that exercise its blocks' edges; which
 // kernels cover what.
-#include "ops/fusion/direct_conv.hpp"
+#include "ops/fusion/conv_subsampling.hpp"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "ops/conv2d.hpp"
+#include "ops/pool.hpp"
 #include "ops/fusion/fusion.hpp"
 #include "tests/ops/op_testing.hpp"
 
@@ -172,6 +173,82 @@ TEST(DirectConvolution, IsaLimitLowersTheChoiceAndRestoresIt) {
   }
   EXPECT_EQ(widest_isa(), widest);
   EXPECT_EQ(direct_convolution<float>(in.g, in.w.data<float>())->isa(), widest);
+}
+
+// ---- The 2x2 subsampling steps ----
+
+struct Planes {
+  std::int64_t channels, height, width;
+};
+
+class Subsampling2x2 : public ::testing::TestWithParam<std::tuple<Isa, Planes>> {};
+
+TEST_P(Subsampling2x2, ForwardAndAdjointMatchLoopsWrittenOut) {
+  const auto& [isa, planes] = GetParam();
+  if (widest_isa() < isa) GTEST_SKIP() << "built without " << isa_name(isa);
+  const auto [C, H, W] = planes;
+  const std::int64_t Ph = H / 2, Pw = W / 2;
+  Generator gen(static_cast<std::uint64_t>(C * H * W));
+  const Tensor a = Tensor::uniform({C, H, W}, -1.7, 1.7, gen);
+  const Tensor weight = Tensor::uniform({C}, -2, 2, gen), bias = Tensor::uniform({C}, -1, 1, gen);
+  const Tensor t = Tensor::uniform({C, Ph, Pw}, -1, 1, gen);
+  const SlopeOfScaledTanh slope{.ratio = 0.4f, .square = 2.9f};
+  const auto at = [](const Tensor& v, std::int64_t k) { return static_cast<double>(v.data<float>()[k]); };
+  for (const bool squared : {false, true}) {
+    SCOPED_TRACE(squared ? "squared" : "not squared");
+    std::vector<float> y(static_cast<std::size_t>(C * Ph * Pw), -7.0f);
+    std::vector<float> dz(static_cast<std::size_t>(C * H * W), -7.0f);
+    std::vector<float> grad_b(C, 0.5f), grad_weight(C, 0.5f), grad_bias(C, 0.5f);
+    ASSERT_TRUE(subsample_2x2(isa, C, H, W, a.data<float>(), weight.data<float>(),
+                              bias.data<float>(), y.data()));
+    ASSERT_TRUE(subsample_2x2_adjoint(isa, C, H, W, t.data<float>(), a.data<float>(),
+                                      weight.data<float>(), slope, squared, dz.data(),
+                                      grad_b.data(), grad_weight.data(), grad_bias.data()));
+    for (std::int64_t c = 0; c < C; ++c) {
+      double sum_dz = 0, sum_t_window = 0, sum_t = 0;
+      for (std::int64_t i = 0; i < Ph; ++i)
+        for (std::int64_t j = 0; j < Pw; ++j) {
+          double window = 0;
+          for (std::int64_t p = 0; p < 2; ++p)
+            for (std::int64_t q = 0; q < 2; ++q) window += at(a, (c * H + 2 * i + p) * W + 2 * j + q);
+          const std::int64_t k = (c * Ph + i) * Pw + j;
+          ASSERT_NEAR(y[static_cast<std::size_t>(k)], at(weight, c) * window + at(bias, c), 1e-5)
+              << "y " << k;
+          sum_t += at(t, k);
+          sum_t_window += at(t, k) * (squared ? window * window : window);
+          for (std::int64_t p = 0; p < 2; ++p)
+            for (std::int64_t q = 0; q < 2; ++q) {
+              const std::int64_t e = (c * H + 2 * i + p) * W + 2 * j + q;
+              double d = slope.ratio * (slope.square - at(a, e) * at(a, e));
+              if (squared) d *= d;
+              const double expected = at(t, k) * at(weight, c) * d;
+              sum_dz += expected;
+              ASSERT_NEAR(dz[static_cast<std::size_t>(e)], expected, 1e-5) << "dz " << e;
+            }
+        }
+      EXPECT_NEAR(grad_b[static_cast<std::size_t>(c)], 0.5 + sum_dz, 1e-4) << c;
+      EXPECT_NEAR(grad_weight[static_cast<std::size_t>(c)], 0.5 + sum_t_window, 1e-4) << c;
+      EXPECT_NEAR(grad_bias[static_cast<std::size_t>(c)], 0.5 + sum_t, 1e-4) << c;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Subsampling2x2,
+                         ::testing::Combine(::testing::Values(Isa::Avx512, Isa::Avx2),
+                                            ::testing::Values(Planes{6, 28, 28}, Planes{16, 10, 10},
+                                                              Planes{3, 2, 2}, Planes{2, 4, 34},
+                                                              Planes{1, 6, 64}, Planes{2, 2, 18})),
+                         [](const auto& info) {
+                           std::string name = isa_name(std::get<0>(info.param));
+                           std::erase(name, '-');
+                           return name + "_" + std::to_string(info.index);
+                         });
+
+TEST(Subsampling2x2, DeclinesThePlainInstructionSet) {
+  float a[4] = {1, 2, 3, 4}, weight[1] = {1}, y[1];
+  EXPECT_FALSE(subsample_2x2(Isa::Plain, 1, 2, 2, a, weight, nullptr, y));
+  IsaLimit limit(Isa::Plain);
+  EXPECT_FALSE(subsample_2x2(Isa::Avx512, 1, 2, 2, a, weight, nullptr, y));
 }
 
 }  // namespace

@@ -1,12 +1,12 @@
-// The direct convolution's AVX2 kernels: direct_conv_vectorized.hpp with 8-float registers (16 of
-// them; masked loads and stores by vmaskmovps for the partial vectors at the ends of rows), for
-// CPUs without AVX-512 (Zen 2, Haswell to Skylake client).
-#include "ops/fusion/direct_conv.hpp"
+// The AVX2 kernels of conv2d_scaled_tanh_subsampling2d: conv_subsampling_vectorized.hpp with 8-float
+// registers (16 of them; masked loads and stores by vmaskmovps for the partial vectors at the ends
+// of rows), for CPUs without AVX-512 (Zen 2, Haswell to Skylake client).
+#include "ops/fusion/conv_subsampling.hpp"
 
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define AG_HAVE_AVX2 1
-#include "ops/fusion/direct_conv_vectorized.hpp"
+#include "ops/fusion/conv_subsampling_vectorized.hpp"
 #endif
 
 namespace ag::kernels {
@@ -47,6 +47,18 @@ struct Avx2 {
     return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
   }
   static void hide(const float*&) {}
+  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+  static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+  // hadd gives a0+a1 a2+a3 b0+b1 b2+b3 | a4+a5 a6+a7 b4+b5 b6+b7; the 64-bit permute puts a's first.
+  static V pair_sums(V a, V b) {
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_hadd_ps(a, b)), 0xD8));
+  }
+  static V spread_low(V v) {
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+  }
+  static V spread_high(V v) {
+    return _mm256_permutevar8x32_ps(v, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+  }
 
   // out[k] = the sum of v[k]'s lanes, k < X <= 8: horizontal adds, then the two 128-bit halves.
   template <int X>
@@ -73,6 +85,32 @@ std::shared_ptr<DirectConvolution<float>> direct_convolution_avx2(const ConvGeom
 #else
   (void)g, (void)w;
   return nullptr;
+#endif
+}
+
+bool subsample_2x2_avx2(std::int64_t channels, std::int64_t height, std::int64_t width,
+                        const float* a, const float* weight, const float* bias, float* y) {
+#ifdef AG_HAVE_AVX2
+  direct::subsample_2x2<Avx2>(channels, height, width, a, weight, bias, y);
+  return true;
+#else
+  (void)channels, (void)height, (void)width, (void)a, (void)weight, (void)bias, (void)y;
+  return false;
+#endif
+}
+
+bool subsample_2x2_adjoint_avx2(std::int64_t channels, std::int64_t height, std::int64_t width,
+                                  const float* t, const float* a, const float* scale,
+                                  SlopeOfScaledTanh slope, bool squared, float* dz, float* grad_b,
+                                  float* grad_weight, float* grad_bias) {
+#ifdef AG_HAVE_AVX2
+  direct::subsample_2x2_adjoint<Avx2>(channels, height, width, t, a, scale, slope, squared, dz,
+                                      grad_b, grad_weight, grad_bias);
+  return true;
+#else
+  (void)channels, (void)height, (void)width, (void)t, (void)a, (void)scale, (void)slope;
+  (void)squared, (void)dz, (void)grad_b, (void)grad_weight, (void)grad_bias;
+  return false;
 #endif
 }
 

@@ -1,6 +1,6 @@
 // The plain loops of the direct convolution (every geometry, both dtypes: the reference), the choice
 // of kernels, and the thread's instruction-set limit.
-#include "ops/fusion/direct_conv.hpp"
+#include "ops/fusion/conv_subsampling.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -118,6 +118,36 @@ std::shared_ptr<DirectConvolution<T>> direct_convolution(const ConvGeometry& g, 
       if (auto kernels = direct_convolution_avx2(g, w)) return kernels;
   }
   return std::allocate_shared<PlainConvolution<T>>(CachingAllocator<PlainConvolution<T>>{}, g, w);
+}
+
+bool subsample_2x2(Isa isa, std::int64_t channels, std::int64_t height, std::int64_t width,
+                   const float* a, const float* weight, const float* bias, float* y) {
+  switch (std::min(isa, isa_limit)) {
+    case Isa::Avx512:
+      return subsample_2x2_avx512(channels, height, width, a, weight, bias, y);
+    case Isa::Avx2:
+      return subsample_2x2_avx2(channels, height, width, a, weight, bias, y);
+    case Isa::Plain:
+      break;
+  }
+  return false;
+}
+
+bool subsample_2x2_adjoint(Isa isa, std::int64_t channels, std::int64_t height,
+                           std::int64_t width, const float* t, const float* a, const float* scale,
+                           SlopeOfScaledTanh slope, bool squared, float* dz, float* grad_b,
+                           float* grad_weight, float* grad_bias) {
+  switch (std::min(isa, isa_limit)) {
+    case Isa::Avx512:
+      return subsample_2x2_adjoint_avx512(channels, height, width, t, a, scale, slope, squared, dz,
+                                          grad_b, grad_weight, grad_bias);
+    case Isa::Avx2:
+      return subsample_2x2_adjoint_avx2(channels, height, width, t, a, scale, slope, squared, dz,
+                                        grad_b, grad_weight, grad_bias);
+    case Isa::Plain:
+      break;
+  }
+  return false;
 }
 
 template std::shared_ptr<DirectConvolution<float>> direct_convolution(const ConvGeometry&,

@@ -1,11 +1,11 @@
-// The direct convolution's AVX-512 kernels: direct_conv_vectorized.hpp with 16-float registers
-// (32 of them, mask registers for the partial vectors at the ends of rows).
-#include "ops/fusion/direct_conv.hpp"
+// The AVX-512 kernels of conv2d_scaled_tanh_subsampling2d: conv_subsampling_vectorized.hpp with
+// 16-float registers (32 of them, mask registers for the partial vectors at the ends of rows).
+#include "ops/fusion/conv_subsampling.hpp"
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define AG_HAVE_AVX512 1
-#include "ops/fusion/direct_conv_vectorized.hpp"
+#include "ops/fusion/conv_subsampling_vectorized.hpp"
 // GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
 // (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__)
@@ -43,6 +43,20 @@ struct Avx512 {
   static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V add(V a, V b) { return _mm512_add_ps(a, b); }
   static float sum(V v) { return _mm512_reduce_add_ps(v); }
+  static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+  static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+  static V pair_sums(V a, V b) {
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return add(_mm512_permutex2var_ps(a, even, b), _mm512_permutex2var_ps(a, odd, b));
+  }
+  static V spread_low(V v) {
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), v);
+  }
+  static V spread_high(V v) {
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15), v);
+  }
   // Hides that p[k] at one tap is p[k + 1] at the one before: GCC would otherwise keep inputs in
   // registers and broadcast them with shuffles, where a multiply-add with a broadcast memory
   // operand costs nothing extra.
@@ -83,6 +97,32 @@ std::shared_ptr<DirectConvolution<float>> direct_convolution_avx512(const ConvGe
 #else
   (void)g, (void)w;
   return nullptr;
+#endif
+}
+
+bool subsample_2x2_avx512(std::int64_t channels, std::int64_t height, std::int64_t width,
+                          const float* a, const float* weight, const float* bias, float* y) {
+#ifdef AG_HAVE_AVX512
+  direct::subsample_2x2<Avx512>(channels, height, width, a, weight, bias, y);
+  return true;
+#else
+  (void)channels, (void)height, (void)width, (void)a, (void)weight, (void)bias, (void)y;
+  return false;
+#endif
+}
+
+bool subsample_2x2_adjoint_avx512(std::int64_t channels, std::int64_t height, std::int64_t width,
+                                  const float* t, const float* a, const float* scale,
+                                  SlopeOfScaledTanh slope, bool squared, float* dz, float* grad_b,
+                                  float* grad_weight, float* grad_bias) {
+#ifdef AG_HAVE_AVX512
+  direct::subsample_2x2_adjoint<Avx512>(channels, height, width, t, a, scale, slope, squared, dz,
+                                      grad_b, grad_weight, grad_bias);
+  return true;
+#else
+  (void)channels, (void)height, (void)width, (void)t, (void)a, (void)scale, (void)slope;
+  (void)squared, (void)dz, (void)grad_b, (void)grad_weight, (void)grad_bias;
+  return false;
 #endif
 }
 

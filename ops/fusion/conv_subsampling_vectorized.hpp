@@ -1,4 +1,4 @@
-// The vectorised direct convolution (ops/fusion/direct_conv.hpp), written once for any register
+// The vectorised direct convolution (ops/fusion/conv_subsampling.hpp), written once for any register
 // width: direct_conv_avx512.cpp instantiates it with 16-float registers, direct_conv_avx2.cpp with
 // 8-float ones. Internal to those two files, which include it only when built for AVX2 or wider.
 //
@@ -17,11 +17,17 @@
 // The convolution's results go through NCHW buffers in both, so that the fused op's other steps
 // and the plain loops read the same layout.
 //
+// The 2x2 subsampling: a row pair at a time, 2 L conv columns (L windows) per step; the window
+// sums of L windows are the pairwise sums of the two rows' sum, and the step back spreads each
+// window's gradient to its two columns by a permutation.
+//
 // Simd supplies the register type V, kLanes floats wide, and:
 //   zero(), set1(v), load(p), store(p, v), load_first(p, n), store_first(p, v, n) (lanes >= n
 //   are 0 on load, untouched on store), broadcast(p), fmadd(a, b, c) = a b + c, add(a, b),
 //   sum(v) (of its lanes), store_sums<X>(v[X], out) (out[k] = sum(v[k]), X <= kLanes),
-//   hide(p) (keeps a pointer opaque, so that a broadcast stays a memory operand);
+//   hide(p) (keeps a pointer opaque, so that a broadcast stays a memory operand), mul(a, b),
+//   fnmadd(a, b, c) = c - a b, pair_sums(a, b) (a0 + a1, a2 + a3, .., then b's pairs),
+//   spread_low(v), spread_high(v) (v's first or last kLanes / 2 lanes each twice: v0 v0 v1 v1 ..);
 // and the block sizes, in accumulators that fit its registers:
 //   kWidthRows, kWidthVectors, kWidthChannels   forward by width
 //   kWidthGradSums                              grad_w by width, sums per pass
@@ -39,7 +45,7 @@
 
 #include "autograd/allocator.hpp"
 #include "ops/fusion/conv_pool_common.hpp"
-#include "ops/fusion/direct_conv.hpp"
+#include "ops/fusion/conv_subsampling.hpp"
 
 namespace ag::kernels::direct {
 
@@ -525,6 +531,97 @@ std::shared_ptr<DirectConvolution<float>> make(const ConvGeometry& g, const floa
   if (ByWidth<Simd>::covers(g, w))
     return std::allocate_shared<ByWidth<Simd>>(CachingAllocator<ByWidth<Simd>>{}, g, w);
   return nullptr;
+}
+
+// ---- The 2x2 subsampling ----
+
+template <class Simd>
+void subsample_2x2(std::int64_t channels, std::int64_t height, std::int64_t width, const float* a,
+                   const float* weight, const float* bias, float* y) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+  const std::int64_t out_h = height / 2, out_w = width / 2;
+  for (std::int64_t c = 0; c < channels; ++c) {
+    const V w = Simd::set1(weight[c]), b = Simd::set1(bias ? bias[c] : 0.0f);
+    for (std::int64_t i = 0; i < out_h; ++i) {
+      const float* top = a + (c * height + 2 * i) * width;
+      const float* bottom = top + width;
+      float* out = y + (c * out_h + i) * out_w;
+      for (std::int64_t j0 = 0; j0 < out_w; j0 += L) {
+        const int windows = static_cast<int>(std::min<std::int64_t>(L, out_w - j0));
+        const int left = std::min(L, 2 * windows), right = 2 * windows - L;
+        const V columns_left = Simd::add(Simd::load_first(top + 2 * j0, left),
+                                         Simd::load_first(bottom + 2 * j0, left));
+        const V columns_right =
+            right > 0 ? Simd::add(Simd::load_first(top + 2 * j0 + L, right),
+                                  Simd::load_first(bottom + 2 * j0 + L, right))
+                      : Simd::zero();
+        Simd::store_first(out + j0, Simd::fmadd(w, Simd::pair_sums(columns_left, columns_right), b),
+                          windows);
+      }
+    }
+  }
+}
+
+template <class Simd>
+void subsample_2x2_adjoint(std::int64_t channels, std::int64_t height, std::int64_t width,
+                           const float* t, const float* a, const float* scale,
+                           SlopeOfScaledTanh tanh_slope, bool squared, float* dz, float* grad_b,
+                           float* grad_weight, float* grad_bias) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes;
+  const std::int64_t out_h = height / 2, out_w = width / 2;
+  const V ratio = Simd::set1(tanh_slope.ratio), square = Simd::set1(tanh_slope.square);
+  const auto slope = [&](V x) {
+    const V s = Simd::mul(ratio, Simd::fnmadd(x, x, square));
+    return squared ? Simd::mul(s, s) : s;
+  };
+  for (std::int64_t c = 0; c < channels; ++c) {
+    V sum_dz = Simd::zero(), sum_t_window = Simd::zero(), sum_t = Simd::zero();
+    const V channel_scale = dz ? Simd::set1(scale[c]) : Simd::zero();
+    for (std::int64_t i = 0; i < out_h; ++i) {
+      const float* top = a + (c * height + 2 * i) * width;
+      const float* bottom = top + width;
+      const float* t_row = t + (c * out_h + i) * out_w;
+      float* dz_top = dz ? dz + (c * height + 2 * i) * width : nullptr;
+      float* dz_bottom = dz ? dz_top + width : nullptr;
+      for (std::int64_t j0 = 0; j0 < out_w; j0 += L) {
+        const int windows = static_cast<int>(std::min<std::int64_t>(L, out_w - j0));
+        const int left = std::min(L, 2 * windows), right = 2 * windows - L;
+        // Lanes past the last window load as 0: they add nothing to any sum, and their dz is 0.
+        const V tv = Simd::load_first(t_row + j0, windows);
+        sum_t = Simd::add(sum_t, tv);
+        const V top_left = Simd::load_first(top + 2 * j0, left);
+        const V bottom_left = Simd::load_first(bottom + 2 * j0, left);
+        const V top_right = right > 0 ? Simd::load_first(top + 2 * j0 + L, right) : Simd::zero();
+        const V bottom_right =
+            right > 0 ? Simd::load_first(bottom + 2 * j0 + L, right) : Simd::zero();
+        if (grad_weight) {
+          V sums = Simd::pair_sums(Simd::add(top_left, bottom_left),
+                                   Simd::add(top_right, bottom_right));
+          if (squared) sums = Simd::mul(sums, sums);
+          sum_t_window = Simd::fmadd(tv, sums, sum_t_window);
+        }
+        if (!dz) continue;
+        const V e = Simd::mul(tv, channel_scale);
+        const V e_left = Simd::spread_low(e), e_right = Simd::spread_high(e);
+        const auto put = [&](float* out, V e_half, V x, int count) {
+          const V d = Simd::mul(e_half, slope(x));
+          Simd::store_first(out, d, count);
+          sum_dz = Simd::add(sum_dz, d);
+        };
+        put(dz_top + 2 * j0, e_left, top_left, left);
+        put(dz_bottom + 2 * j0, e_left, bottom_left, left);
+        if (right > 0) {
+          put(dz_top + 2 * j0 + L, e_right, top_right, right);
+          put(dz_bottom + 2 * j0 + L, e_right, bottom_right, right);
+        }
+      }
+    }
+    if (grad_b) grad_b[c] += Simd::sum(sum_dz);
+    if (grad_weight) grad_weight[c] += Simd::sum(sum_t_window);
+    if (grad_bias) grad_bias[c] += Simd::sum(sum_t);
+  }
 }
 
 }  // namespace ag::kernels::direct
