@@ -22,8 +22,8 @@ struct Avx2 {
   // Forward by width: 2 rows x 2 vectors x 3 channels = 12 sums, 3 weights and an input (a
   // multiply-add's 5-cycle latency at 2 per cycle wants 10 sums in flight).
   static constexpr int kWidthRows = 2, kWidthVectors = 2, kWidthChannels = 3;
-  // grad_w by width: two kernel rows of 5 taps, dz.
-  static constexpr int kWidthGradSums = 12;
+  // grad_w by width: 2 channels x 5 taps of a kernel row = 10 sums, 2 dz vectors and an input.
+  static constexpr int kWidthGradChannels = 2;
   // Forward by channel: 5 positions x 2 vectors of 8 channels, each broadcast feeding both.
   static constexpr int kChannelPositions = 5;
   // grad_w by channel: one kernel row of 5 taps x 2 vectors.
@@ -47,6 +47,7 @@ struct Avx2 {
     return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_movehdup_ps(pairs)));
   }
   static void hide(const float*&) {}
+  static void hold(V& v) { asm("" : "+x"(v)); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
   // hadd gives a0+a1 a2+a3 b0+b1 b2+b3 | a4+a5 a6+a7 b4+b5 b6+b7; the 64-bit permute puts a's first.

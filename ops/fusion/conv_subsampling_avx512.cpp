@@ -25,8 +25,9 @@ struct Avx512 {
   static constexpr Isa kIsa = Isa::Avx512;
   // Forward by width: 2 rows x 2 vectors x 6 channels = 24 sums, 6 weights and an input.
   static constexpr int kWidthRows = 2, kWidthVectors = 2, kWidthChannels = 6;
-  // grad_w by width: up to 28 tap sums (a 5 x 5 kernel whole) and dz.
-  static constexpr int kWidthGradSums = 28;
+  // grad_w by width: 3 channels x 5 taps of a kernel row = 15 sums, 3 dz vectors and an input
+  // vector, each input loaded once for the 3 channels.
+  static constexpr int kWidthGradChannels = 3;
   // Forward by channel: 10 positions of a row (LeNet's 10-column C3 in one block).
   static constexpr int kChannelPositions = 10;
   // grad_w by channel: two kernel rows of 5 taps.
@@ -61,6 +62,7 @@ struct Avx512 {
   // registers and broadcast them with shuffles, where a multiply-add with a broadcast memory
   // operand costs nothing extra.
   static void hide(const float*& p) { asm("" : "+r"(p)); }
+  static void hold(V& v) { asm("" : "+v"(v)); }
 
   // out[k] = the sum of v[k]'s lanes, k < X <= 16: a tree of unpacks and shuffles that ends with
   // the 16 sums in order in one register.

@@ -25,12 +25,14 @@
 //   zero(), set1(v), load(p), store(p, v), load_first(p, n), store_first(p, v, n) (lanes >= n
 //   are 0 on load, untouched on store), broadcast(p), fmadd(a, b, c) = a b + c, add(a, b),
 //   sum(v) (of its lanes), store_sums<X>(v[X], out) (out[k] = sum(v[k]), X <= kLanes),
-//   hide(p) (keeps a pointer opaque, so that a broadcast stays a memory operand), mul(a, b),
+//   hide(p) (keeps a pointer opaque, so that a broadcast stays a memory operand), hold(v) (keeps a
+//   loaded value in a register, so that it is not loaded again as each multiply-add's operand),
+//   mul(a, b),
 //   fnmadd(a, b, c) = c - a b, pair_sums(a, b) (a0 + a1, a2 + a3, .., then b's pairs),
 //   spread_low(v), spread_high(v) (v's first or last kLanes / 2 lanes each twice: v0 v0 v1 v1 ..);
 // and the block sizes, in accumulators that fit its registers:
 //   kWidthRows, kWidthVectors, kWidthChannels   forward by width
-//   kWidthGradSums                              grad_w by width, sums per pass
+//   kWidthGradChannels                          grad_w by width, output channels per pass
 //   kChannelPositions                           forward by channel, positions per block
 //   kChannelGradSums                            grad_w by channel, sums per pass
 #pragma once
@@ -134,38 +136,44 @@ void width_forward(const ConvGeometry& g, const float* image, std::int64_t plane
     });
 }
 
-// sums[pc][q] (kernel rows p0 .. p0 + PC of output channel o and input channel c) += the sum over
-// positions of dz_o times the image under tap (p0 + pc, q), a vector of positions at a time (the
-// lanes of dz past Wo are 0).
-template <class Simd, int PC, int KW>
-void width_grad_w_rows(const ConvGeometry& g, const float* image, std::int64_t plane,
-                       std::int64_t row_stride, const float* dz_o, std::int64_t c,
-                       std::int64_t p0, float* sums) {
+// sums of output channels o0 .. o0 + OB, input channel c, kernel row p, taps q < KW: += the sum
+// over positions of dz_o times the image under tap (p, q), a vector of positions at a time (the
+// lanes of dz past Wo are 0). Each image vector is loaded once for the OB channels.
+// sums:[Cout][Cin][KH][KW][lanes]
+template <class Simd, int OB, int KW>
+void width_grad_w_row(const ConvGeometry& g, const float* image, std::int64_t plane,
+                      std::int64_t row_stride, const float* dz, std::int64_t o0, std::int64_t c,
+                      std::int64_t p, float* sums) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
-  V sum[PC][KW];
+  V sum[OB][KW];
 #pragma GCC unroll 8
-  for (int pc = 0; pc < PC; ++pc)
+  for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 8
-    for (int q = 0; q < KW; ++q) sum[pc][q] = Simd::zero();
-  const float* channel = image + c * plane + p0 * row_stride;
-  for (std::int64_t h = 0; h < g.out_h; ++h)
-    for (std::int64_t column = 0; column < g.out_w; column += L) {
-      const V d = Simd::load_first(dz_o + h * g.out_w + column,
-                                  static_cast<int>(std::min<std::int64_t>(L, g.out_w - column)));
-      const float* rows = channel + h * row_stride + column;
+    for (int q = 0; q < KW; ++q) sum[o][q] = Simd::zero();
+  const std::int64_t out_h = g.out_h, out_w = g.out_w;
+  const float* dz_o = dz + o0 * out_h * out_w;
+  const float* rows = image + c * plane + p * row_stride;
+  for (std::int64_t h = 0; h < out_h; ++h, dz_o += out_w, rows += row_stride)
+    for (std::int64_t column = 0; column < out_w; column += L) {
+      const int count = static_cast<int>(std::min<std::int64_t>(L, out_w - column));
+      V d[OB];
 #pragma GCC unroll 8
-      for (int pc = 0; pc < PC; ++pc)
+      for (int o = 0; o < OB; ++o) d[o] = Simd::load_first(dz_o + o * out_h * out_w + column, count);
 #pragma GCC unroll 8
-        for (int q = 0; q < KW; ++q)
-          sum[pc][q] = Simd::fmadd(d, Simd::load(rows + pc * row_stride + q), sum[pc][q]);
+      for (int q = 0; q < KW; ++q) {
+        V x = Simd::load(rows + column + q);
+        Simd::hold(x);  // one load for the OB multiply-adds, not a memory operand in each
+#pragma GCC unroll 8
+        for (int o = 0; o < OB; ++o) sum[o][q] = Simd::fmadd(d[o], x, sum[o][q]);
+      }
     }
 #pragma GCC unroll 8
-  for (int pc = 0; pc < PC; ++pc)
+  for (int o = 0; o < OB; ++o)
 #pragma GCC unroll 8
     for (int q = 0; q < KW; ++q) {
-      float* out = sums + (pc * KW + q) * L;
-      Simd::store(out, Simd::add(Simd::load(out), sum[pc][q]));
+      float* out = sums + ((((o0 + o) * g.in_channels + c) * g.kernel_h + p) * KW + q) * L;
+      Simd::store(out, Simd::add(Simd::load(out), sum[o][q]));
     }
 }
 
@@ -196,18 +204,16 @@ class ByWidth final : public DirectConvolution<float> {
 
   void add_grad_w(const float* x_n, const float* dz_n) override {
     image_.fill(g_, x_n);
+    constexpr int OB = Simd::kWidthGradChannels;
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
-      constexpr int kRows = std::clamp(Simd::kWidthGradSums / int{kernel_w}, 1, 8);
-      for (std::int64_t o = 0; o < g_.out_channels; ++o)
-        for (std::int64_t c = 0; c < g_.in_channels; ++c)
-          for (std::int64_t p0 = 0; p0 < g_.kernel_h; p0 += kRows)
-            with_constant<kRows>(std::min<std::int64_t>(kRows, g_.kernel_h - p0), [&](auto rows) {
-              width_grad_w_rows<Simd, rows, kernel_w>(
-                  g_, image_.data.get(), image_.plane, image_.padded_w,
-                  dz_n + o * g_.out_h * g_.out_w, c, p0,
-                  sums_.get() +
-                      ((o * g_.in_channels + c) * g_.kernel_h + p0) * kernel_w * Simd::kLanes);
-            });
+      for (std::int64_t o0 = 0; o0 < g_.out_channels; o0 += OB)
+        with_constant<OB>(std::min<std::int64_t>(OB, g_.out_channels - o0), [&](auto channels) {
+          for (std::int64_t c = 0; c < g_.in_channels; ++c)
+            for (std::int64_t p = 0; p < g_.kernel_h; ++p)
+              width_grad_w_row<Simd, channels, kernel_w>(g_, image_.data.get(), image_.plane,
+                                                         image_.padded_w, dz_n, o0, c, p,
+                                                         sums_.get());
+        });
     });
   }
 
@@ -345,13 +351,19 @@ void channel_grad_w_rows(const ConvGeometry& g, const float* image, std::int64_t
 #pragma GCC unroll 2
       for (int cv = 0; cv < CV; ++cv)
         d[cv] = Simd::load(dzt_block + (h * g.out_w + w) * g.out_channels + cv * L);
-      const float* patch = rows + w;
-      Simd::hide(patch);
+      // One pointer per kernel row, so that each tap's broadcast is a constant offset from it
+      // (row_stride is known only at run time).
+      const float* patch[PR];
+#pragma GCC unroll 8
+      for (int pr = 0; pr < PR; ++pr) {
+        patch[pr] = rows + pr * row_stride + w;
+        Simd::hide(patch[pr]);
+      }
 #pragma GCC unroll 8
       for (int pr = 0; pr < PR; ++pr)
 #pragma GCC unroll 8
         for (int q = 0; q < KW; ++q) {
-          const V x = Simd::broadcast(patch + pr * row_stride + q);
+          const V x = Simd::broadcast(patch[pr] + q);
 #pragma GCC unroll 2
           for (int cv = 0; cv < CV; ++cv) sum[pr][q][cv] = Simd::fmadd(x, d[cv], sum[pr][q][cv]);
         }
