@@ -93,7 +93,7 @@ LeNet1998::LeNet1998(ag::Generator& gen, Criterion criterion)
     const ag::Tensor w = paper_uniform({6, 5, 5}, fan_in, gen);
     for (std::int64_t c = 0; c < 6; ++c) {
       const bool connected = kTableI[static_cast<std::size_t>(c)][o] == 'X';
-      mask.push_back(connected ? 1.0 : 0.0);
+      mask.insert(mask.end(), 25, connected ? 1.0 : 0.0);
       for (std::int64_t k = 0; k < 25; ++k)
         c3_weight.set((o * 6 + c) * 25 + k, connected ? w.at(c * 25 + k) : 0.0);
     }
@@ -101,7 +101,7 @@ LeNet1998::LeNet1998(ag::Generator& gen, Criterion criterion)
   c3.weight.mutable_value() = c3_weight;
   c3.bias.mutable_value().fill(0);
   for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
-    c3_mask_[static_cast<std::size_t>(dtype)] = ag::Variable(ag::Tensor::from({16, 6, 1, 1}, mask, dtype));
+    c3_mask_[static_cast<std::size_t>(dtype)] = ag::Variable(ag::Tensor::from({16, 6, 5, 5}, mask, dtype));
   c5.weight.mutable_value() = paper_uniform({120, 16, 5, 5}, 400, gen);
   c5.bias.mutable_value().fill(0);
   f6.weight.mutable_value() = paper_uniform({84, 120}, 120, gen);

@@ -159,14 +159,14 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
     TensorList results(has_bias ? 3 : 2);
     dispatch(t.dtype(), [&]<class T>() {
       const T* t_data = t.data<T>();
-      if (whole_input && needs[0]) {
-        Tensor result({g.batch, g.in_channels, g.height, g.width}, t.dtype());
+      if (whole_input && needs[0]) {  // both products overwrite their whole result
+        Tensor result = Tensor::empty({g.batch, g.in_channels, g.height, g.width}, t.dtype());
         gemm(false, false, g.batch, k, cout, t_data, w.data<T>(), /*accumulate=*/false,
              result.data<T>());
         results[0] = result;
       }
       if (whole_input && needs[1]) {
-        Tensor result({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
+        Tensor result = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
         gemm(true, false, cout, k, g.batch, t_data, x.data<T>(), /*accumulate=*/false,
              result.data<T>());
         results[1] = result;

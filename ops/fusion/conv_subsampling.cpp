@@ -227,7 +227,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       fail("conv2d_scaled_tanh_subsampling2d", "an input began requiring grad after the forward");
     TensorList grads(needs.size());
     const DType dtype = t.dtype();
-    if (want_x) grads[0] = Tensor({g.batch, g.in_channels, g.height, g.width}, dtype);
+    // grad_x is written whole, image by image; the others are sums.
+    if (want_x) grads[0] = Tensor::empty({g.batch, g.in_channels, g.height, g.width}, dtype);
     if (want_w) grads[1] = Tensor({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dtype);
     if (want_b) grads[2] = Tensor({g.out_channels}, dtype);
     if (want_pool_weight) grads[pool_weight_input] = Tensor({g.out_channels}, dtype);
