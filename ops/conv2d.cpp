@@ -167,8 +167,13 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
       }
       if (whole_input && needs[1]) {
         Tensor result = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
-        gemm(true, false, cout, k, g.batch, t_data, x.data<T>(), /*accumulate=*/false,
-             result.data<T>());
+        T* dw = result.data<T>();
+        const T* x_data = x.data<T>();
+        // One image: an outer product, which a GEMM would pack and block for nothing.
+        if (g.batch == 1)
+          for (std::int64_t o = 0; o < cout; ++o)
+            for (std::int64_t i = 0; i < k; ++i) dw[o * k + i] = t_data[o] * x_data[i];
+        else gemm(true, false, cout, k, g.batch, t_data, x_data, /*accumulate=*/false, dw);
         results[1] = result;
       }
       // scratch: cols[n], then w^T t[n]

@@ -437,7 +437,8 @@ class ByChannel final : public DirectConvolution<float> {
         positions_(g.out_h * g.out_w),
         dzh_width_(g.out_w + 2 * (g.kernel_w - 1)),
         w_t_(w ? vectorized::channels_innermost(g, w, kChannelBlock) : nullptr),
-        transposed_(make_cached_array<float>(static_cast<std::size_t>(positions_ * g.out_channels))) {
+        transposed_(make_cached_array<float>(static_cast<std::size_t>(
+            std::max(positions_ * g.out_channels, g.patch() * kChannelBlock)))) {
     if (g.padding > 0) image_.emplace(g);
   }
 
@@ -481,12 +482,14 @@ class ByChannel final : public DirectConvolution<float> {
 
   void finish_grad_w(float* dw) override {
     if (!sums_) return;
-    // sums:[Cout / 16][Cin][KH][KW][16] -> dw:[Cout][Cin][KH][KW]
+    // sums:[Cout / 16][Cin KH KW][16] -> [16][Cin KH KW] a block at a time, added to dw.
     const std::int64_t taps = g_.patch();
-    for (std::int64_t o = 0; o < g_.out_channels; ++o)
-      for (std::int64_t t = 0; t < taps; ++t)
-        dw[o * taps + t] +=
-            sums_[((o / kChannelBlock) * taps + t) * kChannelBlock + o % kChannelBlock];
+    for (std::int64_t block = 0; block < g_.out_channels / kChannelBlock; ++block) {
+      transpose(sums_.get() + block * taps * kChannelBlock, taps, kChannelBlock, nullptr,
+                transposed_.get());
+      float* dw_block = dw + block * kChannelBlock * taps;
+      for (std::int64_t k = 0; k < kChannelBlock * taps; ++k) dw_block[k] += transposed_[k];
+    }
   }
 
   void grad_x(const float* dz_n, float* dx_n) override {
@@ -529,7 +532,7 @@ class ByChannel final : public DirectConvolution<float> {
   ConvGeometry g_;
   std::int64_t positions_, dzh_width_;
   std::shared_ptr<float[]> w_t_;          // [Cout / 16][Cin][KH][KW][16]
-  std::shared_ptr<float[]> transposed_;   // z or dz channels innermost, [Ho Wo][Cout]
+  std::shared_ptr<float[]> transposed_;   // z or dz channels innermost [Ho Wo][Cout]; grad_w's sums
   std::shared_ptr<float[]> dzh_;          // dz for grad_x, [Cout / 16][Ho][Wh][16]
   std::shared_ptr<float[]> sums_;         // grad_w, [Cout / 16][Cin][KH][KW][16]
   std::optional<PaddedImage> image_;
