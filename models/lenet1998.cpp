@@ -127,8 +127,7 @@ ag::Variable LeNet1998::forward(const ag::Variable& input) const {
   x = squash(flatten(c5(x)));                                                // [N, 120]
   x = squash(f6(x));                                                         // [N, 84]
   // Euclidean RBF: y_i = sum_j (x_j - c_ij)^2.
-  const Variable difference = reshape(x, {x.shape()[0], 1, 84}) - reshape(output.centers, {1, 10, 84});
-  return sum(pow(difference, 2), {2});                                       // [N, 10]
+  return squared_distances(x, output.centers);                              // [N, 10]
 }
 
 ag::Variable LeNet1998::loss(const ag::Variable& output, std::span<const std::int64_t> targets) const {

@@ -5,6 +5,7 @@
 #include "ops/activation.hpp"  // relu, tanh, scaled_tanh, sigmoid
 #include "ops/arithmetic.hpp"  // add, sub, mul, div, neg, exp, log, pow, operators + - * /
 #include "ops/conv2d.hpp"      // conv2d
+#include "ops/distance.hpp"    // squared_distances
 #include "ops/dropout.hpp"     // dropout
 #include "ops/linear.hpp"      // matmul, linear
 #include "ops/loss.hpp"        // nll_loss, cross_entropy

@@ -628,6 +628,19 @@ TEST(CurvatureLoss, NllLossIsLinear) {
                    {random_input({4, 3}, 1)}, Expect::LinearInEach);
 }
 
+TEST(CurvatureDistance, SquaredDistancesIsExact) {
+  EXPECT_CURVATURE([](const auto& v) { return squared_distances(v[0], v[1]); },
+                   {random_input({3, 4}, 1), random_input({5, 4}, 2)}, Expect::Exact);
+  EXPECT_CURVATURE([](const auto& v) { return squared_distances(v[0], v[1]); },
+                   {random_input({1, 6}, 3), random_input({2, 6}, 4)}, Expect::Exact);
+  // Without the second-derivative term 2 g the rule would be Gauss-Newton, which the exact check
+  // tells apart.
+  EXPECT_FALSE(check_curvature([](const auto& v) { return squared_distances(v[0], v[1]); },
+                               {random_input({3, 4}, 1), random_input({5, 4}, 2)},
+                               Expect::GaussNewton)
+                   .ok);
+}
+
 TEST(CurvatureLoss, RbfOutputUnderNllLossGivesTwoOverNEverywhere) {
   // The 1998 net's output: y[n, j] = sum_i (x[n, i] - c[j, i])^2, criterion mean_n y[n, D_n]
   // (nll_loss of -y). d2E/dx[n, i]^2 = 2 / N for every component; d2E/dc[j, i]^2 = 2 count_j / N.
@@ -640,6 +653,16 @@ TEST(CurvatureLoss, RbfOutputUnderNllLossGivesTwoOverNEverywhere) {
     const Variable y = ag::sum(ag::pow(x - c, 2.0), {2});  // [N, 10]
     backward_with_curvature(nll_loss(-y, targets));
   }
+  // The one op the network uses for it gives the same.
+  const Variable x2(x.value(), true), c2(c.value(), true);
+  {
+    CurvatureGuard curvature;
+    backward_with_curvature(nll_loss(-squared_distances(reshape(x2, {N, 84}), reshape(c2, {10, 84})), targets));
+  }
+  for (std::int64_t k = 0; k < x.curvature().numel(); ++k)
+    ASSERT_NEAR(x2.curvature().at(k), 2.0 / N, 1e-12) << "x element " << k;
+  for (std::int64_t k = 0; k < c.curvature().numel(); ++k)
+    ASSERT_NEAR(c2.curvature().at(k), c.curvature().at(k), 1e-12) << "c element " << k;
   ASSERT_TRUE(x.curvature().defined());
   ASSERT_EQ(x.curvature().shape(), x.shape());
   for (std::int64_t k = 0; k < x.curvature().numel(); ++k)

@@ -192,6 +192,10 @@ const std::vector<Case> cases = {
   {"conv2d_whole_input", {{{3, 4, 5, 5}}, {{6, 4, 5, 5}}, {{6}}}, {},
    [](const Inputs& x, Targets) { return conv2d(x[0], x[1], x[2]); }},
 
+  // Squared distances from rows to prototypes (the 1998 LeNet-5's RBF units).
+  {"squared_distances", {{{4, 6}}, {{3, 6}}}, {},
+   [](const Inputs& x, Targets) { return squared_distances(x[0], x[1]); }},
+
   // Pooling.
   {"max_pool2d_2x2", {{{2, 3, 6, 8}}}, {},
    [](const Inputs& x, Targets) { return max_pool2d(x[0], 2); }},

@@ -96,6 +96,7 @@ CASES = {
     "conv2d_padding2": lambda x, t: F.conv2d(x[0], x[1], x[2], padding=2),
     "conv2d_stride2_padding2": lambda x, t: F.conv2d(x[0], x[1], x[2], stride=2, padding=2),
     "conv2d_whole_input": lambda x, t: F.conv2d(x[0], x[1], x[2]),
+    "squared_distances": lambda x, t: ((x[0][:, None, :] - x[1][None, :, :]) ** 2).sum(-1),
     # Pooling.
     "max_pool2d_2x2": lambda x, t: F.max_pool2d(x[0], 2),
     "max_pool2d_3x3_stride2": lambda x, t: F.max_pool2d(x[0], 3, stride=2),
