@@ -44,13 +44,14 @@ Subsampling subsampling_geometry(const ConvGeometry& g, const ConvSubsamplingOpt
   if (kernel > g.out_h || kernel > g.out_w)
     fail(op, "pool kernel " + std::to_string(kernel) + " is larger than the " +
                  std::to_string(g.out_h) + "x" + std::to_string(g.out_w) + " convolution output");
-  if (options.amplitude == 0) fail(op, "amplitude must not be 0");
+  if (options.tanh.amplitude == 0 || (options.tanh_after && options.tanh_after->amplitude == 0))
+    fail(op, "amplitude must not be 0");
   return {.kernel = kernel,
           .stride = stride,
           .out_h = (g.out_h - kernel) / stride + 1,
           .out_w = (g.out_w - kernel) / stride + 1,
-          .amplitude = options.amplitude,
-          .slope = options.slope};
+          .amplitude = options.tanh.amplitude,
+          .slope = options.tanh.slope};
 }
 
 void check_per_channel(const Variable& v, const char* what, const ConvGeometry& g, DType dtype) {
@@ -193,17 +194,28 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
     const T* x_data = x.value().template data<T>();
     const T* b_data = has_bias ? b.value().template data<T>() : nullptr;
     const T* pool_bias_data = has_pool_bias ? pool_bias.value().template data<T>() : nullptr;
+    const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
     for (std::int64_t n = 0; n < g.batch; ++n) {
       convolution->forward(x_data + n * g.image_size(), b_data, z.get());
+      T* y_n = y.data<T>() + n * pooled;
       activate_and_subsample(g, s, convolution->isa(), z.get(),
                              pool_weight.value().template data<T>(), pool_bias_data,
-                             save ? a.data<T>() + n * g.out_channels * plane : scratch.get(),
-                             y.data<T>() + n * g.out_channels * s.out_h * s.out_w);
+                             save ? a.data<T>() + n * g.out_channels * plane : scratch.get(), y_n);
+      if (options.tanh_after) {  // with scaled_tanh's roundings
+        using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+        Eigen::Map<Array> y_map(y_n, pooled);
+        y_map = T(options.tanh_after->amplitude) * (y_map * T(options.tanh_after->slope)).tanh();
+      }
     }
   });
 
-  const OpName name = "conv2d+scaled_tanh+subsampling2d";
+  const OpName name = options.tanh_after ? OpName("conv2d+scaled_tanh+subsampling2d+scaled_tanh")
+                                         : OpName("conv2d+scaled_tanh+subsampling2d");
   if (!save) return record(std::move(y), name, std::move(inputs), nullptr);
+  // With the tanh after: y, for its slope (shared with the result).
+  const SavedTensor saved_y =
+      options.tanh_after ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
+  const std::optional<ScaledTanhOptions> tanh_after = options.tanh_after;
   // x is read only for grad_w, w only for grad_x, pool_weight for anything below the pool.
   const bool conv_gradients = needs_grad({x, w, b});
   const SavedTensor saved_x =
@@ -218,7 +230,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // adjoint(h) with every factor squared (the convolution and the subsampling are linear in each
   // input, the tanh is taken by its slope alone: Gauss-Newton).
   auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
-                  saved_pool_weight](const Tensor& t, bool squared, const GradMask& needs) {
+                  saved_pool_weight, saved_y, tanh_after](const Tensor& t, bool squared,
+                                                          const GradMask& needs) {
     const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
     const bool want_pool_weight = needs[pool_weight_input];
     const bool want_pool_bias = has_pool_bias && needs[pool_weight_input + 1];
@@ -271,8 +284,26 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       const std::shared_ptr<T[]> x_squared =
           want_w && squared ? make_cached_array<T>(static_cast<std::size_t>(g.image_size()))
                             : nullptr;
+      // Through the tanh after the subsampling first: t (slope / amplitude)(amplitude^2 - y^2),
+      // the slope squared for the curvature.
+      const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
+      const std::shared_ptr<T[]> t_pool =
+          tanh_after ? make_cached_array<T>(static_cast<std::size_t>(pooled)) : nullptr;
+      const T* y = tanh_after ? saved_y.unpack().data<T>() : nullptr;
+      const T ratio_after = tanh_after ? T(tanh_after->slope / tanh_after->amplitude) : T(0);
+      const T square_after =
+          tanh_after ? T(tanh_after->amplitude * tanh_after->amplitude) : T(0);
       for (std::int64_t n = 0; n < g.batch; ++n) {
-        subsampling_adjoint(g, s, isa, t.data<T>() + n * g.out_channels * s.out_h * s.out_w,
+        const T* t_n = t.data<T>() + n * pooled;
+        if (tanh_after) {
+          const T* y_n = y + n * pooled;
+          for (std::int64_t k = 0; k < pooled; ++k) {
+            const T slope = ratio_after * (square_after - y_n[k] * y_n[k]);
+            t_pool[k] = t_n[k] * (squared ? slope * slope : slope);
+          }
+          t_n = t_pool.get();
+        }
+        subsampling_adjoint(g, s, isa, t_n,
                             a.data<T>() + n * g.out_channels * plane, scale.get(), squared,
                             dz.get(), grad_b, grad_pool_weight, grad_pool_bias, sums.get());
         if (want_w) {

@@ -12,6 +12,7 @@
 #include "ops/activation.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/fusion/conv_pool.hpp"
+#include "ops/pool.hpp"
 
 namespace ag {
 
@@ -219,6 +220,81 @@ const DeferredConv2d* deferred_conv2d(const Variable& x) {
                                                    : nullptr;
 }
 
+// What a deferred subsampling2d over a deferred "conv2d, then scaled_tanh" (the chain) remembers:
+// the chain, its own arguments and their versions, and the modes it was called in. A scaled_tanh
+// over it runs the chain and both tanhs as one op; any other use runs the chain without the second.
+class DeferredSubsampling final : public Deferred {
+ public:
+  DeferredSubsampling(Shape shape, DType dtype, Variable chain, Variable weight, Variable bias,
+                      std::int64_t kernel, std::int64_t stride)
+      : Deferred(std::move(shape), dtype),
+        chain(std::move(chain)),
+        weight(std::move(weight)),
+        bias(std::move(bias)),
+        kernel(kernel),
+        stride(stride),
+        grad(grad_enabled()),
+        curvature(curvature_enabled()),
+        versions{version_of(this->weight), version_of(this->bias)} {}
+
+  Variable compute() const override { return run(std::nullopt); }
+
+  // Whether a scaled_tanh called now records what the unfused ops would: the modes are those
+  // subsampling2d was called in.
+  bool joinable() const { return grad == grad_enabled() && curvature == curvature_enabled(); }
+
+  // The chain as one op, with `tanh_after` if given. If the convolution or its tanh was computed
+  // meanwhile (another use), fusing would compute it again: the rest runs unfused over it.
+  Variable run(const std::optional<ScaledTanhOptions>& tanh_after) const {
+    check_inputs_unchanged();
+    if (const DeferredConv2d* pending = deferred_conv2d(chain);
+        pending && pending->fusable_with(chain)) {
+      pending->check_inputs_unchanged();
+      return conv2d_scaled_tanh_subsampling2d(
+          pending->x, pending->w, pending->b, weight, bias,
+          {.stride = pending->stride,
+           .padding = pending->padding,
+           .tanh = {.amplitude = pending->amplitude, .slope = pending->slope},
+           .pool_kernel = kernel,
+           .pool_stride = stride,
+           .tanh_after = tanh_after});
+    }
+    NoFusionGuard unfused;
+    const Variable y = subsampling2d(chain, weight, bias, kernel, stride);
+    return tanh_after ? scaled_tanh(y, tanh_after->amplitude, tanh_after->slope) : y;
+  }
+
+  // As DeferredConv2d's: the pool's weight and bias are read when the chain runs.
+  void check_inputs_unchanged() const {
+    const Variable* inputs[] = {&weight, &bias};
+    for (int i = 0; i < 2; ++i) {
+      const std::uint64_t now = version_of(*inputs[i]);
+      if (now == versions[i]) [[likely]]
+        continue;
+      const std::string& name = inputs[i]->name();
+      fail("subsampling2d",
+           "input " + std::to_string(i + 1) + (name.empty() ? "" : " ('" + name + "')") +
+               " was modified in place after subsampling2d was called and before its deferred "
+               "result was computed (version " +
+               std::to_string(versions[i]) + ", now " + std::to_string(now) +
+               "); use the result before modifying its inputs, or compute it at once under "
+               "NoFusionGuard");
+    }
+  }
+
+  Variable chain, weight, bias;
+  std::int64_t kernel, stride;
+  bool grad, curvature;       // the modes subsampling2d was called in
+  std::uint64_t versions[2];  // of weight, bias
+};
+
+const DeferredSubsampling* deferred_subsampling(const Variable& x) {
+  const Deferred* d = x.deferred();
+  return d && typeid(*d) == typeid(DeferredSubsampling)
+             ? static_cast<const DeferredSubsampling*>(d)
+             : nullptr;
+}
+
 }  // namespace
 
 Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
@@ -243,6 +319,9 @@ Variable fuse_relu(const Variable& x) {
 
 Variable fuse_scaled_tanh(const Variable& x, double amplitude, double slope) {
   if (!fusion_mode) return {};
+  if (const DeferredSubsampling* subsampling = deferred_subsampling(x);
+      subsampling && subsampling->joinable())
+    return subsampling->run(ScaledTanhOptions{.amplitude = amplitude, .slope = slope});
   const DeferredConv2d* pending = deferred_conv2d(x);
   if (!pending || pending->activation != Activation::None) return {};
   return Variable::defer(
@@ -276,13 +355,14 @@ Variable fuse_subsampling2d(const Variable& x, const Variable& weight, const Var
   if (!pending || pending->activation != Activation::ScaledTanh || !pending->fusable_with(x))
     return {};
   pending->check_inputs_unchanged();
-  return conv2d_scaled_tanh_subsampling2d(pending->x, pending->w, pending->b, weight, bias,
-                                          {.stride = pending->stride,
-                                           .padding = pending->padding,
-                                           .amplitude = pending->amplitude,
-                                           .slope = pending->slope,
-                                           .pool_kernel = kernel,
-                                           .pool_stride = stride});
+  const Shape& shape = x.shape();
+  return Variable::defer(
+      std::allocate_shared<DeferredSubsampling>(
+          CachingAllocator<DeferredSubsampling>{},
+          Shape{shape[0], shape[1], (shape[2] - kernel) / stride + 1,
+                (shape[3] - kernel) / stride + 1},
+          x.dtype(), x, weight, bias, kernel, stride),
+      needs_grad({x, weight, bias}));
 }
 
 }  // namespace ag

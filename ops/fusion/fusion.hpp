@@ -5,6 +5,7 @@
 //   conv2d -> relu -> max_pool2d               conv2d_max_pool2d with relu
 //   conv2d -> max_pool2d                       conv2d_max_pool2d without relu
 //   conv2d -> scaled_tanh -> subsampling2d     conv2d_scaled_tanh_subsampling2d
+//     (-> scaled_tanh)                           with the scaled tanh after the subsampling
 // for any convolution (stride, padding, with or without bias), any square pooling window (up to 15
 // for max_pool2d) and any pooling stride, float32 or float64, with or without gradients. Which
 // kernel runs:
@@ -24,14 +25,17 @@
 // its relu runs conv2d_max_pool2d below: one pass that convolves, adds the bias, applies relu and
 // pools, and keeps only which element of each window won. Its backward sends each gradient to the
 // winner alone, so the convolution's backward touches a quarter of the positions. subsampling2d
-// over a scaled tanh of a conv2d runs conv2d_scaled_tanh_subsampling2d. Any other use of a
-// deferred Variable (its value, its node, another op) computes it with the ordinary ops, so the
-// result never depends on whether fusion happened, only its speed (and, in float32, the order of
-// its sums). The unfused ops stay the reference: tests/ops/fusion_test.cpp and
-// tests/ops/conv_subsampling_test.cpp compare the two paths, and NoFusionGuard turns fusion off.
+// over a scaled tanh of a conv2d defers in turn; a scaled_tanh over that runs
+// conv2d_scaled_tanh_subsampling2d with both tanhs, and any other use runs it without the second.
+// Any other use of a deferred conv2d or its activation (its value, its node, another op) computes
+// it with the ordinary ops, so the result never depends on whether fusion happened, only its speed
+// (and, in float32, the order of its sums). The unfused ops stay the reference:
+// tests/ops/fusion_test.cpp and tests/ops/conv_subsampling_test.cpp compare the two paths, and
+// NoFusionGuard turns fusion off.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "autograd/variable.hpp"
 
@@ -58,26 +62,34 @@ struct ConvPoolOptions {
 Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
                            const ConvPoolOptions& options);
 
-struct ConvSubsamplingOptions {
-  std::int64_t stride = 1;       // of the convolution
-  std::int64_t padding = 0;      // of the convolution, zeros
-  double amplitude = 1;          // of the scaled tanh: amplitude * tanh(slope * z), amplitude != 0
+/// amplitude * tanh(slope * v), as scaled_tanh computes it; amplitude != 0.
+struct ScaledTanhOptions {
+  double amplitude = 1;
   double slope = 1;
-  std::int64_t pool_kernel = 2;  // square window
-  std::int64_t pool_stride = 0;  // 0: same as pool_kernel
 };
 
-/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, stride, padding), amplitude, slope), pool_weight,
-/// pool_bias, pool_kernel, pool_stride), one image at a time:
-///   z = conv2d(x);  a = amplitude tanh(slope z);  y[c] = pool_weight[c] (window sum of a) + pool_bias[c]
-///   da = dy pool_weight[c] on every element of its window;  dz = da (slope / amplitude)(amplitude^2 - a^2);
-///   dx, dw, db: conv2d's backward of dz;  dpool_weight, dpool_bias: subsampling2d's.
-/// Its curvature rule is the three ops' (Gauss-Newton through the tanh): the same adjoint with
-/// every factor squared.
+struct ConvSubsamplingOptions {
+  std::int64_t stride = 1;                           // of the convolution
+  std::int64_t padding = 0;                          // of the convolution, zeros
+  ScaledTanhOptions tanh = {};                       // between the convolution and the subsampling
+  std::int64_t pool_kernel = 2;                      // square window
+  std::int64_t pool_stride = 0;                      // 0: same as pool_kernel
+  std::optional<ScaledTanhOptions> tanh_after = {};  // after the subsampling, if any
+};
+
+/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, stride, padding), tanh), pool_weight, pool_bias,
+/// pool_kernel, pool_stride), then scaled_tanh(y, tanh_after) when given; one image at a time:
+///   z = conv2d(x);  a = amplitude tanh(slope z);  p[c] = pool_weight[c] (window sum of a) + pool_bias[c]
+///   y = p, or amplitude' tanh(slope' p)
+///   dp = dy, or dy (slope' / amplitude')(amplitude'^2 - y^2);  da = dp pool_weight[c] on every
+///   element of its window;  dz = da (slope / amplitude)(amplitude^2 - a^2);
+///   dx, dw, db: conv2d's backward of dz;  dpool_weight, dpool_bias: subsampling2d's of dp.
+/// Its curvature rule is the ops' (Gauss-Newton through each tanh): the same adjoint with every
+/// factor squared.
 /// x:[N, Cin, H, W]  w:[Cout, Cin, KH, KW]  b:[Cout] or undefined  pool_weight:[Cout]
 /// pool_bias:[Cout] or undefined -> y:[N, Cout, Ph, Pw], Ho = (H + 2 padding - KH) / stride + 1,
 /// Ph = (Ho - pool_kernel) / pool_stride + 1 (likewise W). Saved for backward: x, w and
-/// pool_weight (shared) when a gradient needs them, and a:[N, Cout, Ho, Wo].
+/// pool_weight (shared) when a gradient needs them, a:[N, Cout, Ho, Wo], and y with tanh_after.
 Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, const Variable& b,
                                           const Variable& pool_weight, const Variable& pool_bias,
                                           const ConvSubsamplingOptions& options);
@@ -105,14 +117,16 @@ Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, s
                       std::int64_t padding);
 /// relu over a deferred conv2d: deferred "conv2d, then relu".
 Variable fuse_relu(const Variable& x);
-/// scaled_tanh over a deferred conv2d: deferred "conv2d, then scaled_tanh". Arguments already
+/// scaled_tanh over a deferred conv2d: deferred "conv2d, then scaled_tanh"; over a deferred
+/// subsampling of that: conv2d_scaled_tanh_subsampling2d with the tanh after. Arguments already
 /// validated.
 Variable fuse_scaled_tanh(const Variable& x, double amplitude, double slope);
 /// max_pool2d over a deferred conv2d (with or without relu): conv2d_max_pool2d. Arguments already
 /// validated, stride already resolved.
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride);
-/// subsampling2d over a deferred scaled tanh of a conv2d: conv2d_scaled_tanh_subsampling2d.
-/// Arguments already validated, stride already resolved.
+/// subsampling2d over a deferred scaled tanh of a conv2d: deferred, for a scaled_tanh to join;
+/// computed by conv2d_scaled_tanh_subsampling2d. Arguments already validated, stride already
+/// resolved.
 Variable fuse_subsampling2d(const Variable& x, const Variable& weight, const Variable& bias,
                             std::int64_t kernel, std::int64_t stride);
 

@@ -31,15 +31,19 @@ struct Geometry {
   std::int64_t pool_kernel, pool_stride;
   bool pool_bias;
   double amplitude, slope;
+  bool tanh_after;  // 1.7159 tanh(2/3 y) after the subsampling
   std::uint64_t seed;
 };
+
+constexpr ScaledTanhOptions kLeCunTanh{.amplitude = 1.7159, .slope = 2.0 / 3};
 
 std::ostream& operator<<(std::ostream& out, const Geometry& g) {
   return out << "x[" << g.batch << "," << g.in_channels << "," << g.height << "," << g.width
              << "] w[" << g.out_channels << "," << g.in_channels << "," << g.kernel << ","
              << g.kernel << "] stride " << g.stride << " padding " << g.padding
              << (g.bias ? " bias" : "") << " pool " << g.pool_kernel << "/" << g.pool_stride
-             << (g.pool_bias ? " pool bias" : "") << " tanh " << g.amplitude << ", " << g.slope;
+             << (g.pool_bias ? " pool bias" : "") << " tanh " << g.amplitude << ", " << g.slope
+             << (g.tanh_after ? " tanh after" : "");
 }
 
 struct Inputs {
@@ -81,10 +85,10 @@ Inputs converted(const Inputs& in, DType dtype) {
 ConvSubsamplingOptions options_of(const Geometry& g) {
   return {.stride = g.stride,
           .padding = g.padding,
-          .amplitude = g.amplitude,
-          .slope = g.slope,
+          .tanh = {.amplitude = g.amplitude, .slope = g.slope},
           .pool_kernel = g.pool_kernel,
-          .pool_stride = g.pool_stride};
+          .pool_stride = g.pool_stride,
+          .tanh_after = g.tanh_after ? std::optional(kLeCunTanh) : std::nullopt};
 }
 
 Variable fused(const Geometry& g, const Inputs& in) {
@@ -96,7 +100,8 @@ Variable fused(const Geometry& g, const Inputs& in) {
 Variable unfused(const Geometry& g, const Inputs& in) {
   NoFusionGuard unfused;
   const Variable a = scaled_tanh(conv2d(in.x, in.w, in.b, g.stride, g.padding), g.amplitude, g.slope);
-  return subsampling2d(a, in.pool_weight, in.pool_bias, g.pool_kernel, g.pool_stride);
+  const Variable y = subsampling2d(a, in.pool_weight, in.pool_bias, g.pool_kernel, g.pool_stride);
+  return g.tanh_after ? scaled_tanh(y, kLeCunTanh.amplitude, kLeCunTanh.slope) : y;
 }
 
 // The target of the squared error the curvature pass differentiates: fixed random, of y's shape.
@@ -149,13 +154,13 @@ void expect_near(const Derivatives& actual, const Derivatives& expected, double 
 
 const std::vector<Geometry> kGeometries = {
     // batch, cin, h, w, cout, k, stride, padding, bias, pool kernel, pool stride, pool bias,
-    // amplitude, slope, seed
-    {2, 1, 12, 12, 3, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, 1},   // C1, smaller: by width
-    {1, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, 2},  // C3: by channel
-    {1, 3, 9, 8, 16, 3, 1, 0, true, 2, 0, true, 1.0, 1.0, 3},           // odd rows: last dropped
-    {1, 2, 9, 9, 4, 3, 1, 1, false, 3, 2, false, 1.0, 1.0, 4},          // overlapping windows
-    {1, 2, 11, 11, 2, 3, 2, 1, true, 2, 0, true, 2.0, -0.5, 5},         // strided: plain loops
-    {2, 2, 7, 7, 3, 3, 1, 1, true, 1, 0, false, -0.5, 3.0, 6},          // 1x1 windows
+    // amplitude, slope, tanh after, seed
+    {2, 1, 12, 12, 3, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 1},   // C1, smaller: by width
+    {1, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 2},  // C3: by channel
+    {1, 3, 9, 8, 16, 3, 1, 0, true, 2, 0, true, 1.0, 1.0, false, 3},          // odd rows: last dropped
+    {1, 2, 9, 9, 4, 3, 1, 1, false, 3, 2, false, 1.0, 1.0, true, 4},          // overlapping windows
+    {1, 2, 11, 11, 2, 3, 2, 1, true, 2, 0, true, 2.0, -0.5, false, 5},        // strided: plain loops
+    {2, 2, 7, 7, 3, 3, 1, 1, true, 1, 0, false, -0.5, 3.0, false, 6},         // 1x1 windows
 };
 
 class ConvSubsamplingGeometry : public ::testing::TestWithParam<Geometry> {};
@@ -212,11 +217,11 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(
         ::testing::Values(kernels::Isa::Avx512, kernels::Isa::Avx2, kernels::Isa::Plain),
         ::testing::Values(
-            Geometry{3, 1, 32, 32, 6, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, 11},  // C1
-            Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, 12}, // C3
-            Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, 2, 0, false, 1.0, 1.0, 13},   // odd sizes
-            Geometry{2, 3, 9, 9, 32, 3, 1, 0, false, 2, 0, true, 1.0, 0.5, 14},    // 32 channels
-            Geometry{2, 2, 9, 9, 4, 3, 1, 1, true, 3, 2, true, 1.0, 1.0, 15})),    // overlaps
+            Geometry{3, 1, 32, 32, 6, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 11},  // C1
+            Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 12}, // C3
+            Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, 2, 0, false, 1.0, 1.0, false, 13},  // odd sizes
+            Geometry{2, 3, 9, 9, 32, 3, 1, 0, false, 2, 0, true, 1.0, 0.5, false, 14},   // 32 channels
+            Geometry{2, 2, 9, 9, 4, 3, 1, 1, true, 3, 2, true, 1.0, 1.0, true, 15})),    // overlaps
     [](const auto& info) {
       std::string name = kernels::isa_name(std::get<0>(info.param));
       std::erase(name, '-');
@@ -225,7 +230,7 @@ INSTANTIATE_TEST_SUITE_P(
 
 // ---- The fusion rules, through the ordinary ops ----
 
-const Geometry kSmall{2, 2, 10, 10, 3, 3, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, 21};
+const Geometry kSmall{2, 2, 10, 10, 3, 3, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, false, 21};
 
 Variable model_script(const Inputs& in) {
   return subsampling2d(scaled_tanh(conv2d(in.x, in.w, in.b), 1.7159, 2.0 / 3), in.pool_weight,
@@ -273,6 +278,70 @@ TEST(ConvSubsamplingFusion, OtherChainsOverADeferredTanhAreNotFused) {
             "subsampling2d");
   EXPECT_EQ(subsampling2d(conv2d(in.x, in.w, in.b), in.pool_weight, in.pool_bias, 2).node()->op,
             "subsampling2d");
+}
+
+// The 1998 LeNet-5's layer: squash(subsampling(squash(conv))).
+Variable layer_script(const Inputs& in) {
+  return scaled_tanh(model_script(in), 1.7159, 2.0 / 3);
+}
+
+TEST(ConvSubsamplingFusion, ATanhAfterTheSubsamplingJoinsTheChain) {
+  const Inputs in = random_inputs(kSmall);
+  const Variable y = layer_script(in);
+  EXPECT_EQ(y.node()->op, "conv2d+scaled_tanh+subsampling2d+scaled_tanh");
+  EXPECT_EQ(y.node()->inputs.size(), 5u);
+  // Any other use of the subsampling runs the chain without the second tanh.
+  const Variable pooled = model_script(in);
+  ASSERT_NE(pooled.deferred(), nullptr);
+  EXPECT_EQ(pooled.shape(), (Shape{2, 3, 4, 4}));
+  EXPECT_EQ(sum(pooled).node()->inputs[0].node()->op, "conv2d+scaled_tanh+subsampling2d");
+}
+
+TEST(ConvSubsamplingFusion, TheSubsamplingsInputsModifiedBeforeTheTanhThrow) {
+  const Inputs in = random_inputs(kSmall);
+  const Variable pooled = model_script(in);
+  Variable pool_weight = in.pool_weight;
+  pool_weight.mutable_value().fill(2.0);
+  EXPECT_EQ(thrown_message([&] { scaled_tanh(pooled, 1.7159, 2.0 / 3); }),
+            "subsampling2d: input 1 ('pool_weight') was modified in place after subsampling2d was "
+            "called and before its deferred result was computed (version 0, now 2); use the "
+            "result before modifying its inputs, or compute it at once under NoFusionGuard");
+}
+
+TEST(ConvSubsamplingFusion, AModeChangeBeforeTheTanhKeepsItApart) {
+  for (const bool curvature_mode : {false, true}) {
+    const Inputs in = random_inputs(kSmall);
+    Variable pooled;
+    {
+      std::optional<NoGradGuard> no_grad;
+      std::optional<CurvatureGuard> curvature;
+      if (curvature_mode) curvature.emplace();
+      else no_grad.emplace();
+      pooled = model_script(in);
+    }
+    const Variable y = scaled_tanh(pooled, 1.7159, 2.0 / 3);
+    EXPECT_EQ(y.node() ? std::string(y.node()->op) : "leaf", curvature_mode ? "scaled_tanh" : "leaf");
+    // Computed in the modes it was called in: without a graph under no_grad.
+    EXPECT_EQ(pooled.requires_grad(), curvature_mode);
+  }
+}
+
+TEST(ConvSubsamplingFusion, ATanhComputedMeanwhileIsNotComputedAgain) {
+  Tensor expected;
+  for (const bool fusion : {false, true}) {
+    const Inputs in = random_inputs(kSmall);
+    std::optional<NoFusionGuard> guard;
+    if (!fusion) guard.emplace();
+    const Variable a = scaled_tanh(conv2d(in.x, in.w, in.b), 1.7159, 2.0 / 3);
+    const Variable pooled = subsampling2d(a, in.pool_weight, in.pool_bias, 2);
+    const Variable other = sum(a);  // computes a, unfused
+    const Variable y = scaled_tanh(pooled, 1.7159, 2.0 / 3);
+    EXPECT_EQ(y.node()->op, "scaled_tanh");
+    EXPECT_EQ(y.node()->inputs[0].node()->op, "subsampling2d");
+    add(sum(y), other).backward();
+    if (!fusion) expected = in.w.grad();
+    else expect_near_tensors(in.w.grad(), expected, 1e-13, "grad_w");
+  }
 }
 
 TEST(ConvSubsamplingFusion, UnderNoGradFusesAndRecordsNothing) {
@@ -331,6 +400,7 @@ TEST(ConvSubsamplingFusion, SavedInputsModifiedBeforeBackwardAreCaught) {
   for (const char* which : {"w", "pool_weight"}) {
     const Inputs in = random_inputs(kSmall);
     const Variable loss = sum(model_script(in));
+    ASSERT_EQ(loss.node()->inputs[0].node()->op, "conv2d+scaled_tanh+subsampling2d");
     Variable v = std::string(which) == "w" ? in.w : in.pool_weight;
     v.mutable_value().data<double>()[0] -= 0.01;
     expect_starts_with(thrown_message([&] { loss.backward(); }),
@@ -361,7 +431,9 @@ TEST(ConvSubsamplingErrors, NameTheOpAndTheProblem) {
   EXPECT_EQ(call({.pool_kernel = 9}, in.pool_weight),
             "conv2d_scaled_tanh_subsampling2d: pool kernel 9 is larger than the 8x8 convolution "
             "output");
-  EXPECT_EQ(call({.amplitude = 0}, in.pool_weight),
+  EXPECT_EQ(call({.tanh = {.amplitude = 0}}, in.pool_weight),
+            "conv2d_scaled_tanh_subsampling2d: amplitude must not be 0");
+  EXPECT_EQ(call({.tanh_after = ScaledTanhOptions{.amplitude = 0}}, in.pool_weight),
             "conv2d_scaled_tanh_subsampling2d: amplitude must not be 0");
   EXPECT_EQ(call({}, variable({2}, {1, 1})),
             "conv2d_scaled_tanh_subsampling2d: pool weight must be [3], got [2]");
