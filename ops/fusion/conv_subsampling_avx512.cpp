@@ -7,9 +7,11 @@
 #define AG_HAVE_AVX512 1
 #include "ops/fusion/conv_subsampling_vectorized.hpp"
 // GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
-// (_mm512_undefined_*) as "may be used uninitialized" (GCC bug 105593, fixed in GCC 13).
+// (_mm512_undefined_*) as "may be used uninitialized", or "is used uninitialized" where it can
+// see it is (GCC bug 105593, fixed in GCC 13).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 #endif
 

@@ -423,6 +423,44 @@ void channel_grad_x_block(const ConvGeometry& g, const float* dzh, std::int64_t 
   Simd::template store_sums<X>(sum, dx + (c * g.height + y) * g.width + x0);
 }
 
+// channel_grad_x_block for a whole row of W <= kLanes positions of an unpadded convolution, taps
+// taken exactly: input position k gets tap q from output column m = k - q only for 0 <= m < Wo,
+// Wo = W - KW + 1, so no multiply-add is spent on the zeros around dz's rows, and each dz vector
+// is loaded once for the KW taps of a kernel row.
+template <class Simd, int W, int KW>
+void channel_grad_x_row(const ConvGeometry& g, const float* dzh, std::int64_t dzh_width,
+                        const float* w_t, std::int64_t c, std::int64_t y, float* dx) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes, CV = kChannelBlock / L, Wo = W - KW + 1;
+  V sum[W];
+#pragma GCC unroll 16
+  for (int k = 0; k < W; ++k) sum[k] = Simd::zero();
+  const std::int64_t p_first = std::max<std::int64_t>(0, y - g.out_h + 1);
+  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y);
+  const std::int64_t blocks = g.out_channels / kChannelBlock;
+  const std::int64_t block_floats = g.out_h * dzh_width * kChannelBlock;
+  for (std::int64_t block = 0; block < blocks; ++block)
+    for (std::int64_t p = p_first; p <= p_last; ++p)
+#pragma GCC unroll 2
+      for (int cv = 0; cv < CV; ++cv) {
+        const float* weights =
+            w_t + ((block * g.in_channels + c) * g.kernel_h + p) * KW * kChannelBlock + cv * L;
+        // Output row y - p, from its first column (past the KW - 1 zero positions).
+        const float* row = dzh + block * block_floats +
+                           ((y - p) * dzh_width + KW - 1) * kChannelBlock + cv * L;
+        V d[Wo];
+#pragma GCC unroll 16
+        for (int m = 0; m < Wo; ++m) d[m] = Simd::load(row + m * kChannelBlock);
+#pragma GCC unroll 8
+        for (int q = 0; q < KW; ++q) {
+          const V weight = Simd::load(weights + q * kChannelBlock);
+#pragma GCC unroll 16
+          for (int m = 0; m < Wo; ++m) sum[m + q] = Simd::fmadd(d[m], weight, sum[m + q]);
+        }
+      }
+  Simd::template store_sums<W>(sum, dx + (c * g.height + y) * g.width);
+}
+
 template <class Simd>
 class ByChannel final : public DirectConvolution<float> {
  public:
@@ -508,6 +546,22 @@ class ByChannel final : public DirectConvolution<float> {
                     static_cast<std::size_t>(g_.out_w * kChannelBlock) * sizeof(float));
     }
     constexpr int X = Simd::kLanes;
+    // Exact taps where a row fits one block of sums and the kernel is one of the common widths
+    // (each pair a compile-time shape); padded rows otherwise.
+    if (g_.padding == 0 && g_.width <= X && (g_.kernel_w == 3 || g_.kernel_w == 5)) {
+      with_constant<X>(g_.width, [&](auto width) {
+        const auto rows = [&](auto kernel_w) {
+          if constexpr (int{width} >= int{kernel_w})
+            for (std::int64_t c = 0; c < g_.in_channels; ++c)
+              for (std::int64_t y = 0; y < g_.height; ++y)
+                channel_grad_x_row<Simd, width, kernel_w>(g_, dzh, dzh_width_, w_t_.get(), c, y,
+                                                          dx_n);
+        };
+        if (g_.kernel_w == 3) rows(std::integral_constant<int, 3>{});
+        else rows(std::integral_constant<int, 5>{});
+      });
+      return;
+    }
     for (std::int64_t c = 0; c < g_.in_channels; ++c)
       for (std::int64_t y = 0; y < g_.height; ++y)
         for (std::int64_t x0 = 0; x0 < g_.width; x0 += X)
