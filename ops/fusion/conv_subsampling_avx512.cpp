@@ -32,8 +32,9 @@ struct Avx512 {
   static constexpr int kWidthGradChannels = 3;
   // Forward by channel: 10 positions of a row (LeNet's 10-column C3 in one block).
   static constexpr int kChannelPositions = 10;
-  // grad_w by channel: two kernel rows of 5 taps.
-  static constexpr int kChannelGradSums = 12;
+  // grad_w by channel: up to 25 tap sums (a 5 x 5 kernel whole), so that each position's dz is
+  // loaded once for all the taps.
+  static constexpr int kChannelGradSums = 25;
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
