@@ -86,8 +86,8 @@ bool subsample_2x2_adjoint(Isa isa, std::int64_t channels, std::int64_t height,
                            float* grad_weight, float* grad_bias);
 
 // The vectorised kernels: null when the build's CPU lacks the instructions or g is not covered
-// (stride other than 1, kernel wider than 8). Defined in direct_conv_avx512.cpp and
-// direct_conv_avx2.cpp.
+// (stride other than 1, kernel wider than 8). Defined in conv_subsampling_avx512.cpp and
+// conv_subsampling_avx2.cpp.
 std::shared_ptr<DirectConvolution<float>> direct_convolution_avx512(const ConvGeometry& g,
                                                                     const float* w);
 std::shared_ptr<DirectConvolution<float>> direct_convolution_avx2(const ConvGeometry& g,

@@ -1,5 +1,6 @@
 // The plain loops of the direct convolution (every geometry, both dtypes: the reference), the choice
-// of kernels, and the thread's instruction-set limit.
+// of kernels for each step of conv2d_scaled_tanh_subsampling2d, and the thread's instruction-set
+// limit.
 #include "ops/fusion/conv_subsampling.hpp"
 
 #include <algorithm>

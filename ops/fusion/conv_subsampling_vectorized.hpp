@@ -1,19 +1,22 @@
-// The vectorised direct convolution (ops/fusion/conv_subsampling.hpp), written once for any register
-// width: direct_conv_avx512.cpp instantiates it with 16-float registers, direct_conv_avx2.cpp with
-// 8-float ones. Internal to those two files, which include it only when built for AVX2 or wider.
+// The vectorised kernels of conv2d_scaled_tanh_subsampling2d (ops/fusion/conv_subsampling.hpp),
+// written once for any register width: conv_subsampling_avx512.cpp instantiates them with 16-float
+// registers, conv_subsampling_avx2.cpp with 8-float ones. Internal to those two files, which
+// include it only when built for AVX2 or wider.
 //
-// Two layouts, chosen by shape, as the fused conv + max-pool kernels have them (conv_pool_*.cpp):
+// The direct convolution, in two layouts chosen by shape, as the fused conv + max-pool kernels have
+// them (conv_pool_*.cpp):
 //   - by width (few output channels, wide images: the 1998 LeNet-5's C1, 6 channels of 28
 //     columns): a register holds neighbouring outputs of one channel. The forward keeps rows x
 //     vectors x channels sums and loads each input vector once per tap for all channels; grad_w
-//     keeps one sum per tap of a few kernel rows and takes dz a vector at a time; grad_x is the
-//     forward of the flipped kernel over dz padded by the kernel's size.
+//     keeps the taps of a kernel row for a few channels, each input vector loaded once for them;
+//     grad_x is the forward of the flipped kernel over dz padded by the kernel's size.
 //   - by channel (16k output channels, small images: C3, 16 channels of 10 columns): a register
 //     (two on AVX2) holds the 16 channels of one position, the weights reordered channels
 //     innermost. The forward keeps a row of positions, each input a broadcast; grad_w keeps the
 //     taps of a few kernel rows, dz loaded once per position; grad_x sums, for each input
-//     position, dz times the weights of every tap that reaches it over the 16 channels, and adds
-//     the lanes of 16 (8) such sums at once.
+//     position, dz times the weights of every tap that reaches it over the 16 channels (exactly
+//     those taps where a row fits one block of sums), and adds the lanes of 16 (8) such sums at
+//     once.
 // The convolution's results go through NCHW buffers in both, so that the fused op's other steps
 // and the plain loops read the same layout.
 //
@@ -24,12 +27,11 @@
 // Simd supplies the register type V, kLanes floats wide, and:
 //   zero(), set1(v), load(p), store(p, v), load_first(p, n), store_first(p, v, n) (lanes >= n
 //   are 0 on load, untouched on store), broadcast(p), fmadd(a, b, c) = a b + c, add(a, b),
-//   sum(v) (of its lanes), store_sums<X>(v[X], out) (out[k] = sum(v[k]), X <= kLanes),
+//   mul(a, b), fnmadd(a, b, c) = c - a b, sum(v) (of its lanes), store_sums<X>(v[X], out)
+//   (out[k] = sum(v[k]), X <= kLanes), pair_sums(a, b) (a0 + a1, a2 + a3, .., then b's pairs),
+//   spread_low(v), spread_high(v) (v's first or last kLanes / 2 lanes each twice: v0 v0 v1 v1 ..),
 //   hide(p) (keeps a pointer opaque, so that a broadcast stays a memory operand), hold(v) (keeps a
-//   loaded value in a register, so that it is not loaded again as each multiply-add's operand),
-//   mul(a, b),
-//   fnmadd(a, b, c) = c - a b, pair_sums(a, b) (a0 + a1, a2 + a3, .., then b's pairs),
-//   spread_low(v), spread_high(v) (v's first or last kLanes / 2 lanes each twice: v0 v0 v1 v1 ..);
+//   loaded value in a register, so that it is not loaded again as each multiply-add's operand);
 // and the block sizes, in accumulators that fit its registers:
 //   kWidthRows, kWidthVectors, kWidthChannels   forward by width
 //   kWidthGradChannels                          grad_w by width, output channels per pass
