@@ -12,7 +12,7 @@ namespace nn {
 namespace {
 
 // f(a) = 1.7159 tanh(2a / 3) (appendix A): f(1) = 1, f(-1) = -1.
-ag::Variable squash(const ag::Variable& a) { return 1.7159 * ag::tanh(a * (2.0 / 3.0)); }
+ag::Variable squash(const ag::Variable& a) { return ag::scaled_tanh(a, 1.7159, 2.0 / 3.0); }
 
 // Table I: which S2 maps (rows) feed each C3 map (columns).
 constexpr std::array<const char*, 6> kTableI{
@@ -61,9 +61,7 @@ Subsampling::Subsampling(std::int64_t channels) {
 }
 
 ag::Variable Subsampling::forward(const ag::Variable& x) const {
-  const std::int64_t channels = weight.shape()[0];
-  const ag::Variable window_sum = 4.0 * ag::avg_pool2d(x, 2);            // [N, C, H/2, W/2]
-  return window_sum * ag::reshape(weight, {channels, 1, 1}) + ag::reshape(bias, {channels, 1, 1});
+  return ag::subsampling2d(x, weight, bias, 2);  // [N, C, H/2, W/2]
 }
 
 LeNet1998::RbfPrototypes::RbfPrototypes() {
@@ -95,14 +93,15 @@ LeNet1998::LeNet1998(ag::Generator& gen, Criterion criterion)
     const ag::Tensor w = paper_uniform({6, 5, 5}, fan_in, gen);
     for (std::int64_t c = 0; c < 6; ++c) {
       const bool connected = kTableI[static_cast<std::size_t>(c)][o] == 'X';
-      mask.push_back(connected ? 1.0 : 0.0);
+      mask.insert(mask.end(), 25, connected ? 1.0 : 0.0);
       for (std::int64_t k = 0; k < 25; ++k)
         c3_weight.set((o * 6 + c) * 25 + k, connected ? w.at(c * 25 + k) : 0.0);
     }
   }
   c3.weight.mutable_value() = c3_weight;
   c3.bias.mutable_value().fill(0);
-  c3_mask_ = ag::Variable(ag::Tensor::from({16, 6, 1, 1}, mask));
+  for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
+    c3_mask_[static_cast<std::size_t>(dtype)] = ag::Variable(ag::Tensor::from({16, 6, 5, 5}, mask, dtype));
   c5.weight.mutable_value() = paper_uniform({120, 16, 5, 5}, 400, gen);
   c5.bias.mutable_value().fill(0);
   f6.weight.mutable_value() = paper_uniform({84, 120}, 120, gen);
@@ -122,14 +121,13 @@ ag::Variable LeNet1998::forward(const ag::Variable& input) const {
   x = squash(c1(x));                                                         // [N, 6, 28, 28]
   x = squash(s2(x));                                                         // [N, 6, 14, 14]
   // Off Table I the weights are multiplied by 0: they get no gradient and stay 0.
-  const Variable mask = c3_mask_.dtype() == c3.weight.dtype() ? c3_mask_ : Variable(c3_mask_.value().to(c3.weight.dtype()));
+  const Variable& mask = c3_mask_[static_cast<std::size_t>(c3.weight.dtype())];
   x = squash(conv2d(x, c3.weight * mask, c3.bias));                          // [N, 16, 10, 10]
   x = squash(s4(x));                                                         // [N, 16, 5, 5]
   x = squash(flatten(c5(x)));                                                // [N, 120]
   x = squash(f6(x));                                                         // [N, 84]
   // Euclidean RBF: y_i = sum_j (x_j - c_ij)^2.
-  const Variable difference = reshape(x, {x.shape()[0], 1, 84}) - reshape(output.centers, {1, 10, 84});
-  return sum(pow(difference, 2), {2});                                       // [N, 10]
+  return squared_distances(x, output.centers);                              // [N, 10]
 }
 
 ag::Variable LeNet1998::loss(const ag::Variable& output, std::span<const std::int64_t> targets) const {

@@ -19,7 +19,7 @@ namespace nn {
 /// background) given as (p / 255 - mean) / std.
 struct InputSpec {
   std::int64_t channels = 1, height = 28, width = 28;
-  Normalization normalization;
+  Normalization normalization = {};
 };
 
 class Model : public Module {

@@ -1,4 +1,4 @@
-// Activation functions: relu, tanh, sigmoid.
+// Activation functions: relu, tanh, scaled_tanh, sigmoid.
 #include "ops/activation.hpp"
 
 #include <cmath>
@@ -6,6 +6,13 @@
 #include "autograd/eigen.hpp"
 #include "ops/fusion/fusion.hpp"
 #include "ops/kernels/elementwise.hpp"
+
+// GCC 12 reports the deliberately undefined pass-through operand inside the AVX-512 intrinsics
+// of Eigen's vectorised tanh (_mm512_undefined_ps) as "may be used uninitialized" (GCC bug 105593,
+// fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace ag {
 
@@ -51,6 +58,41 @@ Variable tanh(const Variable& x) {
       [saved_y](const Tensor& h, const Tensor&, const GradMask&) {
         return TensorList{zip_elements(saved_y.unpack(), h, [](auto y, auto h) {
           const auto slope = 1 - y * y;
+          return slope * slope * h;
+        })};
+      });
+}
+
+Variable scaled_tanh(const Variable& x, double amplitude, double slope) {
+  if (!x.defined()) fail("scaled_tanh", "undefined input");
+  if (amplitude == 0) fail("scaled_tanh", "amplitude must not be 0");
+  // A scaled tanh over a deferred conv2d stays deferred, for a subsampling2d to fuse
+  // (ops/fusion/fusion.hpp).
+  if (Variable fused = fuse_scaled_tanh(x, amplitude, slope); fused.defined()) return fused;
+  // The same roundings as amplitude * tanh(x * slope) in three ops: each factor rounded to T, the
+  // products and tanh element by element.
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    as_array<T>(y) = T(amplitude) * (as_array<T>(x.value()) * T(slope)).tanh();
+  });
+  // Saves the output y (shared with the result): dy/dx = slope * amplitude * (1 - tanh^2)
+  // = (slope / amplitude) * (amplitude^2 - y^2).
+  const SavedTensor saved_y =
+      needs_grad({x}) ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
+  const auto derivative = [ratio = slope / amplitude, square = amplitude * amplitude](auto y) {
+    using T = decltype(y);
+    return T(ratio) * (T(square) - y * y);
+  };
+  return record(
+      std::move(y), "scaled_tanh", {x},
+      [saved_y, derivative](const Tensor& dy, const GradMask&) {
+        return TensorList{
+            zip_elements(saved_y.unpack(), dy, [&](auto y, auto g) { return g * derivative(y); })};
+      },
+      // Curvature, Gauss-Newton: (dy/dx)^2 h.
+      [saved_y, derivative](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{zip_elements(saved_y.unpack(), h, [&](auto y, auto h) {
+          const auto slope = derivative(y);
           return slope * slope * h;
         })};
       });

@@ -90,6 +90,11 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   if (fusion_enabled()) return defer_conv2d(x, w, b, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   const bool has_bias = b.defined();
+  // A kernel that covers the whole unpadded input (the 1998 LeNet-5's C5) has one position, whose
+  // columns are the image itself: the convolution is one product over the batch,
+  //   y:[N, Cout] = x:[N, K] w:[Cout, K]^T + b,
+  // instead of a matrix-vector product per image, each streaming all the weights.
+  const bool whole_input = g.padding == 0 && g.kernel_h == g.height && g.kernel_w == g.width;
   const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
   const std::int64_t image_size = g.in_channels * g.height * g.width;
 
@@ -99,15 +104,25 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   // so that the backward need not rebuild them. Kept for large batches they would hold K/Cin =
   // KH*KW times the memory of x; rebuilt, an im2col costs far less than the GEMMs around it.
   constexpr std::int64_t kKeptColumns = 1 << 18;
-  const bool keep_cols = needs_grad(inputs) && w.requires_grad() && g.batch * k * p <= kKeptColumns;
+  const bool keep_cols =
+      needs_grad(inputs) && w.requires_grad() && !whole_input && g.batch * k * p <= kKeptColumns;
   Tensor kept_cols = keep_cols ? Tensor::empty({g.batch, k, p}, x.dtype()) : Tensor{};
 
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    Tensor scratch = keep_cols ? Tensor{} : Tensor::empty({g.patch(), g.pixels()}, x.dtype());
     const T* x_data = x.value().template data<T>();
     const T* w_data = w.value().template data<T>();
     T* y_data = y.data<T>();
+    if (whole_input) {
+      if (has_bias)
+        for (std::int64_t n = 0; n < g.batch; ++n)
+          std::copy_n(b.value().template data<T>(), cout, y_data + n * cout);
+      // One image: a matrix-vector product (as linear), which a GEMM's packing would only slow.
+      if (g.batch == 1) kernels::gemv(cout, k, w_data, x_data, /*accumulate=*/has_bias, y_data);
+      else gemm(false, true, g.batch, cout, k, x_data, w_data, /*accumulate=*/has_bias, y_data);
+      return;
+    }
+    Tensor scratch = keep_cols ? Tensor{} : Tensor::empty({g.patch(), g.pixels()}, x.dtype());
     for (std::int64_t n = 0; n < g.batch; ++n) {
       T* y_n = y_data + n * g.out_channels * g.pixels();
       if (has_bias) {
@@ -134,15 +149,36 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   //   [2] b:[Cout]          sum over n, i, j of t
   // The backward is adjoint(dy, x, w); the curvature rule, adjoint(h, x^2, w^2) (y is linear in
   // each input, and a shared weight sums the terms of the connections that share it).
-  auto adjoint = [g, has_bias](const Tensor& t, const Tensor& x, const Tensor& given_cols, const Tensor& w,
-                               const GradMask& needs) {
+  // With a kernel over the whole input, [0] and [1] are products over the batch:
+  //   [0] x:[N, K] = t:[N, Cout] w:[Cout, K]    [1] w:[Cout, K] = t^T:[Cout, N] x:[N, K]
+  auto adjoint = [g, has_bias, whole_input](const Tensor& t, const Tensor& x,
+                                            const Tensor& given_cols, const Tensor& w,
+                                            const GradMask& needs) {
     const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
     const std::int64_t image_size = g.in_channels * g.height * g.width;
     TensorList results(has_bias ? 3 : 2);
     dispatch(t.dtype(), [&]<class T>() {
       const T* t_data = t.data<T>();
-      Tensor cols({g.patch(), g.pixels()}, t.dtype());  // scratch: cols[n], then w^T t[n]
-      if (needs[0]) {
+      if (whole_input && needs[0]) {  // both products overwrite their whole result
+        Tensor result = Tensor::empty({g.batch, g.in_channels, g.height, g.width}, t.dtype());
+        gemm(false, false, g.batch, k, cout, t_data, w.data<T>(), /*accumulate=*/false,
+             result.data<T>());
+        results[0] = result;
+      }
+      if (whole_input && needs[1]) {
+        Tensor result = Tensor::empty({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
+        T* dw = result.data<T>();
+        const T* x_data = x.data<T>();
+        // One image: an outer product, which a GEMM would pack and block for nothing.
+        if (g.batch == 1)
+          for (std::int64_t o = 0; o < cout; ++o)
+            for (std::int64_t i = 0; i < k; ++i) dw[o * k + i] = t_data[o] * x_data[i];
+        else gemm(true, false, cout, k, g.batch, t_data, x_data, /*accumulate=*/false, dw);
+        results[1] = result;
+      }
+      // scratch: cols[n], then w^T t[n]
+      Tensor cols = whole_input ? Tensor{} : Tensor({g.patch(), g.pixels()}, t.dtype());
+      if (!whole_input && needs[0]) {
         Tensor result({g.batch, g.in_channels, g.height, g.width}, t.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
           gemm(true, false, k, p, cout, w.data<T>(), t_data + n * cout * p, /*accumulate=*/false,
@@ -151,7 +187,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         }
         results[0] = result;
       }
-      if (needs[1]) {
+      if (!whole_input && needs[1]) {
         Tensor result({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, t.dtype());
         for (std::int64_t n = 0; n < g.batch; ++n) {
           const T* cols_n = cols.data<T>();

@@ -65,8 +65,8 @@ std::string default_weights(const nn::ModelEntry& entry);
 /// A registered model with the weights of a file.
 struct LoadedModel {
   const nn::ModelEntry* entry = nullptr;
-  std::unique_ptr<nn::Model> model;
-  nn::Metadata metadata;  // the file's
+  std::unique_ptr<nn::Model> model = {};
+  nn::Metadata metadata = {};  // the file's
 };
 
 /// entry's model with the weights of `path` (refused, naming both, if the file records another

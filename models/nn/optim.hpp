@@ -178,8 +178,8 @@ struct LrSchedule {
   double gamma = 0.1;
   double min_lr = 0.0;
   std::int64_t warmup_steps = 0;
-  std::vector<std::int64_t> boundaries;  // Piecewise
-  std::vector<double> factors;           // Piecewise, one per boundary
+  std::vector<std::int64_t> boundaries = {};  // Piecewise
+  std::vector<double> factors = {};           // Piecewise, one per boundary
 
   double lr_at(std::int64_t step) const;
 };

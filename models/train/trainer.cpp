@@ -165,7 +165,7 @@ Trainer::Trainer(const TrainOptions& options, const MnistSplit& train, const Mni
   if (r.schedule == "lecun1998") {
     // LeCun et al. 1998, III-C: eta 0.0005 for passes 1-2, 0.0002 for 3-5, 0.0001 for 6-8,
     // 0.00005 for 9-12, 0.00001 for 13-20; as factors of --lr (0.0005 gives the paper's).
-    for (const auto [epoch, factor] : {std::pair{0, 1.0}, {2, 0.4}, {5, 0.2}, {8, 0.1}, {12, 0.02}}) {
+    for (const auto& [epoch, factor] : {std::pair{0, 1.0}, {2, 0.4}, {5, 0.2}, {8, 0.1}, {12, 0.02}}) {
       schedule_.boundaries.push_back(epoch * steps_per_epoch_);
       schedule_.factors.push_back(factor);
     }

@@ -37,7 +37,7 @@ struct TrainOptions {
   Communicator* ranks = nullptr;
   std::int64_t limit = 0;       // use only the first N training examples (0: all)
   std::int64_t log_every = 100;  // steps between step reports
-  std::string checkpoint;        // written at each epoch's end, every checkpoint_every steps, on stop
+  std::string checkpoint = {};   // written at each epoch's end, every checkpoint_every steps, on stop
   std::int64_t checkpoint_every = 0;
   /// Also evaluate the whole training set after each epoch (the training error of LeCun et al.'s
   /// Fig. 5, rather than the running one of the epoch's batches).
@@ -90,8 +90,8 @@ struct EpochReport {
   std::int64_t epoch = 0, epochs = 0;  // 0-based
   double seconds = 0;                  // since the run (or its resumption) started
   double train_accuracy = 0;  // of the epoch's batches, as they were trained on
-  Evaluation test;
-  Evaluation train_set;  // the whole training set after the epoch, with evaluate_training_set
+  Evaluation test = {};
+  Evaluation train_set = {};  // the whole training set after the epoch, with evaluate_training_set
 };
 
 struct TrainCallbacks {

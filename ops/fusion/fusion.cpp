@@ -1,5 +1,6 @@
 // conv2d_max_pool2d (forward and backward side by side), and the fusion rules that let
-// max_pool2d(relu(conv2d(...))) reach it from an ordinary model script.
+// max_pool2d(relu(conv2d(...))) and subsampling2d(scaled_tanh(conv2d(...))) reach their fused ops
+// from an ordinary model script.
 #include "ops/fusion/fusion.hpp"
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "ops/activation.hpp"
 #include "ops/conv2d.hpp"
 #include "ops/fusion/conv_pool.hpp"
+#include "ops/pool.hpp"
 
 namespace ag {
 
@@ -129,9 +131,12 @@ std::uint64_t version_of(const Variable& v) {
   return !v.defined() || v.deferred() ? 0 : v.value().version();
 }
 
+// The activation a deferred conv2d is followed by, itself deferred.
+enum class Activation { None, Relu, ScaledTanh };
+
 // What a deferred conv2d remembers: its arguments, and the versions of their storage when conv2d
-// was called. A deferred "conv2d, then relu" also holds the deferred conv2d it was applied to, in
-// `conv`, and takes its versions from it.
+// was called. A deferred "conv2d, then relu" (or scaled tanh) also holds the deferred conv2d it
+// was applied to, in `conv`, and takes its versions from it.
 class DeferredConv2d final : public Deferred {
  public:
   DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
@@ -142,10 +147,12 @@ class DeferredConv2d final : public Deferred {
         b(std::move(b)),
         stride(stride),
         padding(padding),
+        curvature(curvature_enabled()),
         versions{version_of(this->x), version_of(this->w), version_of(this->b)} {}
 
-  // relu over the deferred conv2d `pending`, held by the Variable `conv`.
-  DeferredConv2d(const DeferredConv2d& pending, Variable conv)
+  // An activation over the deferred conv2d `pending`, held by the Variable `conv`.
+  DeferredConv2d(const DeferredConv2d& pending, Variable conv, Activation activation,
+                 double amplitude = 1, double slope = 1)
       : Deferred(pending.shape(), pending.dtype()),
         x(pending.x),
         w(pending.w),
@@ -153,14 +160,18 @@ class DeferredConv2d final : public Deferred {
         stride(pending.stride),
         padding(pending.padding),
         conv(std::move(conv)),
+        activation(activation),
+        amplitude(amplitude),
+        slope(slope),
+        curvature(pending.curvature),
         versions{pending.versions[0], pending.versions[1], pending.versions[2]} {}
-
-  bool relu() const { return conv.defined(); }
 
   // The unfused ops, exactly as the model script wrote them.
   Variable compute() const override {
     NoFusionGuard unfused;
-    if (relu()) return ag::relu(conv);  // conv checks its own inputs when it is computed
+    // conv checks its own inputs when it is computed
+    if (activation == Activation::Relu) return ag::relu(conv);
+    if (activation == Activation::ScaledTanh) return ag::scaled_tanh(conv, amplitude, slope);
     check_inputs_unchanged();
     return conv2d(x, w, b, stride, padding);
   }
@@ -184,16 +195,104 @@ class DeferredConv2d final : public Deferred {
     }
   }
 
+  // Whether a fused op over this chain records what the unfused ops would: the same grad mode
+  // for the convolution as when it was deferred (the chain's `requires_grad` says), the same
+  // curvature mode, and the convolution not computed meanwhile for another use (fusing would
+  // compute it a second time).
+  bool fusable_with(const Variable& chain) const {
+    if (activation != Activation::None && !conv.deferred()) return false;
+    if (curvature != curvature_enabled()) return false;
+    return needs_grad({chain}) == needs_grad({x, w, b});
+  }
+
   Variable x, w, b;
   std::int64_t stride, padding;
   Variable conv;
-  std::uint64_t versions[3];  // of x, w, b
+  Activation activation = Activation::None;
+  double amplitude = 1, slope = 1;  // of Activation::ScaledTanh
+  bool curvature;                   // whether a CurvatureGuard was alive at conv2d
+  std::uint64_t versions[3];        // of x, w, b
 };
 
 const DeferredConv2d* deferred_conv2d(const Variable& x) {
   const Deferred* d = x.deferred();
   return d && typeid(*d) == typeid(DeferredConv2d) ? static_cast<const DeferredConv2d*>(d)
                                                    : nullptr;
+}
+
+// What a deferred subsampling2d over a deferred "conv2d, then scaled_tanh" (the chain) remembers:
+// the chain, its own arguments and their versions, and the modes it was called in. A scaled_tanh
+// over it runs the chain and both tanhs as one op; any other use runs the chain without the second.
+class DeferredSubsampling final : public Deferred {
+ public:
+  DeferredSubsampling(Shape shape, DType dtype, Variable chain, Variable weight, Variable bias,
+                      std::int64_t kernel, std::int64_t stride)
+      : Deferred(std::move(shape), dtype),
+        chain(std::move(chain)),
+        weight(std::move(weight)),
+        bias(std::move(bias)),
+        kernel(kernel),
+        stride(stride),
+        grad(grad_enabled()),
+        curvature(curvature_enabled()),
+        versions{version_of(this->weight), version_of(this->bias)} {}
+
+  Variable compute() const override { return run(std::nullopt); }
+
+  // Whether a scaled_tanh called now records what the unfused ops would: the modes are those
+  // subsampling2d was called in.
+  bool joinable() const { return grad == grad_enabled() && curvature == curvature_enabled(); }
+
+  // The chain as one op, with `tanh_after` if given. If the convolution or its tanh was computed
+  // meanwhile (another use), fusing would compute it again: the rest runs unfused over it.
+  Variable run(const std::optional<ScaledTanhOptions>& tanh_after) const {
+    check_inputs_unchanged();
+    if (const DeferredConv2d* pending = deferred_conv2d(chain);
+        pending && pending->fusable_with(chain)) {
+      pending->check_inputs_unchanged();
+      return conv2d_scaled_tanh_subsampling2d(
+          pending->x, pending->w, pending->b, weight, bias,
+          {.stride = pending->stride,
+           .padding = pending->padding,
+           .tanh = {.amplitude = pending->amplitude, .slope = pending->slope},
+           .pool_kernel = kernel,
+           .pool_stride = stride,
+           .tanh_after = tanh_after});
+    }
+    NoFusionGuard unfused;
+    const Variable y = subsampling2d(chain, weight, bias, kernel, stride);
+    return tanh_after ? scaled_tanh(y, tanh_after->amplitude, tanh_after->slope) : y;
+  }
+
+  // As DeferredConv2d's: the pool's weight and bias are read when the chain runs.
+  void check_inputs_unchanged() const {
+    const Variable* inputs[] = {&weight, &bias};
+    for (int i = 0; i < 2; ++i) {
+      const std::uint64_t now = version_of(*inputs[i]);
+      if (now == versions[i]) [[likely]]
+        continue;
+      const std::string& name = inputs[i]->name();
+      fail("subsampling2d",
+           "input " + std::to_string(i + 1) + (name.empty() ? "" : " ('" + name + "')") +
+               " was modified in place after subsampling2d was called and before its deferred "
+               "result was computed (version " +
+               std::to_string(versions[i]) + ", now " + std::to_string(now) +
+               "); use the result before modifying its inputs, or compute it at once under "
+               "NoFusionGuard");
+    }
+  }
+
+  Variable chain, weight, bias;
+  std::int64_t kernel, stride;
+  bool grad, curvature;       // the modes subsampling2d was called in
+  std::uint64_t versions[2];  // of weight, bias
+};
+
+const DeferredSubsampling* deferred_subsampling(const Variable& x) {
+  const Deferred* d = x.deferred();
+  return d && typeid(*d) == typeid(DeferredSubsampling)
+             ? static_cast<const DeferredSubsampling*>(d)
+             : nullptr;
 }
 
 }  // namespace
@@ -211,29 +310,59 @@ Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, s
 Variable fuse_relu(const Variable& x) {
   if (!fusion_mode) return {};
   const DeferredConv2d* pending = deferred_conv2d(x);
-  if (!pending || pending->relu()) return {};
+  if (!pending || pending->activation != Activation::None) return {};
   // The inputs' versions are checked when the chain is computed or pooled.
+  return Variable::defer(std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{},
+                                                              *pending, x, Activation::Relu),
+                         needs_grad({x}));
+}
+
+Variable fuse_scaled_tanh(const Variable& x, double amplitude, double slope) {
+  if (!fusion_mode) return {};
+  if (const DeferredSubsampling* subsampling = deferred_subsampling(x);
+      subsampling && subsampling->joinable())
+    return subsampling->run(ScaledTanhOptions{.amplitude = amplitude, .slope = slope});
+  const DeferredConv2d* pending = deferred_conv2d(x);
+  if (!pending || pending->activation != Activation::None) return {};
   return Variable::defer(
-      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, *pending, x),
+      std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{}, *pending, x,
+                                           Activation::ScaledTanh, amplitude, slope),
       needs_grad({x}));
 }
 
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
   if (!fusion_mode) return {};
   const DeferredConv2d* pending = deferred_conv2d(x);
-  if (!pending || kernel > 15) return {};
+  if (!pending || pending->activation == Activation::ScaledTanh || kernel > 15) return {};
   // The convolution under the relu was computed meanwhile (it had another use): fusing would
   // compute it a second time, so pool what is there.
-  if (pending->relu() && !pending->conv.deferred()) return {};
+  if (pending->activation == Activation::Relu && !pending->conv.deferred()) return {};
   // The fused op must record what the unfused ones would (a grad mode change in between).
   if (needs_grad({x}) != needs_grad({pending->x, pending->w, pending->b})) return {};
   pending->check_inputs_unchanged();
   return conv2d_max_pool2d(pending->x, pending->w, pending->b,
                            {.stride = pending->stride,
                             .padding = pending->padding,
-                            .relu = pending->relu(),
+                            .relu = pending->activation == Activation::Relu,
                             .pool_kernel = kernel,
                             .pool_stride = stride});
+}
+
+Variable fuse_subsampling2d(const Variable& x, const Variable& weight, const Variable& bias,
+                            std::int64_t kernel, std::int64_t stride) {
+  if (!fusion_mode) return {};
+  const DeferredConv2d* pending = deferred_conv2d(x);
+  if (!pending || pending->activation != Activation::ScaledTanh || !pending->fusable_with(x))
+    return {};
+  pending->check_inputs_unchanged();
+  const Shape& shape = x.shape();
+  return Variable::defer(
+      std::allocate_shared<DeferredSubsampling>(
+          CachingAllocator<DeferredSubsampling>{},
+          Shape{shape[0], shape[1], (shape[2] - kernel) / stride + 1,
+                (shape[3] - kernel) / stride + 1},
+          x.dtype(), x, weight, bias, kernel, stride),
+      needs_grad({x, weight, bias}));
 }
 
 }  // namespace ag

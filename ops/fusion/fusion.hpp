@@ -2,29 +2,40 @@
 // written op by op gets the fused speed without asking for it.
 //
 // Which chains fuse, and where:
-//   conv2d -> relu -> max_pool2d     conv2d_max_pool2d with relu
-//   conv2d -> max_pool2d             conv2d_max_pool2d without relu
-// for any convolution (stride, padding, with or without bias), any square pooling window up to
-// 15 and any pooling stride, float32 or float64, with or without gradients. Which kernel runs:
-//   float32, convolution stride 1, 2x2 pooling with stride 2 (LeNet-5's conv1 and conv2):
-//     AVX-512 kernels (ops/fusion/conv_pool_avx512.cpp) when the build's CPU has AVX-512,
-//     else AVX2 (conv_pool_avx2.cpp; by width only for kernels up to 8 wide);
-//   everything else: the plain loops of conv_pool.hpp, over the same sums.
+//   conv2d -> relu -> max_pool2d               conv2d_max_pool2d with relu
+//   conv2d -> max_pool2d                       conv2d_max_pool2d without relu
+//   conv2d -> scaled_tanh -> subsampling2d     conv2d_scaled_tanh_subsampling2d
+//     (-> scaled_tanh)                           with the scaled tanh after the subsampling
+// for any convolution (stride, padding, with or without bias), any square pooling window (up to 15
+// for max_pool2d) and any pooling stride, float32 or float64, with or without gradients. Which
+// kernel runs:
+//   conv2d_max_pool2d: float32, convolution stride 1, 2x2 pooling with stride 2 (LeNet-5's conv1
+//     and conv2): AVX-512 kernels (ops/fusion/conv_pool_avx512.cpp) when the build's CPU has
+//     AVX-512, else AVX2 (conv_pool_avx2.cpp; by width only for kernels up to 8 wide); everything
+//     else: the plain loops of conv_pool.hpp, over the same sums.
+//   conv2d_scaled_tanh_subsampling2d: one image at a time, the convolution by the direct kernels
+//     of ops/fusion/conv_subsampling.hpp (AVX-512 or AVX2 for float32 at stride 1, else plain loops),
+//     then the scaled tanh and the subsampling of that image while it is in the caches.
 // Nothing else fuses: conv2d followed by any other op (tanh, avg_pool2d, a second use of its
 // output) computes conv2d the ordinary way when that op asks for its value.
 //
 // How: with fusion on (the default), conv2d does not compute anything yet: it returns a deferred
-// Variable (autograd/variable.hpp) that remembers its arguments. relu over such a Variable returns
-// another deferred one ("conv2d, then relu"), and max_pool2d over either runs conv2d_max_pool2d
-// below: one pass that convolves, adds the bias, applies relu and pools, and keeps only which
-// element of each window won. Its backward sends each gradient to the winner alone, so the
-// convolution's backward touches a quarter of the positions. Any other use of a deferred Variable
-// (its value, its node, another op) computes it with the ordinary ops, so the result never
-// depends on whether fusion happened, only its speed. The unfused ops stay the reference:
-// tests/ops/fusion_test.cpp compares the two paths in float64, and NoFusionGuard turns fusion off.
+// Variable (autograd/variable.hpp) that remembers its arguments. relu or scaled_tanh over such a
+// Variable returns another deferred one ("conv2d, then relu"), and max_pool2d over the conv2d or
+// its relu runs conv2d_max_pool2d below: one pass that convolves, adds the bias, applies relu and
+// pools, and keeps only which element of each window won. Its backward sends each gradient to the
+// winner alone, so the convolution's backward touches a quarter of the positions. subsampling2d
+// over a scaled tanh of a conv2d defers in turn; a scaled_tanh over that runs
+// conv2d_scaled_tanh_subsampling2d with both tanhs, and any other use runs it without the second.
+// Any other use of a deferred conv2d or its activation (its value, its node, another op) computes
+// it with the ordinary ops, so the result never depends on whether fusion happened, only its speed
+// (and, in float32, the order of its sums). The unfused ops stay the reference:
+// tests/ops/fusion_test.cpp and tests/ops/conv_subsampling_test.cpp compare the two paths, and
+// NoFusionGuard turns fusion off.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "autograd/variable.hpp"
 
@@ -51,6 +62,38 @@ struct ConvPoolOptions {
 Variable conv2d_max_pool2d(const Variable& x, const Variable& w, const Variable& b,
                            const ConvPoolOptions& options);
 
+/// amplitude * tanh(slope * v), as scaled_tanh computes it; amplitude != 0.
+struct ScaledTanhOptions {
+  double amplitude = 1;
+  double slope = 1;
+};
+
+struct ConvSubsamplingOptions {
+  std::int64_t stride = 1;                           // of the convolution
+  std::int64_t padding = 0;                          // of the convolution, zeros
+  ScaledTanhOptions tanh = {};                       // between the convolution and the subsampling
+  std::int64_t pool_kernel = 2;                      // square window
+  std::int64_t pool_stride = 0;                      // 0: same as pool_kernel
+  std::optional<ScaledTanhOptions> tanh_after = {};  // after the subsampling, if any
+};
+
+/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, stride, padding), tanh), pool_weight, pool_bias,
+/// pool_kernel, pool_stride), then scaled_tanh(y, tanh_after) when given; one image at a time:
+///   z = conv2d(x);  a = amplitude tanh(slope z);  p[c] = pool_weight[c] (window sum of a) + pool_bias[c]
+///   y = p, or amplitude' tanh(slope' p)
+///   dp = dy, or dy (slope' / amplitude')(amplitude'^2 - y^2);  da = dp pool_weight[c] on every
+///   element of its window;  dz = da (slope / amplitude)(amplitude^2 - a^2);
+///   dx, dw, db: conv2d's backward of dz;  dpool_weight, dpool_bias: subsampling2d's of dp.
+/// Its curvature rule is the ops' (Gauss-Newton through each tanh): the same adjoint with every
+/// factor squared.
+/// x:[N, Cin, H, W]  w:[Cout, Cin, KH, KW]  b:[Cout] or undefined  pool_weight:[Cout]
+/// pool_bias:[Cout] or undefined -> y:[N, Cout, Ph, Pw], Ho = (H + 2 padding - KH) / stride + 1,
+/// Ph = (Ho - pool_kernel) / pool_stride + 1 (likewise W). Saved for backward: x, w and
+/// pool_weight (shared) when a gradient needs them, a:[N, Cout, Ho, Wo], and y with tanh_after.
+Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, const Variable& b,
+                                          const Variable& pool_weight, const Variable& pool_bias,
+                                          const ConvSubsamplingOptions& options);
+
 /// Whether ops defer and fuse on this thread (on unless a NoFusionGuard is alive).
 bool fusion_enabled();
 
@@ -74,8 +117,17 @@ Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, s
                       std::int64_t padding);
 /// relu over a deferred conv2d: deferred "conv2d, then relu".
 Variable fuse_relu(const Variable& x);
+/// scaled_tanh over a deferred conv2d: deferred "conv2d, then scaled_tanh"; over a deferred
+/// subsampling of that: conv2d_scaled_tanh_subsampling2d with the tanh after. Arguments already
+/// validated.
+Variable fuse_scaled_tanh(const Variable& x, double amplitude, double slope);
 /// max_pool2d over a deferred conv2d (with or without relu): conv2d_max_pool2d. Arguments already
 /// validated, stride already resolved.
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride);
+/// subsampling2d over a deferred scaled tanh of a conv2d: deferred, for a scaled_tanh to join;
+/// computed by conv2d_scaled_tanh_subsampling2d. Arguments already validated, stride already
+/// resolved.
+Variable fuse_subsampling2d(const Variable& x, const Variable& weight, const Variable& bias,
+                            std::int64_t kernel, std::int64_t stride);
 
 }  // namespace ag

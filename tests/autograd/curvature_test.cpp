@@ -395,11 +395,21 @@ TEST(CurvatureActivation, SigmoidIsGaussNewton) {
                    Expect::GaussNewton);
 }
 
+TEST(CurvatureActivation, ScaledTanhIsGaussNewton) {
+  EXPECT_CURVATURE([](const auto& v) { return scaled_tanh(v[0], 1.7159, 2.0 / 3); },
+                   {random_input({2, 5}, 1, -3, 3)}, Expect::GaussNewton);
+  EXPECT_CURVATURE([](const auto& v) { return scaled_tanh(v[0], -0.5, 3); },
+                   {random_input({7}, 2, -1, 1)}, Expect::GaussNewton);
+}
+
 TEST(CurvatureActivation, GaussNewtonIsNotTheExactDiagonal) {
   // tanh's own d2y/dx2 = -2 y (1 - y^2) is dropped on purpose: the exact check must fail.
   const CurvatureCheck check = check_curvature([](const auto& v) { return ag::tanh(v[0]); },
                                                {random_input({2, 5}, 1, -2, 2)}, Expect::Exact);
   EXPECT_FALSE(check.ok);
+  EXPECT_FALSE(check_curvature([](const auto& v) { return scaled_tanh(v[0], 1.7159, 2.0 / 3); },
+                               {random_input({2, 5}, 1, -3, 3)}, Expect::Exact)
+                   .ok);
 }
 
 // ---- Reductions ----
@@ -453,6 +463,73 @@ TEST(CurvaturePool, AvgPool2dWithAndWithoutOverlap) {
                    {random_input({2, 2, 7, 5}, 2)}, Expect::LinearInEach);
   EXPECT_CURVATURE([](const auto& v) { return avg_pool2d(v[0], 2); },
                    {random_input({2, 3, 6, 6}, 3)}, Expect::LinearInEach);
+}
+
+TEST(CurvaturePool, Subsampling2dIsExactForEachInput) {
+  // y is linear in x, in the weight and in the bias separately: the rule is the exact diagonal,
+  // a weight shared by a channel's windows summing their terms.
+  const auto subsample = [](std::int64_t kernel, std::int64_t stride) {
+    return [=](const std::vector<Variable>& v) {
+      return subsampling2d(v[0], v[1], v.size() > 2 ? v[2] : Variable{}, kernel, stride);
+    };
+  };
+  EXPECT_CURVATURE(subsample(2, 0),
+                   {random_input({2, 3, 4, 6}, 1), random_input({3}, 2), random_input({3}, 3)},
+                   Expect::LinearInEach);
+  EXPECT_CURVATURE(subsample(3, 2), {random_input({1, 2, 7, 7}, 4), random_input({2}, 5)},
+                   Expect::LinearInEach);
+  EXPECT_CURVATURE(subsample(2, 1),
+                   {random_input({2, 1, 5, 4}, 6), random_input({1}, 7), random_input({1}, 8)},
+                   Expect::LinearInEach);
+}
+
+namespace {
+
+// subsampling2d (2x2 windows, no bias) through record(), with a correct backward and a curvature
+// rule that may forget to square the weight for x: weight h instead of weight^2 h.
+Variable subsampling_with_rule(const Variable& x, const Variable& w, bool square_the_weight) {
+  Tensor y;
+  {
+    NoGradGuard no_grad;
+    y = subsampling2d(x.detach(), w.detach(), Variable{}, 2).value();
+  }
+  const Shape x_shape = x.shape();
+  const auto spread = [x_shape](const Tensor& t, const Tensor& w, bool square) {
+    Tensor dx(x_shape, DType::Float64);
+    for (std::int64_t k = 0; k < dx.numel(); ++k) {
+      const std::int64_t col = k % x_shape[3], row = k / x_shape[3] % x_shape[2];
+      const std::int64_t plane = k / (x_shape[2] * x_shape[3]);
+      const double weight = w.at(plane % x_shape[1]);
+      dx.set(k, t.at((plane * (x_shape[2] / 2) + row / 2) * (x_shape[3] / 2) + col / 2) *
+                    (square ? weight * weight : weight));
+    }
+    return dx;
+  };
+  const Tensor w_value = w.value();
+  return record(
+      y, "subsampling2d", {x},
+      [spread, w_value](const Tensor& dy, const GradMask&) {
+        return TensorList{spread(dy, w_value, false)};
+      },
+      [spread, w_value, square_the_weight](const Tensor& h, const Tensor&, const GradMask&) {
+        return TensorList{spread(h, w_value, square_the_weight)};
+      });
+}
+
+}  // namespace
+
+TEST(CurvaturePool, CatchesASubsamplingRuleThatForgetsToSquareTheWeight) {
+  const Variable w(Tensor::from({2}, {0.5, -1.5}, DType::Float64));
+  const auto op = [&w](bool square) {
+    return [&w, square](const std::vector<Variable>& v) {
+      return subsampling_with_rule(v[0], w, square);
+    };
+  };
+  EXPECT_CURVATURE(op(true), {random_input({1, 2, 4, 4}, 1)}, Expect::LinearInEach);
+  const CurvatureCheck check =
+      check_curvature(op(false), {random_input({1, 2, 4, 4}, 1)}, Expect::LinearInEach);
+  ASSERT_FALSE(check.ok);
+  EXPECT_THAT(check.message, HasSubstr("input 0 of shape [1, 2, 4, 4], element 0: curvature"));
 }
 
 TEST(CurvatureShape, ReshapeAndFlatten) {
@@ -551,6 +628,19 @@ TEST(CurvatureLoss, NllLossIsLinear) {
                    {random_input({4, 3}, 1)}, Expect::LinearInEach);
 }
 
+TEST(CurvatureDistance, SquaredDistancesIsExact) {
+  EXPECT_CURVATURE([](const auto& v) { return squared_distances(v[0], v[1]); },
+                   {random_input({3, 4}, 1), random_input({5, 4}, 2)}, Expect::Exact);
+  EXPECT_CURVATURE([](const auto& v) { return squared_distances(v[0], v[1]); },
+                   {random_input({1, 6}, 3), random_input({2, 6}, 4)}, Expect::Exact);
+  // Without the second-derivative term 2 g the rule would be Gauss-Newton, which the exact check
+  // tells apart.
+  EXPECT_FALSE(check_curvature([](const auto& v) { return squared_distances(v[0], v[1]); },
+                               {random_input({3, 4}, 1), random_input({5, 4}, 2)},
+                               Expect::GaussNewton)
+                   .ok);
+}
+
 TEST(CurvatureLoss, RbfOutputUnderNllLossGivesTwoOverNEverywhere) {
   // The 1998 net's output: y[n, j] = sum_i (x[n, i] - c[j, i])^2, criterion mean_n y[n, D_n]
   // (nll_loss of -y). d2E/dx[n, i]^2 = 2 / N for every component; d2E/dc[j, i]^2 = 2 count_j / N.
@@ -563,6 +653,16 @@ TEST(CurvatureLoss, RbfOutputUnderNllLossGivesTwoOverNEverywhere) {
     const Variable y = ag::sum(ag::pow(x - c, 2.0), {2});  // [N, 10]
     backward_with_curvature(nll_loss(-y, targets));
   }
+  // The one op the network uses for it gives the same.
+  const Variable x2(x.value(), true), c2(c.value(), true);
+  {
+    CurvatureGuard curvature;
+    backward_with_curvature(nll_loss(-squared_distances(reshape(x2, {N, 84}), reshape(c2, {10, 84})), targets));
+  }
+  for (std::int64_t k = 0; k < x.curvature().numel(); ++k)
+    ASSERT_NEAR(x2.curvature().at(k), 2.0 / N, 1e-12) << "x element " << k;
+  for (std::int64_t k = 0; k < c.curvature().numel(); ++k)
+    ASSERT_NEAR(c2.curvature().at(k), c.curvature().at(k), 1e-12) << "c element " << k;
   ASSERT_TRUE(x.curvature().defined());
   ASSERT_EQ(x.curvature().shape(), x.shape());
   for (std::int64_t k = 0; k < x.curvature().numel(); ++k)

@@ -1,10 +1,12 @@
-// relu, tanh, sigmoid: hand-computed forwards, their gradients, gradchecks (relu's away from the
-// kink), saved tensors modified in place, large inputs, and gradcheck catching a wrong backward.
+// relu, tanh, scaled_tanh, sigmoid: hand-computed forwards, their gradients, gradchecks (relu's
+// away from the kink), saved tensors modified in place, large inputs, and gradcheck catching a
+// wrong backward.
 #include "ops/activation.hpp"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
@@ -163,6 +165,65 @@ TEST(Tanh, GradcheckCatchesAWrongBackward) {
   expect_starts_with(result.message,
                      "gradcheck: Jacobian mismatch at input 0 of shape [2, 2], element 0, output "
                      "element 0: analytic 0.537882");
+}
+
+// ---- scaled_tanh ----
+
+TEST(ScaledTanh, MatchesHandValues) {
+  Variable y = scaled_tanh(variable({3}, {0, 0.75, -30}), 1.7159, 2.0 / 3);
+  expect_values(y, {0, 1.7159 * std::tanh(0.75 * (2.0 / 3)), -1.7159});
+}
+
+TEST(ScaledTanh, EqualsTheThreeOpsBitForBit) {
+  // amplitude * tanh(x * slope) as the 1998 LeNet-5 wrote it, in both dtypes.
+  Generator gen(14);
+  for (const DType dtype : {DType::Float32, DType::Float64}) {
+    const Variable x(Tensor::uniform({3, 37}, -4, 4, gen, dtype));
+    const std::vector<double> one = scaled_tanh(x, 1.7159, 2.0 / 3).value().to_vector();
+    const std::vector<double> three = (1.7159 * ag::tanh(x * (2.0 / 3))).value().to_vector();
+    EXPECT_EQ(one, three) << dtype_name(dtype);
+  }
+}
+
+TEST(ScaledTanh, GradientIsSlopeTimesAmplitudeTimesOneMinusTanhSquared) {
+  Variable x = variable({3}, {0, 0.5, -2});
+  sum(scaled_tanh(x, 2.0, 0.25)).backward();
+  const auto expected = [](double v) {
+    const double t = std::tanh(0.25 * v);
+    return 2.0 * 0.25 * (1 - t * t);
+  };
+  const std::vector<double> grad = x.grad().to_vector();
+  for (std::size_t i = 0; i < grad.size(); ++i)
+    EXPECT_NEAR(grad[i], expected(std::vector<double>{0, 0.5, -2}[i]), 1e-15) << i;
+}
+
+TEST(ScaledTanh, GradMatchesNumericForSeveralShapesAndScales) {
+  Generator gen(15);
+  for (const auto& [amplitude, slope] :
+       std::vector<std::pair<double, double>>{{1.7159, 2.0 / 3}, {-0.5, 3}, {2, -1}, {1, 0}}) {
+    for (const Shape& shape : std::vector<Shape>{{}, {5}, {2, 3, 4}}) {
+      std::vector<Variable> inputs{random_variable(shape, gen, true, -3, 3)};
+      auto result = gradcheck(
+          [&](const auto& v) { return scaled_tanh(v[0], amplitude, slope); }, inputs);
+      EXPECT_TRUE(result.ok) << amplitude << ", " << slope << ", " << shape_str(shape) << ": "
+                             << result.message;
+    }
+  }
+}
+
+TEST(ScaledTanh, SavesItsOutputSoItsInputMayBeModified) {
+  Variable x = variable({2}, {0.5, -1});
+  Variable y = sum(scaled_tanh(x, 1.5, 2));
+  x.mutable_value().fill(3.0);
+  y.backward();
+  const double t = std::tanh(1.0), u = std::tanh(-2.0);
+  expect_values(x.grad(), Shape{2}, {3 * (1 - t * t), 3 * (1 - u * u)});
+}
+
+TEST(ScaledTanh, ErrorsNameTheOp) {
+  EXPECT_EQ(thrown_message([] { scaled_tanh(Variable{}, 1, 1); }), "scaled_tanh: undefined input");
+  EXPECT_EQ(thrown_message([] { scaled_tanh(variable({1}, {0.5}), 0, 1); }),
+            "scaled_tanh: amplitude must not be 0");
 }
 
 // ---- sigmoid ----

@@ -1,6 +1,7 @@
 // max_pool2d: hand-computed forward and gradient routing, the first-maximum tie rule, float64
 // gradchecks on tie-free inputs, the validation messages, and an input modified after the forward.
 // avg_pool2d: hand-computed forward and gradient spreading (overlapping windows too), gradchecks,
+// validation. subsampling2d: hand-computed forward and gradients, gradchecks, what it saves,
 // validation.
 #include "ops/pool.hpp"
 
@@ -14,6 +15,8 @@
 #include <vector>
 
 #include "autograd/gradcheck.hpp"
+#include "ops/arithmetic.hpp"
+#include "ops/reduce.hpp"
 #include "tests/ops/op_testing.hpp"
 
 using namespace ag;
@@ -296,4 +299,117 @@ TEST(AvgPool2dErrors, NonPositiveKernelOrNegativeStride) {
   EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 0); }), "avg_pool2d: kernel must be >= 1, got 0");
   EXPECT_EQ(thrown_message([&] { avg_pool2d(x, 2, -1); }),
             "avg_pool2d: stride must be >= 0 (0 = kernel), got -1");
+}
+
+// ---- subsampling2d ----
+
+TEST(Subsampling2d, ForwardMatchesHandComputed) {
+  // Window sums of image_4x4: 13, 16 / 19, 18; channel weight 0.5, bias 1.
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable y = subsampling2d(x, variable({1}, {0.5}), variable({1}, {1.0}), 2);
+  expect_values(y.value(), {1, 1, 2, 2}, {7.5, 9, 10.5, 10});
+}
+
+TEST(Subsampling2d, EachChannelHasItsOwnWeightAndBias) {
+  // Two channels of a batch of two: x[n, c] = n + c + 1 everywhere, 2x2 windows of a 2x4 map.
+  std::vector<double> values;
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 2; ++c)
+      for (int k = 0; k < 8; ++k) values.push_back(n + c + 1);
+  Variable y = subsampling2d(variable({2, 2, 2, 4}, values), variable({2}, {1.0, -2.0}),
+                             variable({2}, {0.25, 3.0}), 2);
+  expect_values(y.value(), {2, 2, 1, 2}, {4.25, 4.25, -13, -13, 8.25, 8.25, -21, -21});
+}
+
+TEST(Subsampling2d, GradientsMatchHandComputed) {
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable w = variable({1}, {0.5}), b = variable({1}, {1.0});
+  subsampling2d(x, w, b, 2).backward(Tensor::from({1, 1, 2, 2}, {1.0, 2.0, 3.0, 4.0}, DType::Float64));
+  expect_values(x.grad(), {1, 1, 4, 4},
+                {0.5, 0.5, 1, 1,  //
+                 0.5, 0.5, 1, 1,  //
+                 1.5, 1.5, 2, 2,  //
+                 1.5, 1.5, 2, 2});
+  expect_values(w.grad(), {1}, {13 + 2 * 16 + 3 * 19 + 4 * 18.0});
+  expect_values(b.grad(), {1}, {10});
+}
+
+TEST(Subsampling2d, EqualsFourTimesAvgPoolTimesWeightPlusBias) {
+  Generator gen(31);
+  const Variable x = random_variable({2, 3, 6, 6}, gen), w = random_variable({3}, gen),
+                 b = random_variable({3}, gen);
+  const Tensor y = subsampling2d(x, w, b, 2).value();
+  const Tensor expected =
+      (4.0 * avg_pool2d(x, 2) * ag::testing::variable({3, 1, 1}, w.value().to_vector()) +
+       ag::testing::variable({3, 1, 1}, b.value().to_vector()))
+          .value();
+  for (std::int64_t i = 0; i < y.numel(); ++i) EXPECT_NEAR(y.at(i), expected.at(i), 1e-15) << i;
+}
+
+struct SubsamplingCase {
+  std::string name;
+  Shape shape;
+  std::int64_t kernel, stride;
+  bool bias;
+};
+
+class Subsampling2dGeometry : public ::testing::TestWithParam<SubsamplingCase> {};
+
+TEST_P(Subsampling2dGeometry, GradientMatchesNumeric) {
+  const SubsamplingCase& c = GetParam();
+  Generator gen(static_cast<std::uint64_t>(shape_numel(c.shape)) + 7);
+  std::vector<Variable> inputs{random_variable(c.shape, gen), random_variable({c.shape[1]}, gen)};
+  if (c.bias) inputs.push_back(random_variable({c.shape[1]}, gen));
+  auto r = gradcheck(
+      [&c](const std::vector<Variable>& in) {
+        return subsampling2d(in[0], in[1], c.bias ? in[2] : Variable{}, c.kernel, c.stride);
+      },
+      inputs);
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(r.checked, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, Subsampling2dGeometry,
+    ::testing::Values(SubsamplingCase{"Kernel2", {2, 3, 4, 6}, 2, 0, true},
+                      SubsamplingCase{"Kernel2NoBias", {1, 2, 4, 4}, 2, 0, false},
+                      SubsamplingCase{"Kernel3Stride2Overlapping", {1, 2, 7, 7}, 3, 2, true},
+                      SubsamplingCase{"Kernel2Stride1Overlapping", {2, 1, 5, 4}, 2, 1, true},
+                      SubsamplingCase{"OddSizeDropsEdge", {1, 2, 5, 7}, 2, 2, true},
+                      SubsamplingCase{"Kernel1", {1, 3, 2, 3}, 1, 0, true}),
+    [](const ::testing::TestParamInfo<SubsamplingCase>& info) { return info.param.name; });
+
+TEST(Subsampling2d, SavesTheInputOnlyForTheWeightsGradient) {
+  // The weight needs no gradient: x is not saved, and may change before the backward.
+  Variable x = variable({1, 1, 4, 4}, image_4x4);
+  Variable w = variable({1}, {0.5}, /*requires_grad=*/false);
+  Variable y = subsampling2d(x, w, Variable{}, 2);
+  x.mutable_value().fill(0.0);
+  y.backward(Tensor::from({1, 1, 2, 2}, {1.0, 1.0, 1.0, 1.0}, DType::Float64));
+  EXPECT_EQ(x.grad().to_vector(), std::vector<double>(16, 0.5));
+  // It does: then a change is caught.
+  Variable x2 = variable({1, 1, 4, 4}, image_4x4);
+  Variable w2 = variable({1}, {0.5});
+  Variable y2 = sum(subsampling2d(x2, w2, Variable{}, 2));
+  x2.mutable_value().fill(0.0);
+  expect_starts_with(thrown_message([&] { y2.backward(); }),
+                     "subsampling2d: input 0, saved for backward at version 0, was modified");
+}
+
+TEST(Subsampling2dErrors, NameTheOpAndTheShapes) {
+  Variable x = variable({1, 2, 2, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+  EXPECT_EQ(thrown_message([&] { subsampling2d(x, variable({3}, {1, 1, 1}), Variable{}, 2); }),
+            "subsampling2d: weight must be [2] for x [1, 2, 2, 2], got [3]");
+  EXPECT_EQ(thrown_message([&] {
+              subsampling2d(x, variable({2}, {1, 1}), variable({2, 1}, {0, 0}), 2);
+            }),
+            "subsampling2d: bias must be [2] for x [1, 2, 2, 2], got [2, 1]");
+  EXPECT_EQ(thrown_message([&] {
+              subsampling2d(x, Variable(Tensor::ones({2})), Variable{}, 2);
+            }),
+            "subsampling2d: weight is float32 but x is float64");
+  EXPECT_EQ(thrown_message([&] { subsampling2d(x, Variable{}, Variable{}, 2); }),
+            "subsampling2d: weight must be defined");
+  EXPECT_EQ(thrown_message([&] { subsampling2d(x, variable({2}, {1, 1}), Variable{}, 3); }),
+            "subsampling2d: kernel 3 is larger than x [1, 2, 2, 2]");
 }

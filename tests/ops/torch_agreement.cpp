@@ -164,6 +164,8 @@ const std::vector<Case> cases = {
    [](const Inputs& x, Targets) { return relu(x[0]); }},
   {"tanh", {{{3, 4}, -3, 3}}, {},
    [](const Inputs& x, Targets) { return tanh(x[0]); }},
+  {"scaled_tanh", {{{3, 4}, -3, 3}}, {},
+   [](const Inputs& x, Targets) { return scaled_tanh(x[0], 1.7159, 2.0 / 3); }},
   {"sigmoid", {{{3, 4}, -5, 5}}, {},
    [](const Inputs& x, Targets) { return sigmoid(x[0]); }},
 
@@ -186,6 +188,13 @@ const std::vector<Case> cases = {
    [](const Inputs& x, Targets) { return conv2d(x[0], x[1], x[2], /*stride=*/1, /*padding=*/2); }},
   {"conv2d_stride2_padding2", {{{2, 2, 7, 8}}, {{3, 2, 3, 3}}, {{3}}}, {},
    [](const Inputs& x, Targets) { return conv2d(x[0], x[1], x[2], /*stride=*/2, /*padding=*/2); }},
+  // A kernel over the whole input: one product over the batch (the 1998 LeNet-5's C5).
+  {"conv2d_whole_input", {{{3, 4, 5, 5}}, {{6, 4, 5, 5}}, {{6}}}, {},
+   [](const Inputs& x, Targets) { return conv2d(x[0], x[1], x[2]); }},
+
+  // Squared distances from rows to prototypes (the 1998 LeNet-5's RBF units).
+  {"squared_distances", {{{4, 6}}, {{3, 6}}}, {},
+   [](const Inputs& x, Targets) { return squared_distances(x[0], x[1]); }},
 
   // Pooling.
   {"max_pool2d_2x2", {{{2, 3, 6, 8}}}, {},
@@ -199,6 +208,10 @@ const std::vector<Case> cases = {
    [](const Inputs& x, Targets) { return avg_pool2d(x[0], 3, /*stride=*/2); }},
   {"avg_pool2d_3x3_stride1", {{{1, 2, 5, 6}}}, {},
    [](const Inputs& x, Targets) { return avg_pool2d(x[0], 3, /*stride=*/1); }},
+  {"subsampling2d_2x2", {{{2, 3, 6, 8}}, {{3}}, {{3}}}, {},
+   [](const Inputs& x, Targets) { return subsampling2d(x[0], x[1], x[2], 2); }},
+  {"subsampling2d_3x3_stride2_no_bias", {{{2, 2, 9, 8}}, {{2}}}, {},
+   [](const Inputs& x, Targets) { return subsampling2d(x[0], x[1], Variable{}, 3, /*stride=*/2); }},
 
   // Softmax family.
   {"softmax_dim1", {{{4, 5}}}, {},
@@ -270,6 +283,12 @@ const std::vector<Case> cases = {
    [](const Inputs& x, Targets) {
      Variable y = max_pool2d(conv2d(x[0], x[1], x[2], /*stride=*/2, /*padding=*/2), 3, /*stride=*/2);
      return made_by(y, "conv2d+max_pool2d");
+   }},
+  // conv2d -> scaled_tanh -> subsampling2d runs fused (the 1998 LeNet-5's C1 and S2).
+  {"conv2d_scaled_tanh_subsampling2d_fused", {{{2, 2, 8, 8}}, {{4, 2, 3, 3}}, {{4}}, {{4}}, {{4}}}, {},
+   [](const Inputs& x, Targets) {
+     Variable y = subsampling2d(scaled_tanh(conv2d(x[0], x[1], x[2]), 1.7159, 2.0 / 3), x[3], x[4], 2);
+     return made_by(y, "conv2d+scaled_tanh+subsampling2d");
    }},
   // A tiny 2-layer net, x:[2, 1, 6, 6]  w1:[3, 1, 3, 3]  b1:[3]  w2:[4, 12]  b2:[4].
   {"two_layer_net", {{{2, 1, 6, 6}}, {{3, 1, 3, 3}}, {{3}}, {{4, 12}}, {{4}}}, {3, 1},

@@ -20,6 +20,12 @@ except ImportError:
 # Tight float64 tolerances: both sides compute the same sums, in possibly different orders.
 RTOL, ATOL = 1e-10, 1e-12
 
+def subsampling2d(x, weight, bias, kernel, stride):
+    """LeCun's subsampling layer in PyTorch: kernel^2 times the window mean is the window sum."""
+    y = F.avg_pool2d(x, kernel, stride=stride) * kernel * kernel * weight.view(1, -1, 1, 1)
+    return y if bias is None else y + bias.view(1, -1, 1, 1)
+
+
 # Case name -> the same computation in PyTorch, from the inputs x (list) and the targets t.
 # Keys match the names in torch_agreement.cpp.
 CASES = {
@@ -77,6 +83,7 @@ CASES = {
     # Activations.
     "relu": lambda x, t: F.relu(x[0]),
     "tanh": lambda x, t: torch.tanh(x[0]),
+    "scaled_tanh": lambda x, t: 1.7159 * torch.tanh(x[0] * (2.0 / 3)),
     "sigmoid": lambda x, t: torch.sigmoid(x[0]),
     # Matrix products.
     "matmul": lambda x, t: torch.matmul(x[0], x[1]),
@@ -88,12 +95,17 @@ CASES = {
     "conv2d_stride2": lambda x, t: F.conv2d(x[0], x[1], x[2], stride=2),
     "conv2d_padding2": lambda x, t: F.conv2d(x[0], x[1], x[2], padding=2),
     "conv2d_stride2_padding2": lambda x, t: F.conv2d(x[0], x[1], x[2], stride=2, padding=2),
+    "conv2d_whole_input": lambda x, t: F.conv2d(x[0], x[1], x[2]),
+    "squared_distances": lambda x, t: ((x[0][:, None, :] - x[1][None, :, :]) ** 2).sum(-1),
     # Pooling.
     "max_pool2d_2x2": lambda x, t: F.max_pool2d(x[0], 2),
     "max_pool2d_3x3_stride2": lambda x, t: F.max_pool2d(x[0], 3, stride=2),
     "avg_pool2d_2x2": lambda x, t: F.avg_pool2d(x[0], 2),
     "avg_pool2d_3x3_stride2": lambda x, t: F.avg_pool2d(x[0], 3, stride=2),
     "avg_pool2d_3x3_stride1": lambda x, t: F.avg_pool2d(x[0], 3, stride=1),
+    # LeCun's subsampling: each window's sum times a weight per channel, plus a bias per channel.
+    "subsampling2d_2x2": lambda x, t: subsampling2d(x[0], x[1], x[2], 2, 2),
+    "subsampling2d_3x3_stride2_no_bias": lambda x, t: subsampling2d(x[0], x[1], None, 3, 2),
     # Softmax family.
     "softmax_dim1": lambda x, t: F.softmax(x[0], dim=1),
     "softmax_dim0": lambda x, t: F.softmax(x[0], dim=0),
@@ -121,6 +133,8 @@ CASES = {
     "transpose_4d": lambda x, t: torch.transpose(x[0], 1, 3),
     "transpose_4d_negative": lambda x, t: torch.transpose(x[0], -1, -2),
     # Chains.
+    "conv2d_scaled_tanh_subsampling2d_fused": lambda x, t: subsampling2d(
+        1.7159 * torch.tanh(F.conv2d(x[0], x[1], x[2]) * (2.0 / 3)), x[3], x[4], 2, 2),
     "conv2d_relu_max_pool2d_fused": lambda x, t: F.max_pool2d(F.relu(F.conv2d(x[0], x[1], x[2], padding=1)), 2),
     "conv2d_max_pool2d_fused": lambda x, t: F.max_pool2d(F.conv2d(x[0], x[1], x[2], stride=2, padding=2), 3, stride=2),
     "two_layer_net": lambda x, t: F.cross_entropy(

@@ -394,7 +394,7 @@ void expect_pixels_equal_the_formula(double mean, double stddev) {
 }
 
 TEST(MnistBatch, PixelsEqualTheFormulaAtEveryShiftForEveryNormalisationAndDtype) {
-  for (const auto [mean, stddev] :
+  for (const auto& [mean, stddev] :
        {std::pair{0.1307, 0.3081}, {0.5, 0.5}, {0.0, 1.0}, {0.2, 0.7}, {0.45, 0.226}}) {
     expect_pixels_equal_the_formula<float>(mean, stddev);
     expect_pixels_equal_the_formula<double>(mean, stddev);

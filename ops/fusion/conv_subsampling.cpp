@@ -1,0 +1,333 @@
+// conv2d_scaled_tanh_subsampling2d: forward, backward and curvature rule side by side. Each image
+// goes through the convolution (ops/fusion/conv_subsampling.hpp), the scaled tanh and the subsampling
+// while its values are in the caches; the backward takes the same steps in reverse.
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include <Eigen/Core>
+
+#include "autograd/allocator.hpp"
+#include "ops/fusion/conv_subsampling.hpp"
+#include "ops/fusion/fusion.hpp"
+
+// GCC 12 reports the deliberately undefined pass-through operand inside the AVX-512 intrinsics
+// of Eigen's vectorised tanh (_mm512_undefined_ps) as "may be used uninitialized" (GCC bug 105593,
+// fixed in GCC 13).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace ag {
+
+namespace {
+
+// The scaled tanh and the subsampling after a convolution of geometry g: windows of `kernel`
+// every `stride` over the Ho x Wo conv output, Ph x Pw of them.
+struct Subsampling {
+  std::int64_t kernel, stride, out_h, out_w;
+  double amplitude, slope;
+
+  // 2x2 windows every 2 covering the whole conv output: what the vectorised kernels take.
+  bool tiles_2x2(const ConvGeometry& g) const {
+    return kernel == 2 && stride == 2 && 2 * out_h == g.out_h && 2 * out_w == g.out_w;
+  }
+};
+
+Subsampling subsampling_geometry(const ConvGeometry& g, const ConvSubsamplingOptions& options) {
+  const std::int64_t kernel = options.pool_kernel;
+  const std::int64_t stride = options.pool_stride == 0 ? kernel : options.pool_stride;
+  const char* op = "conv2d_scaled_tanh_subsampling2d";
+  if (kernel < 1) fail(op, "pool kernel must be >= 1, got " + std::to_string(kernel));
+  if (stride < 0) fail(op, "pool stride must be >= 0 (0 = kernel), got " + std::to_string(stride));
+  if (kernel > g.out_h || kernel > g.out_w)
+    fail(op, "pool kernel " + std::to_string(kernel) + " is larger than the " +
+                 std::to_string(g.out_h) + "x" + std::to_string(g.out_w) + " convolution output");
+  if (options.tanh.amplitude == 0 || (options.tanh_after && options.tanh_after->amplitude == 0))
+    fail(op, "amplitude must not be 0");
+  return {.kernel = kernel,
+          .stride = stride,
+          .out_h = (g.out_h - kernel) / stride + 1,
+          .out_w = (g.out_w - kernel) / stride + 1,
+          .amplitude = options.tanh.amplitude,
+          .slope = options.tanh.slope};
+}
+
+void check_per_channel(const Variable& v, const char* what, const ConvGeometry& g, DType dtype) {
+  const char* op = "conv2d_scaled_tanh_subsampling2d";
+  if (v.shape().size() != 1 || v.shape()[0] != g.out_channels)
+    fail(op, std::string(what) + " must be [" + std::to_string(g.out_channels) + "], got " +
+                 shape_str(v.shape()));
+  if (v.dtype() != dtype)
+    fail(op, std::string(what) + " is " + std::string(dtype_name(v.dtype())) + " but x is " +
+                 std::string(dtype_name(dtype)));
+}
+
+// sums:[Ph, Pw] = the window sums of one plane of the conv output a:[Ho, Wo], each in row-major
+// order (as subsampling2d adds them).
+template <class T>
+void window_sums(const ConvGeometry& g, const Subsampling& s, const T* a, T* sums) {
+  for (std::int64_t i = 0; i < s.out_h; ++i, sums += s.out_w) {
+    if (s.kernel == 2 && s.stride == 2) {  // a loop the compiler vectorises
+      const T* top = a + 2 * i * g.out_w;
+      const T* bottom = top + g.out_w;
+      for (std::int64_t j = 0; j < s.out_w; ++j)
+        sums[j] = ((top[2 * j] + top[2 * j + 1]) + bottom[2 * j]) + bottom[2 * j + 1];
+      continue;
+    }
+    for (std::int64_t j = 0; j < s.out_w; ++j) {
+      T sum = 0;
+      for (std::int64_t p = 0; p < s.kernel; ++p)
+        for (std::int64_t q = 0; q < s.kernel; ++q)
+          sum += a[(i * s.stride + p) * g.out_w + (j * s.stride + q)];
+      sums[j] = sum;
+    }
+  }
+}
+
+// One image: a = amplitude tanh(slope z), with scaled_tanh's roundings; then y = pool_weight
+// (window sums of a) + pool_bias, by the vectorised kernels of `isa` for 2x2 windows tiling the
+// conv output, else plain loops.
+// z, a:[Cout, Ho, Wo]  pool_weight, pool_bias:[Cout] (pool_bias may be null) -> y:[Cout, Ph, Pw]
+template <class T>
+void activate_and_subsample(const ConvGeometry& g, const Subsampling& s, kernels::Isa isa,
+                            const T* z, const T* pool_weight, const T* pool_bias, T* a, T* y) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const std::int64_t plane = g.out_h * g.out_w, windows = s.out_h * s.out_w;
+  Eigen::Map<Array>(a, g.out_channels * plane) =
+      T(s.amplitude) * (Eigen::Map<const Array>(z, g.out_channels * plane) * T(s.slope)).tanh();
+  if constexpr (std::is_same_v<T, float>)
+    if (s.tiles_2x2(g) && kernels::subsample_2x2(isa, g.out_channels, g.out_h, g.out_w, a,
+                                                  pool_weight, pool_bias, y))
+      return;
+  for (std::int64_t o = 0; o < g.out_channels; ++o, y += windows) {
+    window_sums(g, s, a + o * plane, y);
+    const T weight = pool_weight[o], bias = pool_bias ? pool_bias[o] : T(0);
+    for (std::int64_t k = 0; k < windows; ++k) y[k] = weight * y[k] + bias;
+  }
+}
+
+// One image's step back through the subsampling and the scaled tanh, given t:[Cout, Ph, Pw]
+// (dy, or the curvature h with every factor squared):
+//   dz = (t scale[c] on every element of its window) (slope / amplitude)(amplitude^2 - a^2)
+// (that slope squared when `squared`; scale = pool_weight, or its square) into dz:[Cout, Ho, Wo]
+// (0 where no window reaches; null: not wanted), and adds to the sums of the gradients wanted
+// (null where not): grad_b (of the convolution's bias) sum of dz, grad_pool_weight sum of t
+// (window sum of a, or its square), grad_pool_bias sum of t. By the vectorised kernels of `isa`
+// for 2x2 windows tiling the conv output, else plain loops; `sums` is their scratch, Ph Pw values.
+template <class T>
+void subsampling_adjoint(const ConvGeometry& g, const Subsampling& s, kernels::Isa isa,
+                         const T* t, const T* a, const T* scale, bool squared, T* dz, T* grad_b,
+                         T* grad_pool_weight, T* grad_pool_bias, T* sums) {
+  const T ratio = T(s.slope / s.amplitude), square = T(s.amplitude * s.amplitude);
+  if constexpr (std::is_same_v<T, float>)
+    if (s.tiles_2x2(g) &&
+        kernels::subsample_2x2_adjoint(isa, g.out_channels, g.out_h, g.out_w, t, a, scale,
+                                       {.ratio = ratio, .square = square}, squared, dz, grad_b,
+                                       grad_pool_weight, grad_pool_bias))
+      return;
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  const auto slope = [&](T a) {
+    const T value = ratio * (square - a * a);
+    return squared ? value * value : value;
+  };
+  const std::int64_t plane = g.out_h * g.out_w, windows = s.out_h * s.out_w;
+  for (std::int64_t o = 0; o < g.out_channels; ++o) {
+    const T* a_o = a + o * plane;
+    const T* t_o = t + o * windows;
+    const Eigen::Map<const Array> t_map(t_o, windows);
+    if (grad_pool_bias) grad_pool_bias[o] += t_map.sum();
+    if (grad_pool_weight) {
+      window_sums(g, s, a_o, sums);
+      const Eigen::Map<const Array> sums_map(sums, windows);
+      grad_pool_weight[o] += squared ? (t_map * sums_map.square()).sum() : (t_map * sums_map).sum();
+    }
+    if (!dz) continue;
+    T* dz_o = dz + o * plane;
+    std::fill(dz_o, dz_o + plane, T(0));
+    for (std::int64_t i = 0; i < s.out_h; ++i)
+      for (std::int64_t j = 0; j < s.out_w; ++j) {
+        const T share = t_o[i * s.out_w + j] * scale[o];
+        for (std::int64_t p = 0; p < s.kernel; ++p) {
+          T* row = dz_o + (i * s.stride + p) * g.out_w + j * s.stride;
+          for (std::int64_t q = 0; q < s.kernel; ++q) row[q] += share;
+        }
+      }
+    for (std::int64_t k = 0; k < plane; ++k) dz_o[k] *= slope(a_o[k]);
+    if (grad_b) grad_b[o] += Eigen::Map<const Array>(dz_o, plane).sum();
+  }
+}
+
+}  // namespace
+
+Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, const Variable& b,
+                                          const Variable& pool_weight, const Variable& pool_bias,
+                                          const ConvSubsamplingOptions& options) {
+  // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout]  pool_weight, pool_bias:[Cout] -> y:[N,Cout,Ph,Pw]
+  const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
+  const Subsampling s = subsampling_geometry(g, options);
+  const char* op = "conv2d_scaled_tanh_subsampling2d";
+  if (!pool_weight.defined()) fail(op, "pool weight must be defined");
+  check_per_channel(pool_weight, "pool weight", g, x.dtype());
+  const bool has_bias = b.defined(), has_pool_bias = pool_bias.defined();
+  if (has_pool_bias) check_per_channel(pool_bias, "pool bias", g, x.dtype());
+
+  // Inputs: x, w, [b], pool_weight, [pool_bias].
+  VariableList inputs{x, w};
+  if (has_bias) inputs.push_back(b);
+  const std::size_t pool_weight_input = inputs.size();
+  inputs.push_back(pool_weight);
+  if (has_pool_bias) inputs.push_back(pool_bias);
+  const bool save = needs_grad(inputs);
+
+  // Saved for backward, and only when a gradient is wanted: a = the scaled tanh of the
+  // convolution, every element of it (the subsampling's sums and the tanh's slope).
+  const std::int64_t plane = g.out_h * g.out_w;
+  Tensor a = save ? Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype()) : Tensor{};
+  Tensor y = Tensor::empty({g.batch, g.out_channels, s.out_h, s.out_w}, x.dtype());
+  dispatch(x.dtype(), [&]<class T>() {
+    const auto convolution = kernels::direct_convolution<T>(g, w.value().template data<T>());
+    const std::size_t image_values = static_cast<std::size_t>(g.out_channels * plane);
+    const std::shared_ptr<T[]> z = make_cached_array<T>(image_values);
+    const std::shared_ptr<T[]> scratch = save ? nullptr : make_cached_array<T>(image_values);
+    const T* x_data = x.value().template data<T>();
+    const T* b_data = has_bias ? b.value().template data<T>() : nullptr;
+    const T* pool_bias_data = has_pool_bias ? pool_bias.value().template data<T>() : nullptr;
+    const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
+    for (std::int64_t n = 0; n < g.batch; ++n) {
+      convolution->forward(x_data + n * g.image_size(), b_data, z.get());
+      T* y_n = y.data<T>() + n * pooled;
+      activate_and_subsample(g, s, convolution->isa(), z.get(),
+                             pool_weight.value().template data<T>(), pool_bias_data,
+                             save ? a.data<T>() + n * g.out_channels * plane : scratch.get(), y_n);
+      if (options.tanh_after) {  // with scaled_tanh's roundings
+        using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+        Eigen::Map<Array> y_map(y_n, pooled);
+        y_map = T(options.tanh_after->amplitude) * (y_map * T(options.tanh_after->slope)).tanh();
+      }
+    }
+  });
+
+  const OpName name = options.tanh_after ? OpName("conv2d+scaled_tanh+subsampling2d+scaled_tanh")
+                                         : OpName("conv2d+scaled_tanh+subsampling2d");
+  if (!save) return record(std::move(y), name, std::move(inputs), nullptr);
+  // With the tanh after: y, for its slope (shared with the result).
+  const SavedTensor saved_y =
+      options.tanh_after ? SavedTensor(y, SavedTensor::kOutput) : SavedTensor{};
+  const std::optional<ScaledTanhOptions> tanh_after = options.tanh_after;
+  // x is read only for grad_w, w only for grad_x, pool_weight for anything below the pool.
+  const bool conv_gradients = needs_grad({x, w, b});
+  const SavedTensor saved_x =
+      w.requires_grad() ? SavedTensor(x.value(), /*input=*/0) : SavedTensor{};
+  const SavedTensor saved_w =
+      x.requires_grad() ? SavedTensor(w.value(), /*input=*/1) : SavedTensor{};
+  const SavedTensor saved_pool_weight =
+      conv_gradients
+          ? SavedTensor(pool_weight.value(), static_cast<int>(pool_weight_input))
+          : SavedTensor{};
+  // The adjoint of the chain applied to t: the backward is adjoint(dy), the curvature rule
+  // adjoint(h) with every factor squared (the convolution and the subsampling are linear in each
+  // input, the tanh is taken by its slope alone: Gauss-Newton).
+  auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
+                  saved_pool_weight, saved_y, tanh_after](const Tensor& t, bool squared,
+                                                          const GradMask& needs) {
+    const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
+    const bool want_pool_weight = needs[pool_weight_input];
+    const bool want_pool_bias = has_pool_bias && needs[pool_weight_input + 1];
+    if ((want_x && !saved_w.defined()) || (want_w && !saved_x.defined()) ||
+        ((want_x || want_w || want_b) && !saved_pool_weight.defined()))
+      fail("conv2d_scaled_tanh_subsampling2d", "an input began requiring grad after the forward");
+    TensorList grads(needs.size());
+    const DType dtype = t.dtype();
+    // grad_x is written whole, image by image; the others are sums.
+    if (want_x) grads[0] = Tensor::empty({g.batch, g.in_channels, g.height, g.width}, dtype);
+    if (want_w) grads[1] = Tensor({g.out_channels, g.in_channels, g.kernel_h, g.kernel_w}, dtype);
+    if (want_b) grads[2] = Tensor({g.out_channels}, dtype);
+    if (want_pool_weight) grads[pool_weight_input] = Tensor({g.out_channels}, dtype);
+    if (want_pool_bias) grads[pool_weight_input + 1] = Tensor({g.out_channels}, dtype);
+    const bool below_pool = want_x || want_w || want_b;
+    dispatch(dtype, [&]<class T>() {
+      const auto out = [](Tensor& v) { return v.defined() ? v.data<T>() : nullptr; };
+      T* grad_b = want_b ? grads[2].data<T>() : nullptr;
+      T* grad_pool_weight = out(grads[pool_weight_input]);
+      T* grad_pool_bias = want_pool_bias ? grads[pool_weight_input + 1].data<T>() : nullptr;
+      const std::int64_t plane = g.out_h * g.out_w;
+      const std::size_t image_values = static_cast<std::size_t>(g.out_channels * plane);
+      const auto square = [](const Tensor& v) {
+        Tensor squared = Tensor::empty(v.shape(), v.dtype());
+        using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+        Eigen::Map<Array>(squared.data<T>(), v.numel()) =
+            Eigen::Map<const Array>(v.data<T>(), v.numel()).square();
+        return squared;
+      };
+      // The convolution's weights, squared for the curvature; x is squared image by image.
+      const Tensor weights =
+          want_x ? (squared ? square(saved_w.unpack()) : saved_w.unpack()) : Tensor{};
+      const Tensor images = want_w ? saved_x.unpack() : Tensor{};
+      // The factor of each channel's window below the pool: pool_weight, squared for the curvature.
+      const std::shared_ptr<T[]> scale =
+          below_pool ? make_cached_array<T>(static_cast<std::size_t>(g.out_channels)) : nullptr;
+      if (below_pool) {
+        const T* pool_weight = saved_pool_weight.unpack().data<T>();
+        for (std::int64_t o = 0; o < g.out_channels; ++o)
+          scale[o] = squared ? pool_weight[o] * pool_weight[o] : pool_weight[o];
+      }
+      const auto convolution =
+          want_x || want_w
+              ? kernels::direct_convolution<T>(g, want_x ? weights.data<T>() : nullptr)
+              : nullptr;
+      const kernels::Isa isa = convolution ? convolution->isa() : kernels::widest_isa();
+      const std::shared_ptr<T[]> dz = below_pool ? make_cached_array<T>(image_values) : nullptr;
+      const std::shared_ptr<T[]> sums =
+          make_cached_array<T>(static_cast<std::size_t>(s.out_h * s.out_w));
+      const std::shared_ptr<T[]> x_squared =
+          want_w && squared ? make_cached_array<T>(static_cast<std::size_t>(g.image_size()))
+                            : nullptr;
+      // Through the tanh after the subsampling first: t (slope / amplitude)(amplitude^2 - y^2),
+      // the slope squared for the curvature.
+      const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
+      const std::shared_ptr<T[]> t_pool =
+          tanh_after ? make_cached_array<T>(static_cast<std::size_t>(pooled)) : nullptr;
+      const T* y = tanh_after ? saved_y.unpack().data<T>() : nullptr;
+      const T ratio_after = tanh_after ? T(tanh_after->slope / tanh_after->amplitude) : T(0);
+      const T square_after =
+          tanh_after ? T(tanh_after->amplitude * tanh_after->amplitude) : T(0);
+      for (std::int64_t n = 0; n < g.batch; ++n) {
+        const T* t_n = t.data<T>() + n * pooled;
+        if (tanh_after) {
+          const T* y_n = y + n * pooled;
+          for (std::int64_t k = 0; k < pooled; ++k) {
+            const T slope = ratio_after * (square_after - y_n[k] * y_n[k]);
+            t_pool[k] = t_n[k] * (squared ? slope * slope : slope);
+          }
+          t_n = t_pool.get();
+        }
+        subsampling_adjoint(g, s, isa, t_n,
+                            a.data<T>() + n * g.out_channels * plane, scale.get(), squared,
+                            dz.get(), grad_b, grad_pool_weight, grad_pool_bias, sums.get());
+        if (want_w) {
+          const T* x_n = images.data<T>() + n * g.image_size();
+          if (squared) {
+            std::transform(x_n, x_n + g.image_size(), x_squared.get(), [](T v) { return v * v; });
+            x_n = x_squared.get();
+          }
+          convolution->add_grad_w(x_n, dz.get());
+        }
+        if (want_x) convolution->grad_x(dz.get(), grads[0].data<T>() + n * g.image_size());
+      }
+      if (want_w) convolution->finish_grad_w(grads[1].data<T>());
+    });
+    return grads;
+  };
+  return record(
+      std::move(y), name, std::move(inputs),
+      [adjoint](const Tensor& dy, const GradMask& needs) {
+        return adjoint(dy, /*squared=*/false, needs);
+      },
+      [adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
+        return adjoint(h, /*squared=*/true, needs);
+      });
+}
+
+}  // namespace ag
