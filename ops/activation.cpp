@@ -83,7 +83,7 @@ Variable scaled_tanh(const Variable& x, double amplitude, double slope) {
     using T = decltype(y);
     return T(ratio) * (T(square) - y * y);
   };
-  return record(
+  return with_attributes(record(
       std::move(y), "scaled_tanh", {x},
       [saved_y, derivative](const Tensor& dy, const GradMask&) {
         return TensorList{
@@ -95,7 +95,7 @@ Variable scaled_tanh(const Variable& x, double amplitude, double slope) {
           const auto slope = derivative(y);
           return slope * slope * h;
         })};
-      });
+      }), [&] { return OpAttributes{{"amplitude", amplitude}, {"slope", slope}}; });
 }
 
 Variable sigmoid(const Variable& x) {

@@ -268,7 +268,7 @@ Variable subsampling2d(const Variable& x, const Variable& weight, const Variable
     });
     return results;
   };
-  return record(
+  return with_attributes(record(
       std::move(y), "subsampling2d", std::move(inputs),
       [saved_x, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
@@ -279,7 +279,7 @@ Variable subsampling2d(const Variable& x, const Variable& weight, const Variable
       [saved_x, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
         return adjoint(h, needs[1] ? saved_x.unpack() : Tensor{},
                        needs[0] ? saved_w.unpack() : Tensor{}, /*squared=*/true, needs);
-      });
+      }), [&] { return OpAttributes{{"kernel", kernel}, {"stride", g.stride}}; });
 }
 
 }  // namespace ag

@@ -261,6 +261,7 @@ int train(const std::vector<std::string>& args) {
   }
   std::cerr << std::flush;
   job->abort(code);
+  return code;  // not reached: abort ends the process
 }
 
 }  // namespace cli

@@ -38,26 +38,49 @@ const ag::OpAttribute::Integers& TracedOp::integers(std::string_view name) const
   return *value;
 }
 
+namespace {
+
+onnx::TensorProto float32_tensor(const std::string& name, const ag::Tensor& value) {
+  if (value.dtype() != ag::DType::Float32)
+    throw std::invalid_argument(name + " is " + std::string(ag::dtype_name(value.dtype())) + ", not float32");
+  onnx::TensorProto tensor;
+  tensor.set_data_type(onnx::TensorProto_DataType_FLOAT);
+  for (const std::int64_t size : value.shape()) tensor.add_dims(size);
+  // ONNX's raw data is little-endian, as the machines this builds on are.
+  tensor.set_raw_data(value.raw_data(), value.nbytes());
+  return tensor;
+}
+
+}  // namespace
+
 void OnnxGraph::add_initializer(const std::string& name, const ag::Tensor& value, const std::string& what) {
   if (!names_.insert(name).second) throw std::logic_error("two initializers named '" + name + "'");
-  write_float32(name, value).set_doc_string(what);
+  onnx::TensorProto& tensor = *graph_.add_initializer() = float32_tensor(name, value);
+  tensor.set_name(name);
+  tensor.set_doc_string(what);
 }
 
 std::string OnnxGraph::add_constant(const std::string& hint, const ag::Tensor& value) {
-  const std::string name = unique_name(hint);
-  write_float32(name, value.dtype() == ag::DType::Float32 ? value : value.to(ag::DType::Float32))
-      .set_doc_string("constant");
-  return name;
+  return add_constant(hint, float32_tensor(hint, value.dtype() == ag::DType::Float32 ? value : value.to(ag::DType::Float32)));
 }
 
 std::string OnnxGraph::add_constant(const std::string& hint, const std::vector<std::int64_t>& values) {
-  const std::string name = unique_name(hint);
-  onnx::TensorProto& tensor = *graph_.add_initializer();
-  tensor.set_name(name);
+  onnx::TensorProto tensor;
   tensor.set_data_type(onnx::TensorProto_DataType_INT64);
-  tensor.set_doc_string("constant");
   tensor.add_dims(static_cast<std::int64_t>(values.size()));
   for (const std::int64_t v : values) tensor.add_int64_data(v);
+  return add_constant(hint, std::move(tensor));
+}
+
+std::string OnnxGraph::add_constant(const std::string& hint, onnx::TensorProto tensor) {
+  // One initializer per value: a constant several ops use (each squash's 1.7159) is written once.
+  const std::string key = tensor.SerializeAsString();
+  if (const auto it = constants_.find(key); it != constants_.end()) return it->second;
+  const std::string name = unique_name(hint);
+  tensor.set_name(name);
+  tensor.set_doc_string("constant");
+  *graph_.add_initializer() = std::move(tensor);
+  constants_.emplace(key, name);
   return name;
 }
 
@@ -66,18 +89,6 @@ std::string OnnxGraph::unique_name(const std::string& hint) {
   for (int k = 2; names_.count(name); ++k) name = hint + "_" + std::to_string(k);
   names_.insert(name);
   return name;
-}
-
-onnx::TensorProto& OnnxGraph::write_float32(const std::string& name, const ag::Tensor& value) {
-  if (value.dtype() != ag::DType::Float32)
-    throw std::invalid_argument(name + " is " + std::string(ag::dtype_name(value.dtype())) + ", not float32");
-  onnx::TensorProto& tensor = *graph_.add_initializer();
-  tensor.set_name(name);
-  tensor.set_data_type(onnx::TensorProto_DataType_FLOAT);
-  for (const std::int64_t size : value.shape()) tensor.add_dims(size);
-  // ONNX's raw data is little-endian, as the machines this builds on are.
-  tensor.set_raw_data(value.raw_data(), value.nbytes());
-  return tensor;
 }
 
 onnx::NodeProto& OnnxGraph::add_node(const std::string& op_type, const std::vector<std::string>& inputs,

@@ -6,6 +6,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <cstdint>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -52,7 +53,8 @@ class OnnxGraph {
   /// says (`what`: "parameter" or "buffer"); throws if the name is taken.
   void add_initializer(const std::string& name, const ag::Tensor& value, const std::string& what);
   /// A constant an op needs, as a float32 or int64 initializer named `hint`, or `hint_2`, `hint_3`
-  /// ... when taken, with doc_string "constant"; returns the name.
+  /// ... when taken, with doc_string "constant"; returns the name. A value already written as a
+  /// constant is not written again: its name is returned.
   std::string add_constant(const std::string& hint, const ag::Tensor& value);
   std::string add_constant(const std::string& hint, const std::vector<std::int64_t>& values);
   /// A node computing `output` from `inputs`, named after its output.
@@ -60,11 +62,12 @@ class OnnxGraph {
                             const std::string& output);
 
  private:
+  std::string add_constant(const std::string& hint, onnx::TensorProto tensor);
   std::string unique_name(const std::string& hint);
-  onnx::TensorProto& write_float32(const std::string& name, const ag::Tensor& value);
 
   onnx::GraphProto& graph_;
-  std::set<std::string> names_;  // of initializers
+  std::set<std::string> names_;                   // of initializers
+  std::map<std::string, std::string> constants_;  // a constant's serialised value -> its name
 };
 
 void set_attribute(onnx::NodeProto& node, const std::string& name, std::int64_t value);

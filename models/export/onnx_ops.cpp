@@ -31,6 +31,49 @@ void pool(const TracedOp& op, OnnxGraph& graph, const std::string& onnx_op) {
 void max_pool2d(const TracedOp& op, OnnxGraph& graph) { pool(op, graph, "MaxPool"); }
 void avg_pool2d(const TracedOp& op, OnnxGraph& graph) { pool(op, graph, "AveragePool"); }
 
+// y = amplitude * tanh(slope * x).
+void scaled_tanh(const TracedOp& op, OnnxGraph& graph) {
+  const std::string slope = graph.add_constant(op.output + ".slope", ag::Tensor::full({}, op.real("slope")));
+  const std::string amplitude =
+      graph.add_constant(op.output + ".amplitude", ag::Tensor::full({}, op.real("amplitude")));
+  graph.add_node("Mul", {op.inputs.at(0), slope}, op.output + ".scaled");
+  graph.add_node("Tanh", {op.output + ".scaled"}, op.output + ".tanh");
+  graph.add_node("Mul", {op.output + ".tanh", amplitude}, op.output);
+}
+
+// x:[N,C,H,W]  weight:[C]  bias:[C] (optional) -> weight[c] * (the sum of each window) + bias[c]:
+// AveragePool times the window's area, then the per-map coefficient and bias as [C,1,1].
+void subsampling2d(const TracedOp& op, OnnxGraph& graph) {
+  const std::int64_t kernel = op.integer("kernel"), stride = op.integer("stride");
+  const std::int64_t channels = op.input_shapes.at(1).sizes.at(0);
+  onnx::NodeProto& pool = graph.add_node("AveragePool", {op.inputs.at(0)}, op.output + ".mean");
+  set_attribute(pool, "kernel_shape", {kernel, kernel});
+  set_attribute(pool, "strides", {stride, stride});
+  const std::string area =
+      graph.add_constant(op.output + ".area", ag::Tensor::full({}, static_cast<double>(kernel * kernel)));
+  graph.add_node("Mul", {op.output + ".mean", area}, op.output + ".sum");
+  const std::string per_map = graph.add_constant(op.output + ".per_map", std::vector<std::int64_t>{channels, 1, 1});
+  graph.add_node("Reshape", {op.inputs.at(1), per_map}, op.output + ".weight");
+  const bool has_bias = op.inputs.size() > 2;
+  graph.add_node("Mul", {op.output + ".sum", op.output + ".weight"}, has_bias ? op.output + ".scaled" : op.output);
+  if (!has_bias) return;
+  graph.add_node("Reshape", {op.inputs.at(2), per_map}, op.output + ".bias");
+  graph.add_node("Add", {op.output + ".scaled", op.output + ".bias"}, op.output);
+}
+
+// x:[N,D]  c:[M,D] -> y[n,m] = sum_j (x[n,j] - c[m,j])^2, through [N,1,D] - [1,M,D].
+void squared_distances(const TracedOp& op, OnnxGraph& graph) {
+  const std::string x_axes = graph.add_constant(op.output + ".x_axes", std::vector<std::int64_t>{1});
+  const std::string c_axes = graph.add_constant(op.output + ".c_axes", std::vector<std::int64_t>{0});
+  graph.add_node("Unsqueeze", {op.inputs.at(0), x_axes}, op.output + ".x");
+  graph.add_node("Unsqueeze", {op.inputs.at(1), c_axes}, op.output + ".c");
+  graph.add_node("Sub", {op.output + ".x", op.output + ".c"}, op.output + ".difference");
+  graph.add_node("Mul", {op.output + ".difference", op.output + ".difference"}, op.output + ".square");
+  const std::string sum_axes = graph.add_constant(op.output + ".axes", std::vector<std::int64_t>{2});
+  set_attribute(graph.add_node("ReduceSum", {op.output + ".square", sum_axes}, op.output), "keepdims",
+                std::int64_t{0});
+}
+
 // x:[N,C,H,W] -> [N,C,H+2p,W+2p] filled with value: Pad's pads run begins then ends, by dimension.
 void pad2d(const TracedOp& op, OnnxGraph& graph) {
   const std::int64_t p = op.integer("padding");
@@ -145,6 +188,7 @@ const std::pair<std::string_view, OnnxForm> kForms[] = {
     {"pow", pow},
     {"relu", same_inputs<kRelu>},
     {"tanh", same_inputs<kTanh>},
+    {"scaled_tanh", scaled_tanh},
     {"sigmoid", same_inputs<kSigmoid>},
     {"softmax", softmax},
     {"log_softmax", log_softmax},
@@ -156,6 +200,8 @@ const std::pair<std::string_view, OnnxForm> kForms[] = {
     {"conv2d", conv2d},
     {"max_pool2d", max_pool2d},
     {"avg_pool2d", avg_pool2d},
+    {"subsampling2d", subsampling2d},
+    {"squared_distances", squared_distances},
     {"pad2d", pad2d},
     {"reshape", reshape},
     {"transpose", transpose},

@@ -136,11 +136,21 @@ TEST(OnnxExport, InitializersAreTheParametersAndBuffersUnderTheirNames) {
 TEST(OnnxExport, LeNet1998ConstantsAreWrittenOncePerValue) {
   auto model = make("lenet1998");
   const onnx::ModelProto proto = parse(export_model(*model, "lenet1998"));
-  // 1.7159 and 2/3 of the six squashes, the Table I mask and 4 of the two subsamplings.
-  std::set<std::string> constants;
-  for (const auto& tensor : proto.graph().initializer())
-    if (tensor.name().starts_with("constant")) constants.insert(tensor.name());
-  EXPECT_EQ(constants.size(), 4u);
+  // The six squashes share their 1.7159 and 2/3, the two subsamplings their window area and
+  // shape: no two constants hold the same value.
+  std::map<std::string, std::string> constants;  // serialised value without the name -> name
+  int scalars = 0;
+  for (onnx::TensorProto tensor : proto.graph().initializer()) {
+    if (tensor.doc_string() != "constant") continue;
+    const std::string name = tensor.name();
+    scalars += tensor.dims_size() == 0;
+    tensor.clear_name();
+    const auto [it, inserted] = constants.emplace(tensor.SerializeAsString(), name);
+    EXPECT_TRUE(inserted) << name << " holds the value of " << it->second;
+  }
+  // The input's scale 1.275/255 and offset -0.1 (pad2d's border, the same value), 1.7159, 2/3 and
+  // the window area 4.
+  EXPECT_EQ(scalars, 5);
 }
 
 TEST(OnnxExport, ReshapeLeavesTheBatchSizeToTheInput) {
