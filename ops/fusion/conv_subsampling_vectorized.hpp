@@ -485,7 +485,10 @@ class ByChannel final : public DirectConvolution<float> {
   Isa isa() const override { return Simd::kIsa; }
 
   void forward(const float* x_n, const float* b, float* z_n) override {
-    const auto [image, plane, row_stride] = image_of(x_n);
+    // Named, not a structured binding: clang 14 (the fuzz build) cannot capture bindings.
+    const Image source = image_of(x_n);
+    const float* image = source.data;
+    const std::int64_t plane = source.plane, row_stride = source.row_stride;
     float* zt = transposed_.get();  // [Ho Wo][Cout]
     constexpr int P = Simd::kChannelPositions;
     for (std::int64_t block = 0; block < g_.out_channels / kChannelBlock; ++block)
@@ -501,7 +504,9 @@ class ByChannel final : public DirectConvolution<float> {
 
   void add_grad_w(const float* x_n, const float* dz_n) override {
     if (!sums_) sums_ = zeroed_array(static_cast<std::size_t>(g_.out_channels * g_.patch()));
-    const auto [image, plane, row_stride] = image_of(x_n);
+    const Image source = image_of(x_n);
+    const float* image = source.data;
+    const std::int64_t plane = source.plane, row_stride = source.row_stride;
     float* dzt = transposed_.get();  // [Ho Wo][Cout]
     transpose(dz_n, g_.out_channels, positions_, nullptr, dzt);
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
