@@ -123,6 +123,18 @@ def rank_pids(mpirun_pid, rank):
     return found
 
 
+def job_end(job):
+    """Waits (at most a minute) for an mpirun job whose rank 1 was just killed or stopped: the
+    seconds it took, and the lines rank 0 wrote to stderr about it."""
+    since = time.time()
+    try:
+        _, stderr = job.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        _, stderr = job.communicate()
+    return time.time() - since, [l for l in stderr.splitlines() if l.startswith("lenet train: rank 0 of 2:")]
+
+
 def faults(tmp):
     options = ["--limit", "20000", "--epochs", "3", "--batch-size", "64", "--checkpoint-every", "20"]
     checkpoint = os.path.join(tmp, "run.ckpt")
@@ -137,14 +149,7 @@ def faults(tmp):
     check(len(victims) == 1, f"found rank 1's process ({victims})")
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    killed_at = time.time()
-    try:
-        stdout, stderr = job.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        stdout, stderr = job.communicate()
-    waited = time.time() - killed_at
-    ours = [l for l in stderr.splitlines() if l.startswith("lenet train: rank 0 of 2:")]
+    waited, ours = job_end(job)
     check(job.returncode != 0, f"the job fails (exit {job.returncode})")
     check(waited < 30, f"the other rank stopped {waited:.1f} s after the kill (< 30 s)")
     check(len(ours) == 1 and checkpoint in ours[0], f"rank 0 says why in one line naming the checkpoint: {ours}")
@@ -161,14 +166,7 @@ def faults(tmp):
     time.sleep(0.5)
     for pid in victims:
         os.kill(pid, signal.SIGSTOP)
-    stopped_at = time.time()
-    try:
-        _, stderr = job.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        _, stderr = job.communicate()
-    waited = time.time() - stopped_at
-    ours = [l for l in stderr.splitlines() if l.startswith("lenet train: rank 0 of 2:")]
+    waited, ours = job_end(job)
     check(job.returncode != 0 and waited < 30, f"a hung rank ends the job after {waited:.1f} s (exit {job.returncode})")
     check(len(ours) == 1 and "no word from the other ranks for 3 s" in ours[0], f"rank 0 says so: {ours}")
     for pid in victims:  # mpirun has killed it; in case it has not
