@@ -44,6 +44,15 @@ void for_each_fiber(const Fibers& f, Visit visit) {
     for (std::int64_t i = 0; i < f.inner; ++i) visit(o * f.size * f.inner + i);
 }
 
+// The largest element of the fiber starting at xs (f.size > 0), which both ops subtract before
+// exp(): exp() stays <= 1, no overflow however large x is.
+template <class T>
+T fiber_max(const Fibers& f, const T* xs) {
+  T max = xs[0];
+  for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+  return max;
+}
+
 }  // namespace
 
 Variable softmax(const Variable& x, std::int64_t dim) {
@@ -55,9 +64,8 @@ Variable softmax(const Variable& x, std::int64_t dim) {
     for_each_fiber(f, [&](std::int64_t first) {
       const T* xs = x.value().data<T>() + first;
       T* ys = y.data<T>() + first;
-      // Subtracting the maximum keeps exp() <= 1 (no overflow) and the sum >= 1 (no 0 / 0).
-      T max = xs[0];
-      for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+      // Subtracting the maximum also keeps the sum >= 1 (no 0 / 0).
+      const T max = fiber_max(f, xs);
       T sum_exp = 0;
       for (std::int64_t k = 0; k < f.size; ++k) {
         ys[k * f.inner] = std::exp(xs[k * f.inner] - max);
@@ -101,9 +109,7 @@ Variable log_softmax(const Variable& x, std::int64_t dim) {
     for_each_fiber(f, [&](std::int64_t first) {
       const T* xs = x.value().data<T>() + first;
       T* ys = y.data<T>() + first;
-      // Subtracting the maximum keeps exp() <= 1: no overflow however large x is.
-      T max = xs[0];
-      for (std::int64_t k = 1; k < f.size; ++k) max = std::max(max, xs[k * f.inner]);
+      const T max = fiber_max(f, xs);
       T sum_exp = 0;
       for (std::int64_t k = 0; k < f.size; ++k) sum_exp += std::exp(xs[k * f.inner] - max);
       // (x - max) - log(sum), not x - (max + log(sum)): x - max is exact for nearby values,
