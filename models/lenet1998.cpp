@@ -45,6 +45,14 @@ ag::Tensor paper_uniform(ag::Shape shape, double fan_in, ag::Generator& gen) {
   return ag::Tensor::uniform(std::move(shape), -2.4 / std::sqrt(fan_in), 2.4 / std::sqrt(fan_in), gen);
 }
 
+// Table I as C3's connection table: C3 map o reads S2 map c.
+ag::ConnectionTable table_i() {
+  std::vector<bool> connected;
+  for (std::int64_t o = 0; o < 16; ++o)
+    for (const char* row : kTableI) connected.push_back(row[o] == 'X');
+  return ag::ConnectionTable(16, 6, std::move(connected));
+}
+
 std::int64_t table_connections(std::int64_t map) {
   std::int64_t n = 0;
   for (const char* row : kTableI) n += row[map] == 'X';
@@ -78,7 +86,7 @@ LeNet1998::LeNet1998(ag::Generator& gen, Criterion criterion)
              .normalization = {.mean = 0.1 / 1.275, .std = 1 / 1.275}}),
       c1({.in = 1, .out = 6, .kernel = 5}, gen),
       s2(6),
-      c3({.in = 6, .out = 16, .kernel = 5}, gen),
+      c3({.in = 6, .out = 16, .kernel = 5, .connections = table_i()}, gen),
       s4(16),
       c5({.in = 16, .out = 120, .kernel = 5}, gen),
       f6({.in = 120, .out = 84}, gen),
@@ -86,22 +94,18 @@ LeNet1998::LeNet1998(ag::Generator& gen, Criterion criterion)
   // Biases start at 0: the paper gives none.
   c1.weight.mutable_value() = paper_uniform({6, 1, 5, 5}, 25, gen);
   c1.bias.mutable_value().fill(0);
-  std::vector<double> mask;
   ag::Tensor c3_weight({16, 6, 5, 5});
   for (std::int64_t o = 0; o < 16; ++o) {
     const double fan_in = 25.0 * static_cast<double>(table_connections(o));
     const ag::Tensor w = paper_uniform({6, 5, 5}, fan_in, gen);
     for (std::int64_t c = 0; c < 6; ++c) {
       const bool connected = kTableI[static_cast<std::size_t>(c)][o] == 'X';
-      mask.insert(mask.end(), 25, connected ? 1.0 : 0.0);
       for (std::int64_t k = 0; k < 25; ++k)
         c3_weight.set((o * 6 + c) * 25 + k, connected ? w.at(c * 25 + k) : 0.0);
     }
   }
   c3.weight.mutable_value() = c3_weight;
   c3.bias.mutable_value().fill(0);
-  for (const ag::DType dtype : {ag::DType::Float32, ag::DType::Float64})
-    c3_mask_[static_cast<std::size_t>(dtype)] = ag::Variable(ag::Tensor::from({16, 6, 5, 5}, mask, dtype));
   c5.weight.mutable_value() = paper_uniform({120, 16, 5, 5}, 400, gen);
   c5.bias.mutable_value().fill(0);
   f6.weight.mutable_value() = paper_uniform({84, 120}, 120, gen);
@@ -120,9 +124,7 @@ ag::Variable LeNet1998::forward(const ag::Variable& input) const {
   Variable x = pad2d(input, 2, -0.1);                                        // [N, 1, 32, 32]
   x = squash(c1(x));                                                         // [N, 6, 28, 28]
   x = squash(s2(x));                                                         // [N, 6, 14, 14]
-  // Off Table I the weights are multiplied by 0: they get no gradient and stay 0.
-  const Variable& mask = c3_mask_[static_cast<std::size_t>(c3.weight.dtype())];
-  x = squash(conv2d(x, c3.weight * mask, c3.bias));                          // [N, 16, 10, 10]
+  x = squash(c3(x));                                                         // [N, 16, 10, 10], Table I
   x = squash(s4(x));                                                         // [N, 16, 5, 5]
   x = squash(flatten(c5(x)));                                                // [N, 120]
   x = squash(f6(x));                                                         // [N, 84]

@@ -67,10 +67,6 @@ class LeNet1998 : public Model {
 
  private:
   Criterion criterion_;
-  // [16, 6, 5, 5]: Table I, 1 where an S2 map feeds a C3 map; one per dtype, indexed by DType, so
-  // that a forward converts nothing, and of the weight's own shape, so that the product is an
-  // element-by-element loop rather than a broadcast.
-  std::array<ag::Variable, 2> c3_mask_;
 };
 
 }  // namespace nn

@@ -78,17 +78,80 @@ void col2im(const ConvGeometry& g, const T* cols, T* image) {
       }
 }
 
+// conv2d's attributes: the connection table as [Cout * Cin] of 0 and 1, row-major.
+OpAttributes conv2d_attributes(const ConnectionTable& connections, std::int64_t stride,
+                               std::int64_t padding) {
+  OpAttributes attributes{{"stride", stride}, {"padding", padding}};
+  if (connections.all()) return attributes;
+  std::vector<std::int64_t> table;
+  for (std::int64_t o = 0; o < connections.out_channels(); ++o)
+    for (std::int64_t c = 0; c < connections.in_channels(); ++c)
+      table.push_back(connections.connects(o, c) ? 1 : 0);
+  attributes.emplace_back("connections", table);
+  return attributes;
+}
+
 }  // namespace
+
+ConnectionTable::ConnectionTable(std::int64_t out_channels, std::int64_t in_channels,
+                                 std::vector<bool> connected) {
+  if (out_channels < 1 || in_channels < 1 ||
+      static_cast<std::int64_t>(connected.size()) != out_channels * in_channels)
+    throw std::invalid_argument("ConnectionTable: " + std::to_string(connected.size()) +
+                                " entries for " + std::to_string(out_channels) + " x " +
+                                std::to_string(in_channels) + " channels");
+  for (std::int64_t o = 0; o < out_channels; ++o) {
+    const auto row = connected.begin() + o * in_channels;
+    if (std::find(row, row + in_channels, true) == row + in_channels)
+      throw std::invalid_argument("ConnectionTable: output channel " + std::to_string(o) +
+                                  " reads no input channel");
+  }
+  table_ = std::make_shared<const Table>(Table{out_channels, in_channels, std::move(connected)});
+}
+
+std::int64_t ConnectionTable::pairs(std::int64_t out_channels, std::int64_t in_channels) const {
+  if (!table_) return out_channels * in_channels;
+  return std::count(table_->connected.begin(), table_->connected.end(), true);
+}
+
+void ConnectionTable::zero_unconnected(Tensor& w) const {
+  if (!table_) return;
+  const std::int64_t slice = w.shape()[2] * w.shape()[3];
+  dispatch(w.dtype(), [&]<class T>() {
+    T* data = w.data<T>();
+    for (std::int64_t o = 0; o < table_->out_channels; ++o)
+      for (std::int64_t c = 0; c < table_->in_channels; ++c)
+        if (!connects(o, c)) {
+          T* first = data + (o * table_->in_channels + c) * slice;
+          std::fill(first, first + slice, T(0));
+        }
+  });
+}
 
 Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
                 std::int64_t padding) {
+  return conv2d(x, w, b, ConnectionTable{}, stride, padding);
+}
+
+Variable conv2d(const Variable& x, const Variable& w, const Variable& b,
+                const ConnectionTable& connections, std::int64_t stride, std::int64_t padding) {
   // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> y:[N,Cout,Ho,Wo]
   // Per image n, with K = Cin*KH*KW and P = Ho*Wo:
   //   y[n]:[Cout, P] = w:[Cout, K] cols[n]:[K, P] + b   (cols = im2col of x[n])
+  // A connection table zeroes the unconnected slices of (a copy of) w and of dw: this path is the
+  // reference, and spends the same work on every pair.
   // With fusion on, the result waits for its consumer: a relu and max_pool2d may run with it as
   // one kernel (ops/fusion/fusion.hpp); any other use computes it below. Arguments are checked now.
-  if (fusion_enabled()) return defer_conv2d(x, w, b, stride, padding);
+  check_connections(x, w, b, connections, stride, padding);
+  if (fusion_enabled()) return defer_conv2d(x, w, b, connections, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
+  const auto connected_weights = [connections](const Tensor& w) {
+    if (connections.all()) return w;
+    Tensor masked = w.clone();
+    connections.zero_unconnected(masked);
+    return masked;
+  };
+  const Tensor weights = connected_weights(w.value());
   const bool has_bias = b.defined();
   // A kernel that covers the whole unpadded input (the 1998 LeNet-5's C5) has one position, whose
   // columns are the image itself: the convolution is one product over the batch,
@@ -111,7 +174,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   Tensor y = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
     const T* x_data = x.value().template data<T>();
-    const T* w_data = w.value().template data<T>();
+    const T* w_data = weights.template data<T>();
     T* y_data = y.data<T>();
     if (whole_input) {
       if (has_bias)
@@ -151,7 +214,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   // each input, and a shared weight sums the terms of the connections that share it).
   // With a kernel over the whole input, [0] and [1] are products over the batch:
   //   [0] x:[N, K] = t:[N, Cout] w:[Cout, K]    [1] w:[Cout, K] = t^T:[Cout, N] x:[N, K]
-  auto adjoint = [g, has_bias, whole_input](const Tensor& t, const Tensor& x,
+  auto adjoint = [g, has_bias, whole_input, connections](const Tensor& t, const Tensor& x,
                                             const Tensor& given_cols, const Tensor& w,
                                             const GradMask& needs) {
     const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
@@ -197,6 +260,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
         }
         results[1] = result;
       }
+      if (needs[1]) connections.zero_unconnected(results[1]);
       if (has_bias && needs[2]) {
         Tensor result({g.out_channels}, t.dtype());
         T* sum = result.data<T>();
@@ -214,21 +278,25 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::in
   };
   return with_attributes(record(
       std::move(y), "conv2d", std::move(inputs),
-      [saved_x, kept_cols, saved_w, adjoint](const Tensor& dy, const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint, connected_weights](const Tensor& dy,
+                                                                const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
           fail("conv2d", "an input began requiring grad after the forward");
         // unpack() checks x was not written in place: the kept columns were copied from it.
         return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[1] ? kept_cols : Tensor{},
-                       needs[0] ? saved_w.unpack() : Tensor{}, needs);
+                       needs[0] ? connected_weights(saved_w.unpack()) : Tensor{}, needs);
       },
-      [saved_x, kept_cols, saved_w, adjoint](const Tensor& h, const Tensor&, const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint, connected_weights](const Tensor& h, const Tensor&,
+                                                                const GradMask& needs) {
         const auto square = [](auto v) { return v * v; };
         const Tensor x_squared = needs[1] ? kernels::map_elements(saved_x.unpack(), square) : Tensor{};
         const Tensor cols_squared =
             needs[1] && kept_cols.defined() ? kernels::map_elements(kept_cols, square) : Tensor{};
-        return adjoint(h, x_squared, cols_squared, needs[0] ? kernels::map_elements(saved_w.unpack(), square) : Tensor{},
+        return adjoint(h, x_squared, cols_squared,
+                       needs[0] ? kernels::map_elements(connected_weights(saved_w.unpack()), square)
+                                : Tensor{},
                        needs);
-      }), [&] { return OpAttributes{{"stride", stride}, {"padding", padding}}; });
+      }), [&] { return conv2d_attributes(connections, stride, padding); });
 }
 
 }  // namespace ag

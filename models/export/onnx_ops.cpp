@@ -11,11 +11,21 @@ namespace nn::onnx_export {
 
 namespace {
 
-// x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> Conv, padded alike on all four sides.
+// x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout] -> Conv, padded alike on all four sides. With a
+// connection table, w times the table as [Cout,Cin,1,1] first (ONNX's Conv has groups, not tables).
 void conv2d(const TracedOp& op, OnnxGraph& graph) {
   const std::int64_t stride = op.integer("stride"), padding = op.integer("padding");
   const ag::Shape& w = op.input_shapes.at(1).sizes;
-  onnx::NodeProto& node = graph.add_node("Conv", op.inputs, op.output);
+  std::vector<std::string> inputs = op.inputs;
+  if (op.has("connections")) {
+    const ag::OpAttribute::Integers& table = op.integers("connections");
+    const std::vector<double> connected(table.begin(), table.end());
+    const std::string mask =
+        graph.add_constant(op.output + ".connections", ag::Tensor::from({w[0], w[1], 1, 1}, connected));
+    inputs[1] = op.output + ".connected_weight";
+    graph.add_node("Mul", {op.inputs.at(1), mask}, inputs[1]);
+  }
+  onnx::NodeProto& node = graph.add_node("Conv", inputs, op.output);
   set_attribute(node, "kernel_shape", {w[2], w[3]});
   set_attribute(node, "strides", {stride, stride});
   set_attribute(node, "pads", {padding, padding, padding, padding});

@@ -27,13 +27,21 @@ Conv2d::Conv2d(const Conv2dOptions& opts, ag::Generator& gen) : options(opts) {
   require_positive("Conv2d", "kernel", opts.kernel);
   require_positive("Conv2d", "stride", opts.stride);
   const std::int64_t fan_in = opts.in * opts.kernel * opts.kernel;
-  weight = register_parameter("weight", uniform_init({opts.out, opts.in, opts.kernel, opts.kernel},
-                                                     fan_in, gen));
+  ag::Tensor w = uniform_init({opts.out, opts.in, opts.kernel, opts.kernel}, fan_in, gen);
+  if (!opts.connections.all()) {
+    if (opts.connections.out_channels() != opts.out || opts.connections.in_channels() != opts.in)
+      ag::fail("Conv2d", "connection table of " + std::to_string(opts.connections.out_channels()) +
+                             " x " + std::to_string(opts.connections.in_channels()) +
+                             " channels, for " + std::to_string(opts.out) + " x " +
+                             std::to_string(opts.in));
+    opts.connections.zero_unconnected(w);
+  }
+  weight = register_parameter("weight", w);
   if (opts.bias) bias = register_parameter("bias", uniform_init({opts.out}, fan_in, gen));
 }
 
 ag::Variable Conv2d::forward(const ag::Variable& x) const {
-  return ag::conv2d(x, weight, bias, options.stride, options.padding);
+  return ag::conv2d(x, weight, bias, options.connections, options.stride, options.padding);
 }
 
 Linear::Linear(const LinearOptions& opts, ag::Generator& gen) : options(opts) {

@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "autograd/tensor.hpp"
+#include "ops/conv2d.hpp"
 #include "models/nn/module.hpp"
 
 namespace nn {
@@ -19,6 +20,7 @@ struct Conv2dOptions {
   std::int64_t stride = 1;
   std::int64_t padding = 0;
   bool bias = true;
+  ag::ConnectionTable connections = {};  // [out, in]: which inputs each output reads; all by default
 };
 
 class Conv2d : public Module {
@@ -28,7 +30,7 @@ class Conv2d : public Module {
   ag::Variable forward(const ag::Variable& x) const override;
 
   Conv2dOptions options;
-  ag::Variable weight;  // [out, in, kernel, kernel]
+  ag::Variable weight;  // [out, in, kernel, kernel], zero off the connection table
   ag::Variable bias;    // [out], undefined without bias
 };
 

@@ -166,7 +166,16 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
                                           const ConvSubsamplingOptions& options) {
   // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout]  pool_weight, pool_bias:[Cout] -> y:[N,Cout,Ph,Pw]
   const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
+  check_connections(x, w, b, options.connections, options.stride, options.padding);
+  const ConnectionTable connections = options.connections;
   const Subsampling s = subsampling_geometry(g, options);
+  // The weights the convolution reads: w, with the pairs off the connection table zeroed.
+  const auto connected_weights = [connections](const Tensor& w) {
+    if (connections.all()) return w;
+    Tensor masked = w.clone();
+    connections.zero_unconnected(masked);
+    return masked;
+  };
   const char* op = "conv2d_scaled_tanh_subsampling2d";
   if (!pool_weight.defined()) fail(op, "pool weight must be defined");
   check_per_channel(pool_weight, "pool weight", g, x.dtype());
@@ -187,7 +196,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   Tensor a = save ? Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype()) : Tensor{};
   Tensor y = Tensor::empty({g.batch, g.out_channels, s.out_h, s.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    const auto convolution = kernels::direct_convolution<T>(g, w.value().template data<T>());
+    const Tensor weights = connected_weights(w.value());
+    const auto convolution = kernels::direct_convolution<T>(g, weights.template data<T>());
     const std::size_t image_values = static_cast<std::size_t>(g.out_channels * plane);
     const std::shared_ptr<T[]> z = make_cached_array<T>(image_values);
     const std::shared_ptr<T[]> scratch = save ? nullptr : make_cached_array<T>(image_values);
@@ -230,7 +240,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // adjoint(h) with every factor squared (the convolution and the subsampling are linear in each
   // input, the tanh is taken by its slope alone: Gauss-Newton).
   auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
-                  saved_pool_weight, saved_y, tanh_after](const Tensor& t, bool squared,
+                  saved_pool_weight, saved_y, tanh_after, connections, connected_weights](const Tensor& t, bool squared,
                                                           const GradMask& needs) {
     const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
     const bool want_pool_weight = needs[pool_weight_input];
@@ -263,7 +273,9 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       };
       // The convolution's weights, squared for the curvature; x is squared image by image.
       const Tensor weights =
-          want_x ? (squared ? square(saved_w.unpack()) : saved_w.unpack()) : Tensor{};
+          want_x ? (squared ? square(connected_weights(saved_w.unpack()))
+                            : connected_weights(saved_w.unpack()))
+                 : Tensor{};
       const Tensor images = want_w ? saved_x.unpack() : Tensor{};
       // The factor of each channel's window below the pool: pool_weight, squared for the curvature.
       const std::shared_ptr<T[]> scale =
@@ -316,7 +328,10 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
         }
         if (want_x) convolution->grad_x(dz.get(), grads[0].data<T>() + n * g.image_size());
       }
-      if (want_w) convolution->finish_grad_w(grads[1].data<T>());
+      if (want_w) {
+        convolution->finish_grad_w(grads[1].data<T>());
+        connections.zero_unconnected(grads[1]);
+      }
     });
     return grads;
   };

@@ -139,12 +139,13 @@ enum class Activation { None, Relu, ScaledTanh };
 // was applied to, in `conv`, and takes its versions from it.
 class DeferredConv2d final : public Deferred {
  public:
-  DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b, std::int64_t stride,
-                 std::int64_t padding)
+  DeferredConv2d(Shape shape, DType dtype, Variable x, Variable w, Variable b,
+                 ConnectionTable connections, std::int64_t stride, std::int64_t padding)
       : Deferred(std::move(shape), dtype),
         x(std::move(x)),
         w(std::move(w)),
         b(std::move(b)),
+        connections(std::move(connections)),
         stride(stride),
         padding(padding),
         curvature(curvature_enabled()),
@@ -157,6 +158,7 @@ class DeferredConv2d final : public Deferred {
         x(pending.x),
         w(pending.w),
         b(pending.b),
+        connections(pending.connections),
         stride(pending.stride),
         padding(pending.padding),
         conv(std::move(conv)),
@@ -173,7 +175,7 @@ class DeferredConv2d final : public Deferred {
     if (activation == Activation::Relu) return ag::relu(conv);
     if (activation == Activation::ScaledTanh) return ag::scaled_tanh(conv, amplitude, slope);
     check_inputs_unchanged();
-    return conv2d(x, w, b, stride, padding);
+    return conv2d(x, w, b, connections, stride, padding);
   }
 
   // The convolution runs later than the model script called it, and reads its inputs then. An
@@ -206,6 +208,7 @@ class DeferredConv2d final : public Deferred {
   }
 
   Variable x, w, b;
+  ConnectionTable connections;
   std::int64_t stride, padding;
   Variable conv;
   Activation activation = Activation::None;
@@ -254,6 +257,7 @@ class DeferredSubsampling final : public Deferred {
           pending->x, pending->w, pending->b, weight, bias,
           {.stride = pending->stride,
            .padding = pending->padding,
+           .connections = pending->connections,
            .tanh = {.amplitude = pending->amplitude, .slope = pending->slope},
            .pool_kernel = kernel,
            .pool_stride = stride,
@@ -297,13 +301,14 @@ const DeferredSubsampling* deferred_subsampling(const Variable& x) {
 
 }  // namespace
 
-Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b,
+                      const ConnectionTable& connections, std::int64_t stride,
                       std::int64_t padding) {
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   return Variable::defer(
       std::allocate_shared<DeferredConv2d>(CachingAllocator<DeferredConv2d>{},
                                            Shape{g.batch, g.out_channels, g.out_h, g.out_w},
-                                           x.dtype(), x, w, b, stride, padding),
+                                           x.dtype(), x, w, b, connections, stride, padding),
       needs_grad({x, w, b}));
 }
 
@@ -333,7 +338,11 @@ Variable fuse_scaled_tanh(const Variable& x, double amplitude, double slope) {
 Variable fuse_max_pool2d(const Variable& x, std::int64_t kernel, std::int64_t stride) {
   if (!fusion_mode) return {};
   const DeferredConv2d* pending = deferred_conv2d(x);
-  if (!pending || pending->activation == Activation::ScaledTanh || kernel > 15) return {};
+  // conv2d_max_pool2d's kernels take every pair of channels: a convolution with a connection
+  // table pools unfused.
+  if (!pending || pending->activation == Activation::ScaledTanh || kernel > 15 ||
+      !pending->connections.all())
+    return {};
   // The convolution under the relu was computed meanwhile (it had another use): fusing would
   // compute it a second time, so pool what is there.
   if (pending->activation == Activation::Relu && !pending->conv.deferred()) return {};

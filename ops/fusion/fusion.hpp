@@ -38,6 +38,7 @@
 #include <optional>
 
 #include "autograd/variable.hpp"
+#include "ops/conv2d.hpp"
 
 namespace ag {
 
@@ -71,13 +72,14 @@ struct ScaledTanhOptions {
 struct ConvSubsamplingOptions {
   std::int64_t stride = 1;                           // of the convolution
   std::int64_t padding = 0;                          // of the convolution, zeros
+  ConnectionTable connections = {};                  // of the convolution
   ScaledTanhOptions tanh = {};                       // between the convolution and the subsampling
   std::int64_t pool_kernel = 2;                      // square window
   std::int64_t pool_stride = 0;                      // 0: same as pool_kernel
   std::optional<ScaledTanhOptions> tanh_after = {};  // after the subsampling, if any
 };
 
-/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, stride, padding), tanh), pool_weight, pool_bias,
+/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, connections, stride, padding), tanh), pool_weight, pool_bias,
 /// pool_kernel, pool_stride), then scaled_tanh(y, tanh_after) when given; one image at a time:
 ///   z = conv2d(x);  a = amplitude tanh(slope z);  p[c] = pool_weight[c] (window sum of a) + pool_bias[c]
 ///   y = p, or amplitude' tanh(slope' p)
@@ -113,7 +115,8 @@ class NoFusionGuard {
 // returns an undefined Variable when its op should run as usual.
 
 /// conv2d's result, deferred. Arguments already validated.
-Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
+Variable defer_conv2d(const Variable& x, const Variable& w, const Variable& b,
+                      const ConnectionTable& connections, std::int64_t stride,
                       std::int64_t padding);
 /// relu over a deferred conv2d: deferred "conv2d, then relu".
 Variable fuse_relu(const Variable& x);

@@ -50,4 +50,15 @@ ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable&
   return g;
 }
 
+void check_connections(const Variable& x, const Variable& w, const Variable& b,
+                       const ConnectionTable& connections, std::int64_t stride,
+                       std::int64_t padding) {
+  if (connections.all()) return;
+  const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
+  if (connections.out_channels() != g.out_channels || connections.in_channels() != g.in_channels)
+    fail("conv2d", "connection table of " + std::to_string(connections.out_channels()) + " x " +
+                       std::to_string(connections.in_channels()) + " channels does not match w " +
+                       shape_str(w.shape()));
+}
+
 }  // namespace ag

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "autograd/variable.hpp"
+#include "ops/conv2d.hpp"
 
 namespace ag {
 
@@ -23,5 +24,10 @@ struct ConvGeometry {
 /// Works on deferred Variables too: it reads only shapes and dtypes.
 ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable& b,
                            std::int64_t stride, std::int64_t padding);
+
+/// Checks that a connection table (other than `all`) is [Cout, Cin] for these arguments.
+void check_connections(const Variable& x, const Variable& w, const Variable& b,
+                       const ConnectionTable& connections, std::int64_t stride,
+                       std::int64_t padding);
 
 }  // namespace ag
