@@ -159,6 +159,87 @@ void subsampling_adjoint(const ConvGeometry& g, const Subsampling& s, kernels::I
   }
 }
 
+// The forward of a float32 batch in blocks of L images, each image in a lane (kernels::
+// LaneConvolution): the same steps as the per-image loop, on every image of a block at once.
+// a:[blocks][Cout][Ho][Wo][L] is kept when given (else scratch); y:[N, Cout, Ph, Pw].
+void forward_in_lanes(kernels::LaneConvolution& lanes, const ConvGeometry& g, const Subsampling& s,
+                      const std::optional<ScaledTanhOptions>& tanh_after, const float* x,
+                      const float* b, const float* pool_weight, const float* pool_bias, float* a,
+                      float* y) {
+  using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
+  const std::int64_t L = lanes.lanes();
+  const std::int64_t block_values = g.out_channels * g.out_h * g.out_w * L;
+  const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
+  const auto x_lanes = make_cached_array<float>(static_cast<std::size_t>(g.image_size() * L));
+  const auto y_lanes = make_cached_array<float>(static_cast<std::size_t>(pooled * L));
+  const auto scratch =
+      a ? nullptr : make_cached_array<float>(static_cast<std::size_t>(block_values));
+  for (std::int64_t n0 = 0; n0 < g.batch; n0 += L) {
+    const std::int64_t count = std::min(L, g.batch - n0);
+    lanes.to_lanes(x + n0 * g.image_size(), count, g.image_size(), x_lanes.get());
+    float* a_block = a ? a + n0 / L * block_values : scratch.get();
+    lanes.forward(x_lanes.get(), b, a_block);
+    // With scaled_tanh's roundings, as the per-image loop.
+    Eigen::Map<Array> a_map(a_block, block_values);
+    a_map = float(s.amplitude) * (a_map * float(s.slope)).tanh();
+    lanes.subsample(a_block, pool_weight, pool_bias, y_lanes.get());
+    if (tanh_after) {
+      Eigen::Map<Array> y_map(y_lanes.get(), pooled * L);
+      y_map = float(tanh_after->amplitude) * (y_map * float(tanh_after->slope)).tanh();
+    }
+    lanes.to_images(y_lanes.get(), count, pooled, y + n0 * pooled);
+  }
+}
+
+// The adjoint of the chain for a float32 batch whose forward ran in lanes, given t:[N, Cout, Ph,
+// Pw] (dy, or the curvature h with every factor squared), y (with tanh_after), a as
+// forward_in_lanes kept it, x (for dw, squared here for the curvature) and the scale below the
+// pool (null: nothing below the pool is wanted). Writes dx (null: not wanted), adds to dw and the
+// sums (null where not wanted).
+void adjoint_in_lanes(kernels::LaneConvolution& lanes, const ConvGeometry& g, const Subsampling& s,
+                      const std::optional<ScaledTanhOptions>& tanh_after, bool squared,
+                      const float* t, const float* y, const float* a, const float* x,
+                      const float* scale, float* dx, float* dw, float* grad_b,
+                      float* grad_pool_weight, float* grad_pool_bias) {
+  const std::int64_t L = lanes.lanes();
+  const std::int64_t block_values = g.out_channels * g.out_h * g.out_w * L;
+  const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
+  const auto t_lanes = make_cached_array<float>(static_cast<std::size_t>(pooled * L));
+  const auto y_lanes =
+      tanh_after ? make_cached_array<float>(static_cast<std::size_t>(pooled * L)) : nullptr;
+  const auto image_lanes =
+      dw || dx ? make_cached_array<float>(static_cast<std::size_t>(g.image_size() * L)) : nullptr;
+  const float ratio_after = tanh_after ? float(tanh_after->slope / tanh_after->amplitude) : 0.0f;
+  const float square_after =
+      tanh_after ? float(tanh_after->amplitude * tanh_after->amplitude) : 0.0f;
+  const kernels::SlopeOfScaledTanh slope{.ratio = float(s.slope / s.amplitude),
+                                         .square = float(s.amplitude * s.amplitude)};
+  for (std::int64_t n0 = 0; n0 < g.batch; n0 += L) {
+    const std::int64_t count = std::min(L, g.batch - n0);
+    lanes.to_lanes(t + n0 * pooled, count, pooled, t_lanes.get());
+    if (tanh_after) {  // through the tanh after the subsampling, as the per-image loop
+      lanes.to_lanes(y + n0 * pooled, count, pooled, y_lanes.get());
+      for (std::int64_t k = 0; k < pooled * L; ++k) {
+        const float v = y_lanes[k], value = ratio_after * (square_after - v * v);
+        t_lanes[k] *= squared ? value * value : value;
+      }
+    }
+    lanes.subsample_adjoint(t_lanes.get(), a + n0 / L * block_values, scale, slope, squared,
+                            grad_b, grad_pool_weight, grad_pool_bias);
+    if (dw) {
+      lanes.to_lanes(x + n0 * g.image_size(), count, g.image_size(), image_lanes.get());
+      if (squared)
+        for (std::int64_t k = 0; k < g.image_size() * L; ++k) image_lanes[k] *= image_lanes[k];
+      lanes.add_grad_w(image_lanes.get());
+    }
+    if (dx) {
+      lanes.grad_x(image_lanes.get());
+      lanes.to_images(image_lanes.get(), count, g.image_size(), dx + n0 * g.image_size());
+    }
+  }
+  if (dw) lanes.finish_grad_w(dw);
+}
+
 }  // namespace
 
 Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, const Variable& b,
@@ -190,13 +271,38 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   if (has_pool_bias) inputs.push_back(pool_bias);
   const bool save = needs_grad(inputs);
 
+  // A float32 batch of at least a register's lanes of images runs a block of images at once, an
+  // image in each lane, where the pairs off the connection table cost nothing; smaller batches and
+  // float64 one image at a time.
+  const Tensor weights = connected_weights(w.value());
+  std::shared_ptr<kernels::LaneConvolution> lanes;
+  if (x.dtype() == DType::Float32 && s.tiles_2x2(g) && kernels::widest_isa() != kernels::Isa::Plain)
+    lanes = kernels::lane_convolution(kernels::widest_isa(), g, weights.data<float>(), connections);
+  if (lanes && g.batch < lanes->lanes()) lanes = nullptr;
+  const kernels::Isa lanes_isa = lanes ? lanes->isa() : kernels::Isa::Plain;
+
   // Saved for backward, and only when a gradient is wanted: a = the scaled tanh of the
-  // convolution, every element of it (the subsampling's sums and the tanh's slope).
+  // convolution, every element of it (the subsampling's sums and the tanh's slope); in lanes,
+  // a:[blocks][Cout][Ho][Wo][lanes].
   const std::int64_t plane = g.out_h * g.out_w;
-  Tensor a = save ? Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype()) : Tensor{};
+  Tensor a;
+  if (save && lanes)
+    a = Tensor::empty({(g.batch + lanes->lanes() - 1) / lanes->lanes(), g.out_channels, g.out_h,
+                       g.out_w, lanes->lanes()},
+                      x.dtype());
+  else if (save)
+    a = Tensor::empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   Tensor y = Tensor::empty({g.batch, g.out_channels, s.out_h, s.out_w}, x.dtype());
   dispatch(x.dtype(), [&]<class T>() {
-    const Tensor weights = connected_weights(w.value());
+    if constexpr (std::is_same_v<T, float>)
+      if (lanes) {
+        forward_in_lanes(*lanes, g, s, options.tanh_after, x.value().data<float>(),
+                         has_bias ? b.value().data<float>() : nullptr,
+                         pool_weight.value().data<float>(),
+                         has_pool_bias ? pool_bias.value().data<float>() : nullptr,
+                         save ? a.data<float>() : nullptr, y.data<float>());
+        return;
+      }
     const auto convolution = kernels::direct_convolution<T>(g, weights.template data<T>());
     const std::size_t image_values = static_cast<std::size_t>(g.out_channels * plane);
     const std::shared_ptr<T[]> z = make_cached_array<T>(image_values);
@@ -240,7 +346,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // adjoint(h) with every factor squared (the convolution and the subsampling are linear in each
   // input, the tanh is taken by its slope alone: Gauss-Newton).
   auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
-                  saved_pool_weight, saved_y, tanh_after, connections, connected_weights](const Tensor& t, bool squared,
+                  saved_pool_weight, saved_y, tanh_after, connections, connected_weights,
+                  lanes_isa](const Tensor& t, bool squared,
                                                           const GradMask& needs) {
     const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
     const bool want_pool_weight = needs[pool_weight_input];
@@ -285,6 +392,19 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
         for (std::int64_t o = 0; o < g.out_channels; ++o)
           scale[o] = squared ? pool_weight[o] * pool_weight[o] : pool_weight[o];
       }
+      if constexpr (std::is_same_v<T, float>)
+        if (a.shape().size() == 5) {  // the forward ran in lanes
+          const auto lanes = kernels::lane_convolution(
+              lanes_isa, g, want_x ? weights.data<float>() : nullptr, connections);
+          adjoint_in_lanes(*lanes, g, s, tanh_after, squared, t.data<float>(),
+                           tanh_after ? saved_y.unpack().data<float>() : nullptr, a.data<float>(),
+                           want_w ? images.data<float>() : nullptr, scale.get(),
+                           want_x ? grads[0].data<float>() : nullptr,
+                           want_w ? grads[1].data<float>() : nullptr, grad_b, grad_pool_weight,
+                           grad_pool_bias);
+          if (want_w) connections.zero_unconnected(grads[1]);
+          return;
+        }
       const auto convolution =
           want_x || want_w
               ? kernels::direct_convolution<T>(g, want_x ? weights.data<T>() : nullptr)

@@ -64,6 +64,55 @@ class DirectConvolution {
 template <class T>
 std::shared_ptr<DirectConvolution<T>> direct_convolution(const ConvGeometry& g, const T* w);
 
+/// The slope of a scaled tanh from its value a: ratio (square - a^2).
+struct SlopeOfScaledTanh {
+  float ratio, square;  // slope / amplitude, amplitude^2
+};
+
+/// The convolution, its 2x2 subsampling and their adjoints for a block of lanes() images at once,
+/// one image in each lane of the registers (conv_subsampling_lanes.hpp): a block's values are
+/// stored images innermost, [C][H][W][lanes], its lanes past the last image 0 on the way in. The
+/// pairs of channels a connection table leaves out cost nothing in any pass, which the per-image
+/// kernels (16 output channels in a register) cannot skip. Made by lane_convolution(); not for use
+/// by several threads at once.
+class LaneConvolution {
+ public:
+  virtual ~LaneConvolution() = default;
+  virtual Isa isa() const = 0;
+  virtual std::int64_t lanes() const = 0;
+  /// out:[size][lanes] from images:[count][size], count <= lanes (the lanes past count are 0).
+  virtual void to_lanes(const float* images, std::int64_t count, std::int64_t size, float* out) = 0;
+  /// images:[count][size] from the first count lanes of in:[size][lanes].
+  virtual void to_images(const float* in, std::int64_t count, std::int64_t size, float* images) = 0;
+  /// z:[Cout][Ho][Wo][lanes] = b + the convolution of x:[Cin][H][W][lanes] (b may be null).
+  virtual void forward(const float* x, const float* b, float* z) = 0;
+  /// y:[Cout][Ho/2][Wo/2][lanes] = weight[c] (the 2x2 window sum of a:[Cout][Ho][Wo][lanes])
+  /// + bias[c] (bias may be null).
+  virtual void subsample(const float* a, const float* weight, const float* bias, float* y) = 0;
+  /// subsample_2x2_adjoint's step for the block (t and a in lanes); its dz, when scale is given, is
+  /// kept for add_grad_w and grad_x.
+  virtual void subsample_adjoint(const float* t, const float* a, const float* scale,
+                                 SlopeOfScaledTanh slope, bool squared, float* grad_b,
+                                 float* grad_weight, float* grad_bias) = 0;
+  /// Adds the block's term of the weight gradient: the last dz against x:[Cin][H][W][lanes].
+  virtual void add_grad_w(const float* x) = 0;
+  /// dw:[Cout, Cin, KH, KW] += the sum of every add_grad_w so far (0 off the connection table).
+  virtual void finish_grad_w(float* dw) = 0;
+  /// dx:[Cin][H][W][lanes] = the adjoint of the convolution applied to the last dz.
+  virtual void grad_x(float* dx) = 0;
+};
+
+/// The lanes kernels of `isa` (or the next narrower the build has) for g, the weights w:[Cout, Cin, KH, KW] (read by forward and
+/// grad_x; may be null when only add_grad_w will be called; must outlive the object) and the
+/// connection table; null when the build lacks the instructions or g is not covered (float32
+/// only: stride 1, no padding, kernels at most 8 wide, an output of whole 2x2 windows).
+std::shared_ptr<LaneConvolution> lane_convolution(Isa isa, const ConvGeometry& g, const float* w,
+                                                  const ConnectionTable& connections);
+std::shared_ptr<LaneConvolution> lane_convolution_avx512(const ConvGeometry& g, const float* w,
+                                                         const ConnectionTable& connections);
+std::shared_ptr<LaneConvolution> lane_convolution_avx2(const ConvGeometry& g, const float* w,
+                                                       const ConnectionTable& connections);
+
 /// The 2x2 subsampling (windows every 2) of one image's scaled tanh a:[C, H, W], H and W even:
 ///   y[c, i, j] = weight[c] (window sum of a) + bias[c]   (bias may be null) -> y:[C, H/2, W/2]
 /// Vectorised with `isa` (float32); returns false, having done nothing, for Isa::Plain or an
@@ -77,9 +126,6 @@ bool subsample_2x2(Isa isa, std::int64_t channels, std::int64_t height, std::int
 /// (slope(a)^2 when `squared`), into dz:[C, H, W] unless it is null, and adds the sums of the image
 /// to those wanted (null where not): grad_b[c] of dz, grad_weight[c] of t (window sum of a, squared
 /// when `squared`), grad_bias[c] of t. Vectorised as subsample_2x2, false when it declines.
-struct SlopeOfScaledTanh {
-  float ratio, square;  // slope / amplitude, amplitude^2
-};
 bool subsample_2x2_adjoint(Isa isa, std::int64_t channels, std::int64_t height,
                            std::int64_t width, const float* t, const float* a, const float* scale,
                            SlopeOfScaledTanh slope, bool squared, float* dz, float* grad_b,

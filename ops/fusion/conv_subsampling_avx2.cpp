@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #define AG_HAVE_AVX2 1
 #include "ops/fusion/conv_subsampling_vectorized.hpp"
+#include "ops/fusion/conv_subsampling_lanes.hpp"
 #endif
 
 namespace ag::kernels {
@@ -28,6 +29,9 @@ struct Avx2 {
   static constexpr int kChannelPositions = 5;
   // grad_w by channel: one kernel row of 5 taps x 2 vectors.
   static constexpr int kChannelGradSums = 10;
+
+  // Lanes: 4 positions and their 8 inputs; grad_w 2 output channels x 5 taps; grad_x 6 positions.
+  static constexpr int kLanePositions = 4, kLaneGradOutputs = 2, kLaneGradXPositions = 6;
 
   static V zero() { return _mm256_setzero_ps(); }
   static V set1(float v) { return _mm256_set1_ps(v); }
@@ -85,6 +89,16 @@ std::shared_ptr<DirectConvolution<float>> direct_convolution_avx2(const ConvGeom
   return direct::make<Avx2>(g, w);
 #else
   (void)g, (void)w;
+  return nullptr;
+#endif
+}
+
+std::shared_ptr<LaneConvolution> lane_convolution_avx2(const ConvGeometry& g, const float* w,
+                                                         const ConnectionTable& connections) {
+#ifdef AG_HAVE_AVX2
+  return lanes::make<Avx2>(g, w, connections);
+#else
+  (void)g, (void)w, (void)connections;
   return nullptr;
 #endif
 }

@@ -6,6 +6,7 @@
 #include <immintrin.h>
 #define AG_HAVE_AVX512 1
 #include "ops/fusion/conv_subsampling_vectorized.hpp"
+#include "ops/fusion/conv_subsampling_lanes.hpp"
 // GCC 12 reports the deliberately undefined pass-through operand inside several intrinsics
 // (_mm512_undefined_*) as "may be used uninitialized", or "is used uninitialized" where it can
 // see it is (GCC bug 105593, fixed in GCC 13).
@@ -35,6 +36,10 @@ struct Avx512 {
   // grad_w by channel: up to 25 tap sums (a 5 x 5 kernel whole), so that each position's dz is
   // loaded once for all the taps.
   static constexpr int kChannelGradSums = 25;
+
+  // Lanes: a row of 10 positions (LeNet's C3) and its 14 inputs in registers; grad_w 4 output
+  // channels x 5 taps = 20 sums; grad_x a row of 14 positions.
+  static constexpr int kLanePositions = 10, kLaneGradOutputs = 4, kLaneGradXPositions = 14;
 
   static V zero() { return _mm512_setzero_ps(); }
   static V set1(float v) { return _mm512_set1_ps(v); }
@@ -101,6 +106,16 @@ std::shared_ptr<DirectConvolution<float>> direct_convolution_avx512(const ConvGe
   return direct::make<Avx512>(g, w);
 #else
   (void)g, (void)w;
+  return nullptr;
+#endif
+}
+
+std::shared_ptr<LaneConvolution> lane_convolution_avx512(const ConvGeometry& g, const float* w,
+                                                         const ConnectionTable& connections) {
+#ifdef AG_HAVE_AVX512
+  return lanes::make<Avx512>(g, w, connections);
+#else
+  (void)g, (void)w, (void)connections;
   return nullptr;
 #endif
 }

@@ -121,6 +121,20 @@ std::shared_ptr<DirectConvolution<T>> direct_convolution(const ConvGeometry& g, 
   return std::allocate_shared<PlainConvolution<T>>(CachingAllocator<PlainConvolution<T>>{}, g, w);
 }
 
+std::shared_ptr<LaneConvolution> lane_convolution(Isa isa, const ConvGeometry& g, const float* w,
+                                                  const ConnectionTable& connections) {
+  switch (isa) {
+    case Isa::Avx512:
+      if (auto kernels = lane_convolution_avx512(g, w, connections)) return kernels;
+      [[fallthrough]];
+    case Isa::Avx2:
+      return lane_convolution_avx2(g, w, connections);
+    case Isa::Plain:
+      break;
+  }
+  return nullptr;
+}
+
 bool subsample_2x2(Isa isa, std::int64_t channels, std::int64_t height, std::int64_t width,
                    const float* a, const float* weight, const float* bias, float* y) {
   switch (std::min(isa, isa_limit)) {

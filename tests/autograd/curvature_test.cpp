@@ -597,6 +597,16 @@ TEST(CurvatureConv2d, StridesPaddingsAndBatches) {
       Expect::LinearInEach);
 }
 
+TEST(CurvatureConv2d, WithAConnectionTable) {
+  // Output 0 reads input 1, output 1 inputs 0 and 2, output 2 all three. A weight off the table is
+  // read as zero: its curvature, like its gradient, is zero.
+  const ConnectionTable table(3, 3, {false, true, false, true, false, true, true, true, true});
+  EXPECT_CURVATURE(
+      [&](const std::vector<Variable>& v) { return conv2d(v[0], v[1], v[2], table, 1, 1); },
+      {random_input({2, 3, 5, 4}, 12), random_input({3, 3, 3, 3}, 13), random_input({3}, 14)},
+      Expect::LinearInEach);
+}
+
 TEST(CurvatureConv2d, UnderTanhWithFusionOnRecordsAConv2dNode) {
   ASSERT_TRUE(fusion_enabled());
   const auto layer = [](const std::vector<Variable>& v) {

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -200,6 +201,77 @@ INSTANTIATE_TEST_SUITE_P(
         ConvCase{"NonSquareKernel2x3",       2, 2, 2, 4, 6, 2, 3, 1, 1, true},
         ConvCase{"PaddingWiderThanKernel",   1, 1, 2, 3, 4, 1, 1, 1, 2, true}),
     [](const ::testing::TestParamInfo<ConvCase>& info) { return info.param.name; });
+
+// ---- Connection tables ----------------------------------------------------------------------
+
+// Output channel o reads input c where the row says 'X'; 4 outputs, 3 inputs.
+ConnectionTable example_table() {
+  const char* rows[] = {"X.X", ".X.", "XXX", "..X"};
+  std::vector<bool> connected;
+  for (const char* row : rows)
+    for (int c = 0; c < 3; ++c) connected.push_back(row[c] == 'X');
+  return ConnectionTable(4, 3, std::move(connected));
+}
+
+TEST(Conv2dConnections, EqualTheConvolutionOfTheWeightsOffTheTableZeroed) {
+  const ConnectionTable table = example_table();
+  EXPECT_FALSE(table.all());
+  EXPECT_EQ(table.pairs(4, 3), 7);
+  EXPECT_EQ(ConnectionTable{}.pairs(4, 3), 12);
+  Generator gen(5);
+  const auto uniform = [&](Shape shape) { return Tensor::uniform(std::move(shape), -1, 1, gen, DType::Float64); };
+  const Tensor x = uniform({2, 3, 6, 5}), w = uniform({4, 3, 3, 3}), b = uniform({4});
+  const Tensor dy = uniform({2, 4, 6, 5});
+  Tensor zeroed = w.clone();
+  table.zero_unconnected(zeroed);
+  for (const bool fusion : {true, false}) {
+    SCOPED_TRACE(fusion ? "fusion on" : "fusion off");
+    std::optional<NoFusionGuard> unfused;
+    if (!fusion) unfused.emplace();
+    const Variable xt(x, true), wt(w, true), bt(b, true);
+    const Variable y = conv2d(xt, wt, bt, table, 1, 1);
+    y.backward(dy);
+    const Variable xd(x, true), wd(zeroed, true), bd(b, true);
+    const Variable expected = conv2d(xd, wd, bd, 1, 1);
+    expected.backward(dy);
+    Tensor expected_dw = wd.grad().clone();
+    table.zero_unconnected(expected_dw);
+    for (std::int64_t i = 0; i < y.value().numel(); ++i)
+      ASSERT_DOUBLE_EQ(y.value().at(i), expected.value().at(i)) << "y " << i;
+    for (std::int64_t i = 0; i < x.numel(); ++i)
+      ASSERT_DOUBLE_EQ(xt.grad().at(i), xd.grad().at(i)) << "dx " << i;
+    for (std::int64_t i = 0; i < w.numel(); ++i)
+      ASSERT_DOUBLE_EQ(wt.grad().at(i), expected_dw.at(i)) << "dw " << i;
+    for (std::int64_t i = 0; i < b.numel(); ++i)
+      ASSERT_DOUBLE_EQ(bt.grad().at(i), bd.grad().at(i)) << "db " << i;
+  }
+}
+
+TEST(Conv2dConnections, GradientsMatchNumeric) {
+  // The numeric gradient of a weight off the table is 0 too: the convolution does not read it.
+  const ConnectionTable table = example_table();
+  Generator gen(6);
+  const auto r = gradcheck(
+      [&](const std::vector<Variable>& v) { return conv2d(v[0], v[1], v[2], table, 2, 1); },
+      {random_variable({2, 3, 5, 6}, gen), random_variable({4, 3, 3, 3}, gen),
+       random_variable({4}, gen)});
+  EXPECT_TRUE(r.ok) << r.message;
+  EXPECT_GT(r.checked, 0);
+}
+
+TEST(Conv2dConnections, ATableOfOtherSizesOrAnUnreadOutputIsRefused) {
+  Generator gen(7);
+  const Variable x = random_variable({1, 3, 5, 5}, gen), w = random_variable({4, 2, 3, 3}, gen);
+  EXPECT_EQ(thrown_message([&] {
+              conv2d(random_variable({1, 2, 5, 5}, gen), w, {}, example_table());
+            }),
+            "conv2d: connection table of 4 x 3 channels does not match w [4, 2, 3, 3]");
+  EXPECT_EQ(thrown_message([] { ConnectionTable(2, 2, {true, false, false, false}); }),
+            "ConnectionTable: output channel 1 reads no input channel");
+  EXPECT_EQ(thrown_message([] { ConnectionTable(2, 2, {true, true, true}); }),
+            "ConnectionTable: 3 entries for 2 x 2 channels");
+  (void)x;
+}
 
 // ---- Validation ------------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 // The direct convolution kernels (ops/fusion/conv_subsampling.hpp): the plain loops against conv2d in
 // float64, and each vectorised family (AVX-512, AVX2, both layouts) in float32 against the plain
 // loops run in float64 on the same values, over geometries that exercise its blocks' edges; which
-// kernels cover what.
+// kernels cover what. The lanes kernels (a block of images at once, with connection tables) against
+// the plain loops and loops written out.
 #include "ops/fusion/conv_subsampling.hpp"
 
 #include <gtest/gtest.h>
@@ -173,6 +174,161 @@ TEST(DirectConvolution, IsaLimitLowersTheChoiceAndRestoresIt) {
   }
   EXPECT_EQ(widest_isa(), widest);
   EXPECT_EQ(direct_convolution<float>(in.g, in.w.data<float>())->isa(), widest);
+}
+
+// ---- Images in lanes ----
+
+struct LanesCase {
+  Geometry geometry;
+  bool table;  // a connection table that leaves pairs out, or every pair
+};
+
+std::ostream& operator<<(std::ostream& out, const LanesCase& c) {
+  return out << c.geometry << (c.table ? " with a connection table" : "");
+}
+
+// Leaves out about a third of the pairs; every output channel reads at least one input.
+ConnectionTable table_of(const ConvGeometry& g) {
+  std::vector<bool> connected;
+  for (std::int64_t o = 0; o < g.out_channels; ++o)
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      connected.push_back(c == o % g.in_channels || (o * 7 + c * 3) % 5 < 3);
+  return ConnectionTable(g.out_channels, g.in_channels, std::move(connected));
+}
+
+class LaneConvolutions : public ::testing::TestWithParam<std::tuple<Isa, LanesCase>> {};
+
+// Each block of images through to_lanes, forward, subsample, subsample_adjoint (with the scaled
+// tanh's slope, and its square), add_grad_w, grad_x and to_images, against the plain loops in
+// float64 on the same float32 values, the weights off the table zeroed, and loops written out for
+// the subsampling.
+TEST_P(LaneConvolutions, MatchPlainLoopsAndTheTable) {
+  const auto& [isa, lanes_case] = GetParam();
+  if (widest_isa() < isa) GTEST_SKIP() << "built without " << isa_name(isa);
+  const Inputs in = random_inputs(lanes_case.geometry, DType::Float32);
+  const ConvGeometry& g = in.g;
+  const ConnectionTable table = lanes_case.table ? table_of(g) : ConnectionTable{};
+  const auto lanes = lane_convolution(isa, g, in.w.data<float>(), table);
+  ASSERT_NE(lanes, nullptr);
+  ASSERT_EQ(lanes->isa(), isa);
+  const std::int64_t L = lanes->lanes(), Ph = g.out_h / 2, Pw = g.out_w / 2;
+  const std::int64_t outputs = g.out_channels * g.out_h * g.out_w, pooled = g.out_channels * Ph * Pw;
+  Generator gen(77);
+  const Tensor pool_weight = Tensor::uniform({g.out_channels}, -1.5, 1.5, gen);
+  const Tensor pool_bias = Tensor::uniform({g.out_channels}, -0.5, 0.5, gen);
+  const Tensor t = Tensor::uniform({g.batch, g.out_channels, Ph, Pw}, -1, 1, gen);
+  const SlopeOfScaledTanh slope{.ratio = 0.4f, .square = 2.9f};
+  const auto at = [](const Tensor& v, std::int64_t k) { return static_cast<double>(v.data<float>()[k]); };
+
+  for (const bool squared : {false, true}) {
+    SCOPED_TRACE(squared ? "squared" : "not squared");
+    const DType f32 = DType::Float32;
+    Tensor z({g.batch, g.out_channels, g.out_h, g.out_w}, f32), y({g.batch, g.out_channels, Ph, Pw}, f32);
+    Tensor dx(in.x.shape(), f32), dw(in.w.shape(), f32);
+    Tensor grad_b({g.out_channels}, f32), grad_weight({g.out_channels}, f32),
+        grad_bias({g.out_channels}, f32);
+    std::vector<float> x_lanes(static_cast<std::size_t>(g.image_size() * L));
+    std::vector<float> z_lanes(static_cast<std::size_t>(outputs * L));
+    std::vector<float> y_lanes(static_cast<std::size_t>(pooled * L)), t_lanes(y_lanes.size());
+    const auto fresh = lane_convolution(isa, g, in.w.data<float>(), table);
+    for (std::int64_t n0 = 0; n0 < g.batch; n0 += L) {
+      const std::int64_t count = std::min(L, g.batch - n0);
+      fresh->to_lanes(in.x.data<float>() + n0 * g.image_size(), count, g.image_size(), x_lanes.data());
+      fresh->forward(x_lanes.data(), in.b.data<float>(), z_lanes.data());
+      fresh->to_images(z_lanes.data(), count, outputs, z.data<float>() + n0 * outputs);
+      // The subsampling reads z as if it were the scaled tanh a.
+      fresh->subsample(z_lanes.data(), pool_weight.data<float>(), pool_bias.data<float>(), y_lanes.data());
+      fresh->to_images(y_lanes.data(), count, pooled, y.data<float>() + n0 * pooled);
+      fresh->to_lanes(t.data<float>() + n0 * pooled, count, pooled, t_lanes.data());
+      fresh->subsample_adjoint(t_lanes.data(), z_lanes.data(), pool_weight.data<float>(), slope,
+                               squared, grad_b.data<float>(), grad_weight.data<float>(),
+                               grad_bias.data<float>());
+      fresh->add_grad_w(x_lanes.data());
+      fresh->grad_x(x_lanes.data());
+      fresh->to_images(x_lanes.data(), count, g.image_size(), dx.data<float>() + n0 * g.image_size());
+    }
+    fresh->finish_grad_w(dw.data<float>());
+
+    // The reference: the weights off the table zeroed, dz written out from z, all in float64.
+    Inputs exact = in;
+    for (Tensor* v : {&exact.x, &exact.w, &exact.b}) *v = v->to(DType::Float64);
+    table.zero_unconnected(exact.w);
+    exact.dz = Tensor(in.dz.shape(), DType::Float64);
+    double* dz = exact.dz.data<double>();
+    Tensor expected_y({g.batch, g.out_channels, Ph, Pw}, DType::Float64);
+    std::vector<double> sum_dz(g.out_channels), sum_t_window(g.out_channels), sum_t(g.out_channels);
+    for (std::int64_t n = 0; n < g.batch; ++n)
+      for (std::int64_t o = 0; o < g.out_channels; ++o)
+        for (std::int64_t i = 0; i < Ph; ++i)
+          for (std::int64_t j = 0; j < Pw; ++j) {
+            const std::int64_t k = ((n * g.out_channels + o) * Ph + i) * Pw + j;
+            double window = 0;
+            for (std::int64_t p = 0; p < 2; ++p)
+              for (std::int64_t q = 0; q < 2; ++q)
+                window += at(z, ((n * g.out_channels + o) * g.out_h + 2 * i + p) * g.out_w + 2 * j + q);
+            expected_y.data<double>()[k] = at(pool_weight, o) * window + at(pool_bias, o);
+            sum_t[o] += at(t, k);
+            sum_t_window[o] += at(t, k) * (squared ? window * window : window);
+            for (std::int64_t p = 0; p < 2; ++p)
+              for (std::int64_t q = 0; q < 2; ++q) {
+                const std::int64_t e = ((n * g.out_channels + o) * g.out_h + 2 * i + p) * g.out_w + 2 * j + q;
+                double d = slope.ratio * (slope.square - at(z, e) * at(z, e));
+                if (squared) d *= d;
+                dz[e] = at(t, k) * at(pool_weight, o) * d;
+                sum_dz[o] += dz[e];
+              }
+          }
+    Results plain = run<double>(exact);
+    table.zero_unconnected(plain.dw);  // the table's definition of dw
+    // Within float32's rounding of the terms, which under the squared slope reach 10-100 times the
+    // sums they cancel into: relative to the largest expected value.
+    const auto expect_within = [](const Tensor& actual, const Tensor& expected, const char* what) {
+      const std::vector<double> e = expected.to_vector();
+      double largest = 1;
+      for (const double v : e) largest = std::max(largest, std::abs(v));
+      expect_close(actual, expected, 1e-5 * largest, what);
+    };
+    expect_within(z, plain.z, "z");
+    expect_within(y, expected_y, "y");
+    expect_within(dw, plain.dw, "dw");
+    expect_within(dx, plain.dx, "dx");
+    for (std::int64_t o = 0; o < g.out_channels; ++o) {
+      EXPECT_NEAR(at(grad_b, o), sum_dz[o], 1e-4 * (1 + std::abs(sum_dz[o]))) << o;
+      EXPECT_NEAR(at(grad_weight, o), sum_t_window[o], 1e-4 * (1 + std::abs(sum_t_window[o]))) << o;
+      EXPECT_NEAR(at(grad_bias, o), sum_t[o], 1e-4 * (1 + std::abs(sum_t[o]))) << o;
+      for (std::int64_t c = 0; c < g.in_channels; ++c)
+        if (!table.connects(o, c))
+          for (std::int64_t k = 0; k < g.kernel_h * g.kernel_w; ++k)
+            ASSERT_EQ(dw.data<float>()[(o * g.in_channels + c) * g.kernel_h * g.kernel_w + k], 0.0f)
+                << "dw off the table, " << o << " " << c;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, LaneConvolutions,
+    ::testing::Combine(
+        ::testing::Values(Isa::Avx512, Isa::Avx2),
+        ::testing::Values(
+            // batch, cin, h, w, cout, kh, kw, padding, seed
+            LanesCase{{19, 1, 32, 32, 6, 5, 5, 0, 31}, false},   // C1: a block and 3 images
+            LanesCase{{19, 6, 14, 14, 16, 5, 5, 0, 32}, true},   // C3 with its kind of table
+            LanesCase{{16, 6, 14, 14, 16, 5, 5, 0, 33}, false},  // C3, every pair; one full block
+            LanesCase{{9, 2, 10, 12, 5, 3, 3, 0, 34}, true},     // 3x3, odd channel counts
+            LanesCase{{5, 2, 9, 17, 3, 2, 8, 0, 35}, true},      // kernel 8 wide, 2 rows
+            LanesCase{{3, 2, 6, 40, 3, 3, 3, 0, 36}, false})),   // 38 columns: several row blocks
+    [](const auto& info) {
+      std::string name = isa_name(std::get<0>(info.param));
+      std::erase(name, '-');
+      return name + "_" + std::to_string(info.index);
+    });
+
+TEST(LaneConvolutions, DeclineWhatTheyDoNotCover) {
+  const Inputs padded = random_inputs({1, 2, 10, 10, 4, 3, 3, 1, 37}, DType::Float32);
+  EXPECT_EQ(lane_convolution(Isa::Avx512, padded.g, padded.w.data<float>(), {}), nullptr);
+  const Inputs odd = random_inputs({1, 2, 9, 10, 4, 3, 3, 0, 38}, DType::Float32);  // 7 rows out
+  EXPECT_EQ(lane_convolution(Isa::Avx512, odd.g, odd.w.data<float>(), {}), nullptr);
+  EXPECT_EQ(lane_convolution(Isa::Plain, padded.g, padded.w.data<float>(), {}), nullptr);
 }
 
 // ---- The 2x2 subsampling steps ----

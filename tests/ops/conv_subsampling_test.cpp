@@ -33,7 +33,18 @@ struct Geometry {
   double amplitude, slope;
   bool tanh_after;  // 1.7159 tanh(2/3 y) after the subsampling
   std::uint64_t seed;
+  bool table = false;  // a connection table leaving about a third of the pairs out
 };
+
+// Every output channel reads at least one input channel.
+ConnectionTable connections_of(const Geometry& g) {
+  if (!g.table) return {};
+  std::vector<bool> connected;
+  for (std::int64_t o = 0; o < g.out_channels; ++o)
+    for (std::int64_t c = 0; c < g.in_channels; ++c)
+      connected.push_back(c == o % g.in_channels || (o * 7 + c * 3) % 5 < 3);
+  return ConnectionTable(g.out_channels, g.in_channels, std::move(connected));
+}
 
 constexpr ScaledTanhOptions kLeCunTanh{.amplitude = 1.7159, .slope = 2.0 / 3};
 
@@ -43,7 +54,7 @@ std::ostream& operator<<(std::ostream& out, const Geometry& g) {
              << g.kernel << "] stride " << g.stride << " padding " << g.padding
              << (g.bias ? " bias" : "") << " pool " << g.pool_kernel << "/" << g.pool_stride
              << (g.pool_bias ? " pool bias" : "") << " tanh " << g.amplitude << ", " << g.slope
-             << (g.tanh_after ? " tanh after" : "");
+             << (g.tanh_after ? " tanh after" : "") << (g.table ? " connection table" : "");
 }
 
 struct Inputs {
@@ -85,6 +96,7 @@ Inputs converted(const Inputs& in, DType dtype) {
 ConvSubsamplingOptions options_of(const Geometry& g) {
   return {.stride = g.stride,
           .padding = g.padding,
+          .connections = connections_of(g),
           .tanh = {.amplitude = g.amplitude, .slope = g.slope},
           .pool_kernel = g.pool_kernel,
           .pool_stride = g.pool_stride,
@@ -99,7 +111,8 @@ Variable fused(const Geometry& g, const Inputs& in) {
 // The model script's way, with every op computed at once.
 Variable unfused(const Geometry& g, const Inputs& in) {
   NoFusionGuard unfused;
-  const Variable a = scaled_tanh(conv2d(in.x, in.w, in.b, g.stride, g.padding), g.amplitude, g.slope);
+  const Variable a = scaled_tanh(conv2d(in.x, in.w, in.b, connections_of(g), g.stride, g.padding),
+                                 g.amplitude, g.slope);
   const Variable y = subsampling2d(a, in.pool_weight, in.pool_bias, g.pool_kernel, g.pool_stride);
   return g.tanh_after ? scaled_tanh(y, kLeCunTanh.amplitude, kLeCunTanh.slope) : y;
 }
@@ -161,6 +174,8 @@ const std::vector<Geometry> kGeometries = {
     {1, 2, 9, 9, 4, 3, 1, 1, false, 3, 2, false, 1.0, 1.0, true, 4},          // overlapping windows
     {1, 2, 11, 11, 2, 3, 2, 1, true, 2, 0, true, 2.0, -0.5, false, 5},        // strided: plain loops
     {2, 2, 7, 7, 3, 3, 1, 1, true, 1, 0, false, -0.5, 3.0, false, 6},         // 1x1 windows
+    {2, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 7, true},  // C3, a table
+    {1, 3, 8, 8, 5, 3, 1, 1, false, 2, 0, false, 1.0, 1.0, false, 8, true},   // a table, padded
 };
 
 class ConvSubsamplingGeometry : public ::testing::TestWithParam<Geometry> {};
@@ -221,7 +236,11 @@ INSTANTIATE_TEST_SUITE_P(
             Geometry{3, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 12}, // C3
             Geometry{2, 2, 13, 17, 7, 3, 1, 1, true, 2, 0, false, 1.0, 1.0, false, 13},  // odd sizes
             Geometry{2, 3, 9, 9, 32, 3, 1, 0, false, 2, 0, true, 1.0, 0.5, false, 14},   // 32 channels
-            Geometry{2, 2, 9, 9, 4, 3, 1, 1, true, 3, 2, true, 1.0, 1.0, true, 15})),    // overlaps
+            Geometry{2, 2, 9, 9, 4, 3, 1, 1, true, 3, 2, true, 1.0, 1.0, true, 15},     // overlaps
+            // Batches of a block of images or more: the lanes kernels, their last block partial.
+            Geometry{19, 1, 32, 32, 6, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 16},
+            Geometry{19, 6, 14, 14, 16, 5, 1, 0, true, 2, 0, true, 1.7159, 2.0 / 3, true, 17, true},
+            Geometry{17, 3, 12, 10, 5, 3, 1, 0, false, 2, 0, false, 1.0, 0.5, false, 18, true})),
     [](const auto& info) {
       std::string name = kernels::isa_name(std::get<0>(info.param));
       std::erase(name, '-');
