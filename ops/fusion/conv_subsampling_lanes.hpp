@@ -23,7 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
-#include <vector>
+#include <span>
 
 #include "ops/fusion/conv_subsampling_vectorized.hpp"
 
@@ -33,12 +33,14 @@ using direct::transpose;
 using direct::zeroed_array;
 using vectorized::with_constant;
 
+// The channels one channel is connected to, in order.
+using ChannelList = std::span<const std::int64_t>;
+
 // z[o, h, w0 + k] for k < P: b + the sum over the connected input channels `inputs` of w_o (output
 // channel o's weights, [Cin][KH][KW]) times the block's image x.
 template <class Simd, int P, int KW>
-void forward_row(const ConvGeometry& g, const float* x, const float* w_o,
-                 const std::vector<std::int64_t>& inputs, float bias, std::int64_t o,
-                 std::int64_t h, std::int64_t w0, float* z) {
+void forward_row(const ConvGeometry& g, const float* x, const float* w_o, ChannelList inputs,
+                 float bias, std::int64_t o, std::int64_t h, std::int64_t w0, float* z) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   V sum[P];
@@ -108,8 +110,7 @@ void grad_w_row(const ConvGeometry& g, const float* x, const float* dz, std::int
 // (y - p, x0 + k - q) (0 outside the output: the padded rows of dz).
 template <class Simd, int X, int KW>
 void grad_x_row(const ConvGeometry& g, const float* dz, std::int64_t dz_width, const float* w,
-                const std::vector<std::int64_t>& outputs, std::int64_t c, std::int64_t y,
-                std::int64_t x0, float* dx) {
+                ChannelList outputs, std::int64_t c, std::int64_t y, std::int64_t x0, float* dx) {
   using V = typename Simd::V;
   constexpr int L = Simd::kLanes;
   V sum[X];
@@ -149,16 +150,28 @@ class Lanes final : public LaneConvolution {
   Lanes(const ConvGeometry& g, const float* w, const ConnectionTable& connections)
       : g_(g),
         w_(w),
-        inputs_(static_cast<std::size_t>(g.out_channels)),
-        outputs_(static_cast<std::size_t>(g.in_channels)),
+        inputs_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.out_channels * g.in_channels))),
+        outputs_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.out_channels * g.in_channels))),
+        input_counts_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.out_channels))),
+        output_counts_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.in_channels))),
         dz_width_(g.out_w + 2 * (g.kernel_w - 1)),
-        dz_(zeroed_array(static_cast<std::size_t>(g.out_channels * g.out_h * dz_width_ * L))) {
+        dz_(make_cached_array<float>(static_cast<std::size_t>(g.out_channels * g.out_h * dz_width_ * L))) {
+    std::fill_n(input_counts_.get(), g.out_channels, 0);
+    std::fill_n(output_counts_.get(), g.in_channels, 0);
     for (std::int64_t o = 0; o < g.out_channels; ++o)
       for (std::int64_t c = 0; c < g.in_channels; ++c)
         if (connections.connects(o, c)) {
-          inputs_[static_cast<std::size_t>(o)].push_back(c);
-          outputs_[static_cast<std::size_t>(c)].push_back(o);
+          inputs_[o * g.in_channels + input_counts_[o]++] = c;
+          outputs_[c * g.out_channels + output_counts_[c]++] = o;
         }
+    // The subsampling's adjoint writes dz's rows whole: only the KW - 1 positions either side of
+    // each row need zeros.
+    const std::int64_t border = (g.kernel_w - 1) * L;
+    for (std::int64_t row = 0; row < g.out_channels * g.out_h; ++row) {
+      float* first = dz_.get() + row * dz_width_ * L;
+      std::fill_n(first, border, 0.0f);
+      std::fill_n(first + dz_width_ * L - border, border, 0.0f);
+    }
   }
 
   Isa isa() const override { return Simd::kIsa; }
@@ -183,7 +196,7 @@ class Lanes final : public LaneConvolution {
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
       for (std::int64_t o = 0; o < g_.out_channels; ++o) {
         const float* w_o = w_ + o * g_.patch();
-        const auto& inputs = inputs_[static_cast<std::size_t>(o)];
+        const ChannelList inputs = inputs_of(o);
         for (std::int64_t h = 0; h < g_.out_h; ++h)
           for (std::int64_t w0 = 0; w0 < g_.out_w; w0 += P)
             with_constant<P>(std::min<std::int64_t>(P, g_.out_w - w0), [&](auto positions) {
@@ -258,7 +271,7 @@ class Lanes final : public LaneConvolution {
     constexpr int OB = Simd::kLaneGradOutputs;
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
       for (std::int64_t c = 0; c < g_.in_channels; ++c) {
-        const auto& outputs = outputs_[static_cast<std::size_t>(c)];
+        const ChannelList outputs = outputs_of(c);
         const std::int64_t count = static_cast<std::int64_t>(outputs.size());
         for (std::int64_t k0 = 0; k0 < count; k0 += OB)
           with_constant<OB>(std::min<std::int64_t>(OB, count - k0), [&](auto block) {
@@ -280,7 +293,7 @@ class Lanes final : public LaneConvolution {
     constexpr int X = Simd::kLaneGradXPositions;
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
       for (std::int64_t c = 0; c < g_.in_channels; ++c) {
-        const auto& outputs = outputs_[static_cast<std::size_t>(c)];
+        const ChannelList outputs = outputs_of(c);
         for (std::int64_t y = 0; y < g_.height; ++y)
           for (std::int64_t x0 = 0; x0 < g_.width; x0 += X)
             with_constant<X>(std::min<std::int64_t>(X, g_.width - x0), [&](auto positions) {
@@ -292,10 +305,19 @@ class Lanes final : public LaneConvolution {
   }
 
  private:
+  ChannelList inputs_of(std::int64_t o) const {
+    return {inputs_.get() + o * g_.in_channels, static_cast<std::size_t>(input_counts_[o])};
+  }
+  ChannelList outputs_of(std::int64_t c) const {
+    return {outputs_.get() + c * g_.out_channels, static_cast<std::size_t>(output_counts_[c])};
+  }
+
+  // From the caching allocator, as everything else: a steady step makes no heap allocation.
   ConvGeometry g_;
   const float* w_;
-  std::vector<std::vector<std::int64_t>> inputs_;   // [Cout]: the input channels each reads
-  std::vector<std::vector<std::int64_t>> outputs_;  // [Cin]: the output channels reading each
+  std::shared_ptr<std::int64_t[]> inputs_;   // [Cout][Cin]: row o begins with the inputs o reads
+  std::shared_ptr<std::int64_t[]> outputs_;  // [Cin][Cout]: row c begins with the outputs reading c
+  std::shared_ptr<std::int64_t[]> input_counts_, output_counts_;
   std::int64_t dz_width_;
   std::shared_ptr<float[]> dz_;    // [Cout][Ho][Wo + 2 (KW - 1)][L], zero outside the output
   std::shared_ptr<float[]> sums_;  // grad_w, [Cout][Cin][KH][KW][L]
