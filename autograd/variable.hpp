@@ -58,10 +58,11 @@ class OpName {
   const char* name_;
 };
 
-/// Short lists: every op but cat has at most three inputs, so four are kept inline and a node's
-/// input list, its gradients and its mask of wanted gradients take no allocation of their own.
+/// Short lists: every op but cat has at most five inputs (the fused convolution, scaled tanh and
+/// subsampling: x, w, b and the pool's weight and bias), so five are kept inline and a node's input
+/// list, its gradients and its mask of wanted gradients take no allocation of their own.
 template <class T>
-using SmallList = boost::container::small_vector<T, 4>;
+using SmallList = boost::container::small_vector<T, 5>;
 using TensorList = SmallList<Tensor>;
 /// needs[i]: whether input i of a node wants a gradient.
 using GradMask = SmallList<bool>;

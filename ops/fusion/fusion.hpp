@@ -6,16 +6,21 @@
 //   conv2d -> max_pool2d                       conv2d_max_pool2d without relu
 //   conv2d -> scaled_tanh -> subsampling2d     conv2d_scaled_tanh_subsampling2d
 //     (-> scaled_tanh)                           with the scaled tanh after the subsampling
-// for any convolution (stride, padding, with or without bias), any square pooling window (up to 15
+// for any convolution (stride, padding, with or without bias; a connection table only in the
+// subsampling chain, the max-pool chain runs unfused with one), any square pooling window (up to 15
 // for max_pool2d) and any pooling stride, float32 or float64, with or without gradients. Which
 // kernel runs:
 //   conv2d_max_pool2d: float32, convolution stride 1, 2x2 pooling with stride 2 (LeNet-5's conv1
 //     and conv2): AVX-512 kernels (ops/fusion/conv_pool_avx512.cpp) when the build's CPU has
 //     AVX-512, else AVX2 (conv_pool_avx2.cpp; by width only for kernels up to 8 wide); everything
 //     else: the plain loops of conv_pool.hpp, over the same sums.
-//   conv2d_scaled_tanh_subsampling2d: one image at a time, the convolution by the direct kernels
-//     of ops/fusion/conv_subsampling.hpp (AVX-512 or AVX2 for float32 at stride 1, else plain loops),
-//     then the scaled tanh and the subsampling of that image while it is in the caches.
+//   conv2d_scaled_tanh_subsampling2d: a float32 batch of at least a register's lanes of images
+//     (16 with AVX-512, 8 with AVX2), at stride 1 without padding and with 2x2 windows tiling the
+//     output, in blocks of images, one in each lane (kernels::LaneConvolution), where the pairs off
+//     a connection table cost nothing; otherwise one image at a time, the convolution by the direct
+//     kernels of ops/fusion/conv_subsampling.hpp (AVX-512 or AVX2 for float32 at stride 1, else
+//     plain loops). Either way the scaled tanh and the subsampling follow while the block or the
+//     image is in the caches.
 // Nothing else fuses: conv2d followed by any other op (tanh, avg_pool2d, a second use of its
 // output) computes conv2d the ordinary way when that op asks for its value.
 //

@@ -16,6 +16,7 @@
 
 #include "autograd/allocator.hpp"
 #include "models/train/data_parallel.hpp"
+#include "models/lenet1998.hpp"
 #include "models/lenet5.hpp"
 #include "models/data/mnist.hpp"
 #include "models/nn/optim.hpp"
@@ -239,6 +240,25 @@ TEST(SteadyState, ParallelTrainingStepMakesNoHeapAllocation) {
   std::printf("[ info     ] heap allocations in the 4th training step, 2 threads: %ld "
               "(the shared cache may still be filling)\n", first_steady);
   EXPECT_TRUE(settles_at(0, [&] { t.step(); }));
+}
+
+// The 1998 LeNet-5's step, at the paper's batch of 1 and at 100 (blocks of images in the lanes
+// kernels, C3 with its connection table): no heap allocation either.
+TEST(SteadyState, LeNet1998TrainingStepMakesNoHeapAllocation) {
+  for (const std::int64_t batch : {1, 100}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    ag::Generator gen(3);
+    nn::LeNet1998 model(gen);
+    nn::SGD sgd(model.parameters(), {.lr = 1e-4});
+    const ag::Tensor images = ag::Tensor::uniform({batch, 1, 28, 28}, -0.1, 1.175, gen);
+    const std::vector<std::int64_t> targets(static_cast<std::size_t>(batch), 3);
+    const auto step = [&] {
+      model.zero_grad();
+      model.loss(model(ag::Variable(images)), targets).backward();
+      sgd.step();
+    };
+    EXPECT_TRUE(settles_at(0, step, 10));
+  }
 }
 
 // What the parallel step adds to its two shards' graphs (batch filling, the hand-off, the gradient
