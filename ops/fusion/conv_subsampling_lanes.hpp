@@ -12,7 +12,9 @@
 //   - grad_w: per input channel and kernel row, the taps of a few connected output channels in
 //     registers, each input vector loaded once for them;
 //   - grad_x: per input channel and row, a row of positions in registers, over the connected output
-//     channels, from a dz whose rows have KW - 1 zero positions either side (no bounds checks).
+//     channels: a whole row with its taps taken exactly where it fits the registers (C3's), else
+//     blocks of a row from a dz whose rows have KW - 1 zero positions either side (no bounds
+//     checks).
 // Simd is conv_subsampling_vectorized.hpp's, with three more block sizes:
 //   kLanePositions        forward, positions of a row in registers
 //   kLaneGradOutputs      grad_w, output channels per pass
@@ -133,6 +135,39 @@ void grad_x_row(const ConvGeometry& g, const float* dz, std::int64_t dz_width, c
     }
 #pragma GCC unroll 16
   for (int k = 0; k < X; ++k) Simd::store(dx + ((c * g.height + y) * g.width + x0 + k) * L, sum[k]);
+}
+
+// grad_x_row for a whole row of W positions of an unpadded convolution, taps taken exactly: input
+// position k gets tap q from output position m = k - q only for 0 <= m < Wo = W - KW + 1, and each
+// row of dz is loaded once into registers for the KW taps of a kernel row (the same sums, in the
+// same order, as grad_x_row, without its multiply-adds by the zeros around dz's rows).
+template <class Simd, int W, int KW>
+void grad_x_whole_row(const ConvGeometry& g, const float* dz, std::int64_t dz_width,
+                      const float* w, ChannelList outputs, std::int64_t c, std::int64_t y,
+                      float* dx) {
+  using V = typename Simd::V;
+  constexpr int L = Simd::kLanes, Wo = W - KW + 1;
+  V sum[W];
+#pragma GCC unroll 16
+  for (int k = 0; k < W; ++k) sum[k] = Simd::zero();
+  const std::int64_t p_first = std::max<std::int64_t>(0, y - g.out_h + 1);
+  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y);
+  for (const std::int64_t o : outputs)
+    for (std::int64_t p = p_first; p <= p_last; ++p) {
+      const float* row = dz + ((o * g.out_h + y - p) * dz_width + KW - 1) * L;
+      const float* taps = w + ((o * g.in_channels + c) * g.kernel_h + p) * KW;
+      V d[Wo];
+#pragma GCC unroll 16
+      for (int m = 0; m < Wo; ++m) d[m] = Simd::load(row + m * L);
+#pragma GCC unroll 8
+      for (int q = 0; q < KW; ++q) {
+        const V weight = Simd::set1(taps[q]);
+#pragma GCC unroll 16
+        for (int m = 0; m < Wo; ++m) sum[m + q] = Simd::fmadd(weight, d[m], sum[m + q]);
+      }
+    }
+#pragma GCC unroll 16
+  for (int k = 0; k < W; ++k) Simd::store(dx + ((c * g.height + y) * g.width + k) * L, sum[k]);
 }
 
 template <class Simd>
@@ -291,6 +326,21 @@ class Lanes final : public LaneConvolution {
 
   void grad_x(float* dx) override {
     constexpr int X = Simd::kLaneGradXPositions;
+    // A row of at most X positions (C3's 14) in registers whole, for the common kernel widths.
+    if (g_.width <= X && (g_.kernel_w == 3 || g_.kernel_w == 5)) {
+      with_constant<X>(g_.width, [&](auto width) {
+        const auto rows = [&](auto kernel_w) {
+          if constexpr (int{width} >= int{kernel_w})
+            for (std::int64_t c = 0; c < g_.in_channels; ++c)
+              for (std::int64_t y = 0; y < g_.height; ++y)
+                grad_x_whole_row<Simd, width, kernel_w>(g_, dz_.get(), dz_width_, w_,
+                                                        outputs_of(c), c, y, dx);
+        };
+        if (g_.kernel_w == 3) rows(std::integral_constant<int, 3>{});
+        else rows(std::integral_constant<int, 5>{});
+      });
+      return;
+    }
     with_constant<8>(g_.kernel_w, [&](auto kernel_w) {
       for (std::int64_t c = 0; c < g_.in_channels; ++c) {
         const ChannelList outputs = outputs_of(c);
