@@ -128,6 +128,25 @@ void ConnectionTable::zero_unconnected(Tensor& w) const {
   });
 }
 
+Tensor ConnectionTable::connected(const Tensor& w) const {
+  if (!table_) return w;
+  const std::int64_t slice = w.shape()[2] * w.shape()[3];
+  const bool zero_already = dispatch(w.dtype(), [&]<class T>() {
+    const T* data = w.data<T>();
+    for (std::int64_t o = 0; o < table_->out_channels; ++o)
+      for (std::int64_t c = 0; c < table_->in_channels; ++c) {
+        if (connects(o, c)) continue;
+        const T* first = data + (o * table_->in_channels + c) * slice;
+        if (std::any_of(first, first + slice, [](T v) { return v != T(0); })) return false;
+      }
+    return true;
+  });
+  if (zero_already) return w;
+  Tensor masked = w.clone();
+  zero_unconnected(masked);
+  return masked;
+}
+
 Variable conv2d(const Variable& x, const Variable& w, const Variable& b, std::int64_t stride,
                 std::int64_t padding) {
   return conv2d(x, w, b, ConnectionTable{}, stride, padding);
@@ -145,13 +164,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b,
   check_connections(x, w, b, connections, stride, padding);
   if (fusion_enabled()) return defer_conv2d(x, w, b, connections, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
-  const auto connected_weights = [connections](const Tensor& w) {
-    if (connections.all()) return w;
-    Tensor masked = w.clone();
-    connections.zero_unconnected(masked);
-    return masked;
-  };
-  const Tensor weights = connected_weights(w.value());
+  const Tensor weights = connections.connected(w.value());
   const bool has_bias = b.defined();
   // A kernel that covers the whole unpadded input (the 1998 LeNet-5's C5) has one position, whose
   // columns are the image itself: the convolution is one product over the batch,
@@ -278,22 +291,22 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b,
   };
   return with_attributes(record(
       std::move(y), "conv2d", std::move(inputs),
-      [saved_x, kept_cols, saved_w, adjoint, connected_weights](const Tensor& dy,
-                                                                const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint, connections](const Tensor& dy,
+                                                          const GradMask& needs) {
         if ((needs[0] && !saved_w.defined()) || (needs[1] && !saved_x.defined()))
           fail("conv2d", "an input began requiring grad after the forward");
         // unpack() checks x was not written in place: the kept columns were copied from it.
         return adjoint(dy, needs[1] ? saved_x.unpack() : Tensor{}, needs[1] ? kept_cols : Tensor{},
-                       needs[0] ? connected_weights(saved_w.unpack()) : Tensor{}, needs);
+                       needs[0] ? connections.connected(saved_w.unpack()) : Tensor{}, needs);
       },
-      [saved_x, kept_cols, saved_w, adjoint, connected_weights](const Tensor& h, const Tensor&,
-                                                                const GradMask& needs) {
+      [saved_x, kept_cols, saved_w, adjoint, connections](const Tensor& h, const Tensor&,
+                                                          const GradMask& needs) {
         const auto square = [](auto v) { return v * v; };
         const Tensor x_squared = needs[1] ? kernels::map_elements(saved_x.unpack(), square) : Tensor{};
         const Tensor cols_squared =
             needs[1] && kept_cols.defined() ? kernels::map_elements(kept_cols, square) : Tensor{};
         return adjoint(h, x_squared, cols_squared,
-                       needs[0] ? kernels::map_elements(connected_weights(saved_w.unpack()), square)
+                       needs[0] ? kernels::map_elements(connections.connected(saved_w.unpack()), square)
                                 : Tensor{},
                        needs);
       }), [&] { return conv2d_attributes(connections, stride, padding); });

@@ -32,6 +32,9 @@ class ConnectionTable {
   /// Zeroes the [KH, KW] slices of w:[Cout, Cin, KH, KW] (a weight or its gradient) that the table
   /// does not connect, in place.
   void zero_unconnected(Tensor& w) const;
+  /// The weights a convolution with this table reads: w itself when its unconnected slices are
+  /// zero already (as a Conv2d layer keeps them), else a copy with them zeroed.
+  Tensor connected(const Tensor& w) const;
 
  private:
   struct Table {

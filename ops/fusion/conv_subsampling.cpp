@@ -250,13 +250,6 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   check_connections(x, w, b, options.connections, options.stride, options.padding);
   const ConnectionTable connections = options.connections;
   const Subsampling s = subsampling_geometry(g, options);
-  // The weights the convolution reads: w, with the pairs off the connection table zeroed.
-  const auto connected_weights = [connections](const Tensor& w) {
-    if (connections.all()) return w;
-    Tensor masked = w.clone();
-    connections.zero_unconnected(masked);
-    return masked;
-  };
   const char* op = "conv2d_scaled_tanh_subsampling2d";
   if (!pool_weight.defined()) fail(op, "pool weight must be defined");
   check_per_channel(pool_weight, "pool weight", g, x.dtype());
@@ -274,7 +267,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // A float32 batch of at least a register's lanes of images runs a block of images at once, an
   // image in each lane, where the pairs off the connection table cost nothing; smaller batches and
   // float64 one image at a time.
-  const Tensor weights = connected_weights(w.value());
+  const Tensor weights = connections.connected(w.value());
   std::shared_ptr<kernels::LaneConvolution> lanes;
   if (x.dtype() == DType::Float32 && s.tiles_2x2(g) && kernels::widest_isa() != kernels::Isa::Plain)
     lanes = kernels::lane_convolution(kernels::widest_isa(), g, weights.data<float>(), connections);
@@ -346,7 +339,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // adjoint(h) with every factor squared (the convolution and the subsampling are linear in each
   // input, the tanh is taken by its slope alone: Gauss-Newton).
   auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
-                  saved_pool_weight, saved_y, tanh_after, connections, connected_weights,
+                  saved_pool_weight, saved_y, tanh_after, connections,
                   lanes_isa](const Tensor& t, bool squared,
                                                           const GradMask& needs) {
     const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
@@ -380,8 +373,8 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       };
       // The convolution's weights, squared for the curvature; x is squared image by image.
       const Tensor weights =
-          want_x ? (squared ? square(connected_weights(saved_w.unpack()))
-                            : connected_weights(saved_w.unpack()))
+          want_x ? (squared ? square(connections.connected(saved_w.unpack()))
+                            : connections.connected(saved_w.unpack()))
                  : Tensor{};
       const Tensor images = want_w ? saved_x.unpack() : Tensor{};
       // The factor of each channel's window below the pool: pool_weight, squared for the curvature.
