@@ -1,6 +1,7 @@
-// conv2d_scaled_tanh_subsampling2d: forward, backward and curvature rule side by side. Each image
-// goes through the convolution (ops/fusion/conv_subsampling.hpp), the scaled tanh and the subsampling
-// while its values are in the caches; the backward takes the same steps in reverse.
+// conv2d_scaled_tanh_subsampling2d: forward, backward and curvature rule side by side. Each image,
+// or each block of images in the lanes of the registers, goes through the convolution
+// (ops/fusion/conv_subsampling.hpp), the scaled tanh and the subsampling while its values are in
+// the caches; the backward takes the same steps in reverse.
 #include <algorithm>
 #include <memory>
 #include <string>

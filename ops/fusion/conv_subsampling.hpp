@@ -1,12 +1,15 @@
-// Kernels of conv2d_scaled_tanh_subsampling2d (ops/fusion/fusion.hpp), which takes one image at a
-// time through its steps while the image's intermediate values are still in the caches:
+// Kernels of conv2d_scaled_tanh_subsampling2d (ops/fusion/fusion.hpp), which takes an image, or a
+// block of images, at a time through its steps while their intermediate values are still in the
+// caches:
 //   - a convolution computed directly (no im2col matrix), forward and both adjoints;
-//   - the 2x2 subsampling after it and its step back through the scaled tanh's slope.
+//   - the 2x2 subsampling after it and its step back through the scaled tanh's slope;
+//   - both again over a block of images, one in each lane of the registers (LaneConvolution), for
+//     float32 batches of at least a block, skipping the pairs a connection table leaves out.
 //
 // Which kernels run: float32 at stride 1 with kernels at most 8 wide gets the AVX-512 kernels
 // (conv_subsampling_avx512.cpp) when the build's CPU has AVX-512, else the AVX2 ones
-// (conv_subsampling_avx2.cpp); both are one algorithm, conv_subsampling_vectorized.hpp,
-// instantiated for 16- and 8-float registers. Everything else, and float64, runs plain loops: the
+// (conv_subsampling_avx2.cpp); both are one algorithm, conv_subsampling_vectorized.hpp (an image
+// at a time) and conv_subsampling_lanes.hpp (a block), instantiated for 16- and 8-float registers. Everything else, and float64, runs plain loops: the
 // convolution's in conv_subsampling_plain.cpp, the subsampling's in the op itself
 // (conv_subsampling.cpp); they are the reference the vectorised kernels are tested against.
 #pragma once

@@ -84,8 +84,9 @@ struct ConvSubsamplingOptions {
   std::optional<ScaledTanhOptions> tanh_after = {};  // after the subsampling, if any
 };
 
-/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, connections, stride, padding), tanh), pool_weight, pool_bias,
-/// pool_kernel, pool_stride), then scaled_tanh(y, tanh_after) when given; one image at a time:
+/// y = subsampling2d(scaled_tanh(conv2d(x, w, b, connections, stride, padding), tanh), pool_weight,
+/// pool_bias, pool_kernel, pool_stride), then scaled_tanh(y, tanh_after) when given; an image, or a
+/// block of images in the registers' lanes, at a time:
 ///   z = conv2d(x);  a = amplitude tanh(slope z);  p[c] = pool_weight[c] (window sum of a) + pool_bias[c]
 ///   y = p, or amplitude' tanh(slope' p)
 ///   dp = dy, or dy (slope' / amplitude')(amplitude'^2 - y^2);  da = dp pool_weight[c] on every
