@@ -228,8 +228,8 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b,
   // With a kernel over the whole input, [0] and [1] are products over the batch:
   //   [0] x:[N, K] = t:[N, Cout] w:[Cout, K]    [1] w:[Cout, K] = t^T:[Cout, N] x:[N, K]
   auto adjoint = [g, has_bias, whole_input, connections](const Tensor& t, const Tensor& x,
-                                            const Tensor& given_cols, const Tensor& w,
-                                            const GradMask& needs) {
+                                                         const Tensor& given_cols, const Tensor& w,
+                                                         const GradMask& needs) {
     const std::int64_t cout = g.out_channels, k = g.patch(), p = g.pixels();
     const std::int64_t image_size = g.in_channels * g.height * g.width;
     TensorList results(has_bias ? 3 : 2);

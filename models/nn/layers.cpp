@@ -32,8 +32,8 @@ Conv2d::Conv2d(const Conv2dOptions& opts, ag::Generator& gen) : options(opts) {
     if (opts.connections.out_channels() != opts.out || opts.connections.in_channels() != opts.in)
       ag::fail("Conv2d", "connection table of " + std::to_string(opts.connections.out_channels()) +
                              " x " + std::to_string(opts.connections.in_channels()) +
-                             " channels, for " + std::to_string(opts.out) + " x " +
-                             std::to_string(opts.in));
+                             " channels does not fit out " + std::to_string(opts.out) +
+                             " x in " + std::to_string(opts.in));
     opts.connections.zero_unconnected(w);
   }
   weight = register_parameter("weight", w);

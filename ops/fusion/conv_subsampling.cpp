@@ -341,8 +341,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
   // input, the tanh is taken by its slope alone: Gauss-Newton).
   auto adjoint = [g, s, has_bias, has_pool_bias, pool_weight_input, a, saved_x, saved_w,
                   saved_pool_weight, saved_y, tanh_after, connections,
-                  lanes_isa](const Tensor& t, bool squared,
-                                                          const GradMask& needs) {
+                  lanes_isa](const Tensor& t, bool squared, const GradMask& needs) {
     const bool want_x = needs[0], want_w = needs[1], want_b = has_bias && needs[2];
     const bool want_pool_weight = needs[pool_weight_input];
     const bool want_pool_bias = has_pool_bias && needs[pool_weight_input + 1];

@@ -14,7 +14,9 @@
 
 #include "autograd/gradcheck.hpp"
 #include "ops/arithmetic.hpp"
+#include "ops/activation.hpp"
 #include "ops/fusion/fusion.hpp"
+#include "ops/pool.hpp"
 #include "tests/ops/op_testing.hpp"
 
 using namespace ag;
@@ -245,6 +247,20 @@ TEST(Conv2dConnections, EqualTheConvolutionOfTheWeightsOffTheTableZeroed) {
     for (std::int64_t i = 0; i < b.numel(); ++i)
       ASSERT_DOUBLE_EQ(bt.grad().at(i), bd.grad().at(i)) << "db " << i;
   }
+}
+
+TEST(Conv2dConnections, UnderMaxPoolingTheyRunUnfusedWithTheSameValues) {
+  // conv2d_max_pool2d's kernels take every pair: the chain pools the ordinary conv2d's result.
+  const ConnectionTable table = example_table();
+  Generator gen(8);
+  const Variable x = random_variable({2, 3, 6, 6}, gen), w = random_variable({4, 3, 3, 3}, gen);
+  const Variable b = random_variable({4}, gen);
+  const Variable fused = max_pool2d(relu(conv2d(x, w, b, table, 1, 1)), 2);
+  EXPECT_EQ(fused.node()->op, "max_pool2d");
+  NoFusionGuard unfused;
+  const Variable expected = max_pool2d(relu(conv2d(x, w, b, table, 1, 1)), 2);
+  for (std::int64_t i = 0; i < expected.value().numel(); ++i)
+    ASSERT_DOUBLE_EQ(fused.value().at(i), expected.value().at(i)) << i;
 }
 
 TEST(Conv2dConnections, GradientsMatchNumeric) {
