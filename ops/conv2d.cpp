@@ -161,7 +161,7 @@ Variable conv2d(const Variable& x, const Variable& w, const Variable& b,
   // reference, and spends the same work on every pair.
   // With fusion on, the result waits for its consumer: a relu and max_pool2d may run with it as
   // one kernel (ops/fusion/fusion.hpp); any other use computes it below. Arguments are checked now.
-  check_connections(x, w, b, connections, stride, padding);
+  check_connections(w, connections);
   if (fusion_enabled()) return defer_conv2d(x, w, b, connections, stride, padding);
   const ConvGeometry g = conv_geometry(x, w, b, stride, padding);
   const Tensor weights = connections.connected(w.value());

@@ -87,6 +87,25 @@ void window_sums(const ConvGeometry& g, const Subsampling& s, const T* a, T* sum
   }
 }
 
+// out[k] = amplitude tanh(slope in[k]) for k < n, with scaled_tanh's roundings (in may be out).
+template <class T>
+void apply_scaled_tanh(const ScaledTanhOptions& tanh, const T* in, std::int64_t n, T* out) {
+  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
+  Eigen::Map<Array>(out, n) = T(tanh.amplitude) * (Eigen::Map<const Array>(in, n) * T(tanh.slope)).tanh();
+}
+
+// The step back through a scaled tanh from its values y: out[k] = t[k] (ratio (square - y[k]^2)),
+// that slope squared when `squared` (t may be out), k < n.
+template <class T>
+void times_tanh_slope(const ScaledTanhOptions& tanh, bool squared, const T* y, const T* t,
+                      std::int64_t n, T* out) {
+  const T ratio = T(tanh.slope / tanh.amplitude), square = T(tanh.amplitude * tanh.amplitude);
+  for (std::int64_t k = 0; k < n; ++k) {
+    const T slope = ratio * (square - y[k] * y[k]);
+    out[k] = t[k] * (squared ? slope * slope : slope);
+  }
+}
+
 // One image: a = amplitude tanh(slope z), with scaled_tanh's roundings; then y = pool_weight
 // (window sums of a) + pool_bias, by the vectorised kernels of `isa` for 2x2 windows tiling the
 // conv output, else plain loops.
@@ -94,10 +113,8 @@ void window_sums(const ConvGeometry& g, const Subsampling& s, const T* a, T* sum
 template <class T>
 void activate_and_subsample(const ConvGeometry& g, const Subsampling& s, kernels::Isa isa,
                             const T* z, const T* pool_weight, const T* pool_bias, T* a, T* y) {
-  using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
   const std::int64_t plane = g.out_h * g.out_w, windows = s.out_h * s.out_w;
-  Eigen::Map<Array>(a, g.out_channels * plane) =
-      T(s.amplitude) * (Eigen::Map<const Array>(z, g.out_channels * plane) * T(s.slope)).tanh();
+  apply_scaled_tanh<T>({.amplitude = s.amplitude, .slope = s.slope}, z, g.out_channels * plane, a);
   if constexpr (std::is_same_v<T, float>)
     if (s.tiles_2x2(g) && kernels::subsample_2x2(isa, g.out_channels, g.out_h, g.out_w, a,
                                                   pool_weight, pool_bias, y))
@@ -167,7 +184,6 @@ void forward_in_lanes(kernels::LaneConvolution& lanes, const ConvGeometry& g, co
                       const std::optional<ScaledTanhOptions>& tanh_after, const float* x,
                       const float* b, const float* pool_weight, const float* pool_bias, float* a,
                       float* y) {
-  using Array = Eigen::Array<float, Eigen::Dynamic, 1>;
   const std::int64_t L = lanes.lanes();
   const std::int64_t block_values = g.out_channels * g.out_h * g.out_w * L;
   const std::int64_t pooled = g.out_channels * s.out_h * s.out_w;
@@ -180,14 +196,10 @@ void forward_in_lanes(kernels::LaneConvolution& lanes, const ConvGeometry& g, co
     lanes.to_lanes(x + n0 * g.image_size(), count, g.image_size(), x_lanes.get());
     float* a_block = a ? a + n0 / L * block_values : scratch.get();
     lanes.forward(x_lanes.get(), b, a_block);
-    // With scaled_tanh's roundings, as the per-image loop.
-    Eigen::Map<Array> a_map(a_block, block_values);
-    a_map = float(s.amplitude) * (a_map * float(s.slope)).tanh();
+    apply_scaled_tanh<float>({.amplitude = s.amplitude, .slope = s.slope}, a_block, block_values,
+                             a_block);
     lanes.subsample(a_block, pool_weight, pool_bias, y_lanes.get());
-    if (tanh_after) {
-      Eigen::Map<Array> y_map(y_lanes.get(), pooled * L);
-      y_map = float(tanh_after->amplitude) * (y_map * float(tanh_after->slope)).tanh();
-    }
+    if (tanh_after) apply_scaled_tanh(*tanh_after, y_lanes.get(), pooled * L, y_lanes.get());
     lanes.to_images(y_lanes.get(), count, pooled, y + n0 * pooled);
   }
 }
@@ -210,20 +222,15 @@ void adjoint_in_lanes(kernels::LaneConvolution& lanes, const ConvGeometry& g, co
       tanh_after ? make_cached_array<float>(static_cast<std::size_t>(pooled * L)) : nullptr;
   const auto image_lanes =
       dw || dx ? make_cached_array<float>(static_cast<std::size_t>(g.image_size() * L)) : nullptr;
-  const float ratio_after = tanh_after ? float(tanh_after->slope / tanh_after->amplitude) : 0.0f;
-  const float square_after =
-      tanh_after ? float(tanh_after->amplitude * tanh_after->amplitude) : 0.0f;
   const kernels::SlopeOfScaledTanh slope{.ratio = float(s.slope / s.amplitude),
                                          .square = float(s.amplitude * s.amplitude)};
   for (std::int64_t n0 = 0; n0 < g.batch; n0 += L) {
     const std::int64_t count = std::min(L, g.batch - n0);
     lanes.to_lanes(t + n0 * pooled, count, pooled, t_lanes.get());
-    if (tanh_after) {  // through the tanh after the subsampling, as the per-image loop
+    if (tanh_after) {  // through the tanh after the subsampling first
       lanes.to_lanes(y + n0 * pooled, count, pooled, y_lanes.get());
-      for (std::int64_t k = 0; k < pooled * L; ++k) {
-        const float v = y_lanes[k], value = ratio_after * (square_after - v * v);
-        t_lanes[k] *= squared ? value * value : value;
-      }
+      times_tanh_slope(*tanh_after, squared, y_lanes.get(), t_lanes.get(), pooled * L,
+                       t_lanes.get());
     }
     lanes.subsample_adjoint(t_lanes.get(), a + n0 / L * block_values, scale, slope, squared,
                             grad_b, grad_pool_weight, grad_pool_bias);
@@ -248,7 +255,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
                                           const ConvSubsamplingOptions& options) {
   // x:[N,Cin,H,W]  w:[Cout,Cin,KH,KW]  b:[Cout]  pool_weight, pool_bias:[Cout] -> y:[N,Cout,Ph,Pw]
   const ConvGeometry g = conv_geometry(x, w, b, options.stride, options.padding);
-  check_connections(x, w, b, options.connections, options.stride, options.padding);
+  check_connections(w, options.connections);
   const ConnectionTable connections = options.connections;
   const Subsampling s = subsampling_geometry(g, options);
   const char* op = "conv2d_scaled_tanh_subsampling2d";
@@ -311,11 +318,7 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       activate_and_subsample(g, s, convolution->isa(), z.get(),
                              pool_weight.value().template data<T>(), pool_bias_data,
                              save ? a.data<T>() + n * g.out_channels * plane : scratch.get(), y_n);
-      if (options.tanh_after) {  // with scaled_tanh's roundings
-        using Array = Eigen::Array<T, Eigen::Dynamic, 1>;
-        Eigen::Map<Array> y_map(y_n, pooled);
-        y_map = T(options.tanh_after->amplitude) * (y_map * T(options.tanh_after->slope)).tanh();
-      }
+      if (options.tanh_after) apply_scaled_tanh(*options.tanh_after, y_n, pooled, y_n);
     }
   });
 
@@ -415,17 +418,10 @@ Variable conv2d_scaled_tanh_subsampling2d(const Variable& x, const Variable& w, 
       const std::shared_ptr<T[]> t_pool =
           tanh_after ? make_cached_array<T>(static_cast<std::size_t>(pooled)) : nullptr;
       const T* y = tanh_after ? saved_y.unpack().data<T>() : nullptr;
-      const T ratio_after = tanh_after ? T(tanh_after->slope / tanh_after->amplitude) : T(0);
-      const T square_after =
-          tanh_after ? T(tanh_after->amplitude * tanh_after->amplitude) : T(0);
       for (std::int64_t n = 0; n < g.batch; ++n) {
         const T* t_n = t.data<T>() + n * pooled;
         if (tanh_after) {
-          const T* y_n = y + n * pooled;
-          for (std::int64_t k = 0; k < pooled; ++k) {
-            const T slope = ratio_after * (square_after - y_n[k] * y_n[k]);
-            t_pool[k] = t_n[k] * (squared ? slope * slope : slope);
-          }
+          times_tanh_slope(*tanh_after, squared, y + n * pooled, t_n, pooled, t_pool.get());
           t_n = t_pool.get();
         }
         subsampling_adjoint(g, s, isa, t_n,

@@ -118,8 +118,7 @@ void grad_x_row(const ConvGeometry& g, const float* dz, std::int64_t dz_width, c
   V sum[X];
 #pragma GCC unroll 16
   for (int k = 0; k < X; ++k) sum[k] = Simd::zero();
-  const std::int64_t p_first = std::max<std::int64_t>(0, y - g.out_h + 1);
-  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y);
+  const auto [p_first, p_last] = direct::kernel_rows_reaching(g, y);
   for (const std::int64_t o : outputs)
     for (std::int64_t p = p_first; p <= p_last; ++p) {
       // dz at output position m = x0 + k - q is at index m + KW - 1 of its padded row.
@@ -150,8 +149,7 @@ void grad_x_whole_row(const ConvGeometry& g, const float* dz, std::int64_t dz_wi
   V sum[W];
 #pragma GCC unroll 16
   for (int k = 0; k < W; ++k) sum[k] = Simd::zero();
-  const std::int64_t p_first = std::max<std::int64_t>(0, y - g.out_h + 1);
-  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y);
+  const auto [p_first, p_last] = direct::kernel_rows_reaching(g, y);
   for (const std::int64_t o : outputs)
     for (std::int64_t p = p_first; p <= p_last; ++p) {
       const float* row = dz + ((o * g.out_h + y - p) * dz_width + KW - 1) * L;
@@ -189,8 +187,7 @@ class Lanes final : public LaneConvolution {
         outputs_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.out_channels * g.in_channels))),
         input_counts_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.out_channels))),
         output_counts_(make_cached_array<std::int64_t>(static_cast<std::size_t>(g.in_channels))),
-        dz_width_(g.out_w + 2 * (g.kernel_w - 1)),
-        dz_(make_cached_array<float>(static_cast<std::size_t>(g.out_channels * g.out_h * dz_width_ * L))) {
+        dz_width_(g.out_w + 2 * (g.kernel_w - 1)) {
     std::fill_n(input_counts_.get(), g.out_channels, 0);
     std::fill_n(output_counts_.get(), g.in_channels, 0);
     for (std::int64_t o = 0; o < g.out_channels; ++o)
@@ -199,14 +196,6 @@ class Lanes final : public LaneConvolution {
           inputs_[o * g.in_channels + input_counts_[o]++] = c;
           outputs_[c * g.out_channels + output_counts_[c]++] = o;
         }
-    // The subsampling's adjoint writes dz's rows whole: only the KW - 1 positions either side of
-    // each row need zeros.
-    const std::int64_t border = (g.kernel_w - 1) * L;
-    for (std::int64_t row = 0; row < g.out_channels * g.out_h; ++row) {
-      float* first = dz_.get() + row * dz_width_ * L;
-      std::fill_n(first, border, 0.0f);
-      std::fill_n(first + dz_width_ * L - border, border, 0.0f);
-    }
   }
 
   Isa isa() const override { return Simd::kIsa; }
@@ -271,6 +260,7 @@ class Lanes final : public LaneConvolution {
     for (std::int64_t o = 0; o < g_.out_channels; ++o) {
       V sum_dz = Simd::zero(), sum_t_window = Simd::zero(), sum_t = Simd::zero();
       const V channel_scale = scale ? Simd::set1(scale[o]) : Simd::zero();
+      if (scale && !dz_) make_dz();
       for (std::int64_t i = 0; i < out_h; ++i)
         for (std::int64_t j = 0; j < out_w; ++j) {
           const V tv = Simd::load(t + ((o * out_h + i) * out_w + j) * L);
@@ -355,6 +345,18 @@ class Lanes final : public LaneConvolution {
   }
 
  private:
+  // dz, made by the first subsample_adjoint that wants it (a forward alone never does). The
+  // adjoint writes its rows whole: only the KW - 1 positions either side of each row need zeros.
+  void make_dz() {
+    dz_ = make_cached_array<float>(static_cast<std::size_t>(g_.out_channels * g_.out_h * dz_width_ * L));
+    const std::int64_t border = (g_.kernel_w - 1) * L;
+    for (std::int64_t row = 0; row < g_.out_channels * g_.out_h; ++row) {
+      float* first = dz_.get() + row * dz_width_ * L;
+      std::fill_n(first, border, 0.0f);
+      std::fill_n(first + dz_width_ * L - border, border, 0.0f);
+    }
+  }
+
   ChannelList inputs_of(std::int64_t o) const {
     return {inputs_.get() + o * g_.in_channels, static_cast<std::size_t>(input_counts_[o])};
   }
@@ -369,7 +371,7 @@ class Lanes final : public LaneConvolution {
   std::shared_ptr<std::int64_t[]> outputs_;  // [Cin][Cout]: row c begins with the outputs reading c
   std::shared_ptr<std::int64_t[]> input_counts_, output_counts_;
   std::int64_t dz_width_;
-  std::shared_ptr<float[]> dz_;    // [Cout][Ho][Wo + 2 (KW - 1)][L], zero outside the output
+  std::shared_ptr<float[]> dz_;    // [Cout][Ho][Wo + 2 (KW - 1)][L], zero outside the output; lazy
   std::shared_ptr<float[]> sums_;  // grad_w, [Cout][Cin][KH][KW][L]
 };
 

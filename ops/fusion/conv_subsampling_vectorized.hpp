@@ -65,6 +65,15 @@ inline std::shared_ptr<float[]> zeroed_array(std::size_t n) {
   return a;
 }
 
+// The kernel rows p that reach row y of the (padded) input from one of the Ho output rows, the
+// output row being y - p: [first, last], empty when first > last.
+struct KernelRows {
+  std::int64_t first, last;
+};
+inline KernelRows kernel_rows_reaching(const ConvGeometry& g, std::int64_t y) {
+  return {std::max<std::int64_t>(0, y - g.out_h + 1), std::min<std::int64_t>(g.kernel_h - 1, y)};
+}
+
 // ---- By width ----
 
 // z[o0 + o, h0 + r, j0 + v L + lane] for o < CB, r < RB, v < VB (lanes past Wo not stored) of
@@ -399,8 +408,7 @@ void channel_grad_x_block(const ConvGeometry& g, const float* dzh, std::int64_t 
   for (int k = 0; k < X; ++k) sum[k] = Simd::zero();
   // Padded coordinates: output row h = y + padding - p must be one of the Ho rows.
   const std::int64_t y_padded = y + g.padding;
-  const std::int64_t p_first = std::max<std::int64_t>(0, y_padded - g.out_h + 1);
-  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y_padded);
+  const auto [p_first, p_last] = kernel_rows_reaching(g, y_padded);
   const std::int64_t blocks = g.out_channels / kChannelBlock;
   const std::int64_t block_floats = g.out_h * dzh_width * kChannelBlock;
   for (std::int64_t block = 0; block < blocks; ++block)
@@ -437,8 +445,7 @@ void channel_grad_x_row(const ConvGeometry& g, const float* dzh, std::int64_t dz
   V sum[W];
 #pragma GCC unroll 16
   for (int k = 0; k < W; ++k) sum[k] = Simd::zero();
-  const std::int64_t p_first = std::max<std::int64_t>(0, y - g.out_h + 1);
-  const std::int64_t p_last = std::min<std::int64_t>(g.kernel_h - 1, y);
+  const auto [p_first, p_last] = kernel_rows_reaching(g, y);
   const std::int64_t blocks = g.out_channels / kChannelBlock;
   const std::int64_t block_floats = g.out_h * dzh_width * kChannelBlock;
   for (std::int64_t block = 0; block < blocks; ++block)

@@ -25,9 +25,7 @@ struct ConvGeometry {
 ConvGeometry conv_geometry(const Variable& x, const Variable& w, const Variable& b,
                            std::int64_t stride, std::int64_t padding);
 
-/// Checks that a connection table (other than `all`) is [Cout, Cin] for these arguments.
-void check_connections(const Variable& x, const Variable& w, const Variable& b,
-                       const ConnectionTable& connections, std::int64_t stride,
-                       std::int64_t padding);
+/// Checks that a connection table (other than `all`) is [Cout, Cin] for w:[Cout, Cin, KH, KW].
+void check_connections(const Variable& w, const ConnectionTable& connections);
 
 }  // namespace ag
